@@ -1,0 +1,106 @@
+"""Prometheus metrics, named as Vector names its internal metrics (DESIGN.md section 4).
+
+One `Metrics` object per process owns a private registry, so tests can build several
+pipelines in one interpreter. Components get counters through it, bound once to their
+labels (a labelled child is looked up once, never per line).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+
+class _CallbackCollector(Collector):
+    """Gauges computed at scrape time (per-file lag, checkpoint age, buffer depth)."""
+
+    def __init__(self, fn: Callable[[], Iterable[GaugeMetricFamily]]) -> None:
+        self._fn = fn
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        return self._fn()
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=False)
+        labels = ["component_id", "component_kind", "component_type"]
+        self.received_events = Counter(
+            "kubelogs_component_received_events",
+            "Events a component received.",
+            labels,
+            registry=self.registry,
+        )
+        self.received_bytes = Counter(
+            "kubelogs_component_received_bytes",
+            "Bytes a component received (sources: bytes read from files or sockets).",
+            labels,
+            registry=self.registry,
+        )
+        self.sent_events = Counter(
+            "kubelogs_component_sent_events",
+            "Events a component sent on (sinks: delivered or made durable).",
+            labels,
+            registry=self.registry,
+        )
+        self.sent_bytes = Counter(
+            "kubelogs_component_sent_bytes",
+            "Bytes a sink wrote.",
+            labels,
+            registry=self.registry,
+        )
+        self.errors = Counter(
+            "kubelogs_component_errors",
+            "Errors by component, error type and pipeline stage.",
+            [*labels, "error_type", "stage"],
+            registry=self.registry,
+        )
+        self.discarded_events = Counter(
+            "kubelogs_component_discarded_events",
+            "Events dropped on purpose (filters, excluded pods) or after a permanent error.",
+            [*labels, "intentional"],
+            registry=self.registry,
+        )
+        self.lost_bytes = Counter(
+            "kubelogs_lost_bytes",
+            "Bytes removed from disk before they were read (rotated and deleted, or "
+            "truncated past the checkpoint).",
+            ["component_id", "file"],
+            registry=self.registry,
+        )
+        self.queue_events = Gauge(
+            "kubelogs_buffer_events",
+            "Events waiting in a component's input queue or buffer.",
+            ["component_id"],
+            registry=self.registry,
+        )
+
+    def add_collector(self, fn: Callable[[], Iterable[GaugeMetricFamily]]) -> None:
+        self.registry.register(_CallbackCollector(fn))
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class ComponentMetrics:
+    """Counters of one component, bound to its labels once."""
+
+    def __init__(self, metrics: Metrics, component_id: str, kind: str, type_: str) -> None:
+        self._metrics = metrics
+        self._labels = (component_id, kind, type_)
+        self.received_events = metrics.received_events.labels(*self._labels)
+        self.received_bytes = metrics.received_bytes.labels(*self._labels)
+        self.sent_events = metrics.sent_events.labels(*self._labels)
+        self.sent_bytes = metrics.sent_bytes.labels(*self._labels)
+
+    def error(self, error_type: str, stage: str) -> None:
+        self._metrics.errors.labels(*self._labels, error_type, stage).inc()
+
+    def discarded(self, count: int, *, intentional: bool) -> None:
+        if count:
+            self._metrics.discarded_events.labels(
+                *self._labels, "true" if intentional else "false"
+            ).inc(count)
