@@ -26,6 +26,9 @@ class Output(Protocol):
 class Input(Protocol):
     def __aiter__(self) -> AsyncIterator[Batch]: ...
 
+    def receive_nowait(self) -> Batch | None:
+        """The next batch if one is waiting (lets a sink group several into one write)."""
+
 
 @runtime_checkable
 class Source(Protocol):

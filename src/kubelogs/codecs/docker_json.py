@@ -1,0 +1,130 @@
+"""Docker json-file lines: ``{"log":"<msg>\\n","stream":"stdout","time":"<RFC3339Nano>"}``.
+
+Docker splits messages longer than 16 KiB into several lines whose ``log`` does not end in
+a newline; they are joined until one does. Decoding uses a typed msgspec struct (no dict
+per line). A line that is not valid JSON of that shape is kept as the message and flagged
+``malformed``; invalid UTF-8 inside the JSON is replaced by U+FFFD first.
+"""
+
+from __future__ import annotations
+
+import time
+
+import msgspec
+
+from kubelogs.codecs.columns import Columns
+from kubelogs.codecs.timestamps import parse_rfc3339_ns
+
+
+class _DockerLine(msgspec.Struct):
+    log: str
+    stream: str = ""
+    time: str = ""
+
+
+_decode = msgspec.json.Decoder(_DockerLine).decode
+
+
+class DockerJsonParser:
+    __slots__ = ("_first_off", "_first_ts", "_parts", "_size", "_stream", "_truncated", "max_size")
+
+    def __init__(self, max_size: int) -> None:
+        self.max_size = max_size
+        self._parts: list[str] = []
+        self._size = 0
+        self._first_off = -1
+        self._first_ts = 0
+        self._stream = ""
+        self._truncated = False
+
+    @property
+    def pending_offset(self) -> int | None:
+        return self._first_off if self._first_off >= 0 else None
+
+    def reset(self) -> None:
+        self._parts = []
+        self._size = 0
+        self._first_off = -1
+        self._truncated = False
+
+    def feed(self, lines: list[bytes], offset: int, cols: Columns, truncated: bool = False) -> int:
+        times, messages, streams, offsets = cols.times, cols.messages, cols.streams, cols.offsets
+        max_size = self.max_size
+        for line in lines:
+            nxt = offset + len(line) + 1
+            if truncated:
+                # A physical line cut by the tailer is no longer valid JSON.
+                self._malformed(line, offset, cols, truncated=True)
+                offset = nxt
+                continue
+            try:
+                d = _decode(line)
+            except msgspec.DecodeError:
+                try:
+                    d = _decode(line.decode("utf-8", "replace").encode())
+                except msgspec.DecodeError:
+                    self._malformed(line, offset, cols)
+                    offset = nxt
+                    continue
+            ts = parse_rfc3339_ns(d.time.encode()) if d.time else None
+            if ts is None:
+                self._malformed(line, offset, cols)
+                offset = nxt
+                continue
+            msg = d.log
+            final = msg.endswith("\n")
+            if final:
+                msg = msg[:-1]
+            if final and self._first_off < 0:
+                row = len(messages)
+                if len(msg) > max_size:
+                    msg = msg[:max_size]
+                    cols.flag(row, "truncated")
+                times.append(ts)
+                messages.append(msg)
+                streams.append(d.stream)
+                offsets.append(offset)
+            else:
+                if self._first_off < 0:
+                    self._first_off = offset
+                    self._first_ts = ts
+                    self._stream = d.stream
+                room = max_size - self._size
+                if len(msg) > room:
+                    msg = msg[:room]
+                    self._truncated = True
+                if msg:
+                    self._parts.append(msg)
+                    self._size += len(msg)
+                if final:
+                    self._emit(cols)
+            offset = nxt
+        return offset
+
+    def _emit(self, cols: Columns) -> None:
+        row = len(cols.messages)
+        cols.times.append(self._first_ts)
+        cols.messages.append("".join(self._parts))
+        cols.streams.append(self._stream)
+        cols.offsets.append(self._first_off)
+        if self._truncated:
+            cols.flag(row, "truncated")
+        self.reset()
+
+    def flush(self, cols: Columns) -> None:
+        if self._first_off >= 0:
+            self._emit(cols)
+
+    def _malformed(self, line: bytes, offset: int, cols: Columns, truncated: bool = False) -> None:
+        self.flush(cols)
+        row = len(cols.messages)
+        if len(line) > self.max_size:
+            line = line[: self.max_size]
+            truncated = True
+        cols.times.append(time.time_ns())
+        cols.messages.append(line.decode("utf-8", "replace"))
+        cols.streams.append("")
+        cols.offsets.append(offset)
+        cols.flag(row, "malformed")
+        if truncated:
+            cols.flag(row, "truncated")

@@ -1,0 +1,7 @@
+"""Every built-in component type, imported here so it registers: the one list to grep."""
+
+from kubelogs.sinks import blackhole, file, stdout
+from kubelogs.sources import file as file_source
+from kubelogs.sources import kubernetes_logs
+
+__all__ = ["blackhole", "file", "file_source", "kubernetes_logs", "stdout"]

@@ -1,0 +1,325 @@
+"""Read a config file: YAML -> environment substitution -> typed models -> graph checks.
+
+Every problem is collected before failing, as ``path.to.key: message``, so that
+`kubelogs validate` reports all of them at once (as Vector's topology builder does).
+Environment references ``${VAR}`` and ``${VAR:-default}`` are replaced inside string
+values after YAML parsing (so a value can never break the YAML structure); ``$$`` is a
+literal ``$``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import Field, ValidationError
+
+from kubelogs.config.base import ComponentConfig, StrictModel
+from kubelogs.config.errors import ConfigFileError, ConfigInvalid
+from kubelogs.config.registry import lookup, names
+from kubelogs.config.units import Duration
+
+DEFAULT_CONFIG_PATH = Path("/etc/kubelogs/kubelogs.yaml")
+DEFAULT_DATA_DIR = Path("/var/lib/kubelogs")
+
+_VAR_RE = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class ApiConfig(StrictModel):
+    enabled: bool = True
+    """Serve /metrics, /healthz and /readyz."""
+    listen: str = "127.0.0.1:24231"
+    """host:port; loopback by default, the Helm chart sets 0.0.0.0:24231."""
+
+
+class LogConfig(StrictModel):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["console", "json"] = "console"
+    """`json` for log collection by another pipeline, `console` for people."""
+
+
+class RootConfig(StrictModel):
+    """The whole file. Components are checked separately against their registered type."""
+
+    data_dir: Path = DEFAULT_DATA_DIR
+    """Checkpoints, buffers and the local store's default home."""
+    node_name: str = ""
+    """This node's name; defaults to `$NODE_NAME`, then the host name."""
+    api: ApiConfig = Field(default_factory=ApiConfig)
+    log: LogConfig = Field(default_factory=LogConfig)
+    shutdown_grace_period: Duration = 30.0
+    """How long SIGTERM waits for sinks to flush; keep below the pod's
+    terminationGracePeriodSeconds."""
+    sources: dict[str, Any] = Field(default_factory=dict)
+    transforms: dict[str, Any] = Field(default_factory=dict)
+    sinks: dict[str, Any] = Field(default_factory=dict)
+
+
+class Config:
+    """A validated configuration: the root settings and typed component configs."""
+
+    def __init__(
+        self,
+        root: RootConfig,
+        components: dict[str, ComponentConfig],
+        inputs: dict[str, list[str]],
+        source: str,
+    ) -> None:
+        self.root = root
+        self.components = components
+        self.inputs = inputs
+        """Component id -> resolved upstream component ids (globs expanded)."""
+        self.source = source
+
+    @property
+    def node_name(self) -> str:
+        return self.root.node_name or os.environ.get("NODE_NAME") or socket.gethostname()
+
+
+def substitute_env(value: Any, env: Mapping[str, str], path: str, problems: list[str]) -> Any:
+    if isinstance(value, str):
+
+        def repl(m: re.Match[str]) -> str:
+            if m.group(0) == "$$":
+                return "$"
+            name, default = m.group(1), m.group(2)
+            if name in env and (env[name] or default is None):
+                return env[name]
+            if default is not None:
+                return default
+            problems.append(f"{path or '<root>'}: environment variable {name} is not set")
+            return ""
+
+        return _VAR_RE.sub(repl, value)
+    if isinstance(value, dict):
+        return {
+            k: substitute_env(v, env, f"{path}.{k}" if path else str(k), problems)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [substitute_env(v, env, f"{path}[{i}]", problems) for i, v in enumerate(value)]
+    return value
+
+
+def _loc(prefix: str, loc: tuple[int | str, ...]) -> str:
+    out = prefix
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out = f"{out}.{part}" if out else str(part)
+    return out or "<root>"
+
+
+def _pydantic_problems(prefix: str, err: ValidationError) -> list[str]:
+    problems = []
+    for e in err.errors(include_url=False):
+        loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key"
+        elif msg.startswith("Value error, "):
+            msg = msg[len("Value error, ") :]
+        problems.append(f"{_loc(prefix, loc)}: {msg}")
+    return problems
+
+
+def parse_yaml(text: str, source: str) -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown place"
+        raise ConfigFileError(
+            f"{source}: not valid YAML at {where}: {exc.problem or exc}"
+        ) from None
+    except yaml.YAMLError as exc:
+        raise ConfigFileError(f"{source}: not valid YAML: {exc}") from None
+
+
+def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Config:
+    """Load and validate `path`; raise `ConfigFileError` or `ConfigInvalid` (all problems)."""
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigFileError(f"{source}: no such config file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigFileError(f"{source}: cannot read config file: {exc}") from None
+    return config_from_data(parse_yaml(text, source), source, env)
+
+
+def config_from_data(data: Any, source: str, env: Mapping[str, str] | None = None) -> Config:
+    import kubelogs.components  # noqa: F401  (registers the built-in component types)
+
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigInvalid(source, ["<root>: the config must be a mapping of keys"])
+    problems: list[str] = []
+    data = substitute_env(data, os.environ if env is None else env, "", problems)
+    try:
+        root = RootConfig.model_validate(data)
+    except ValidationError as exc:
+        problems.extend(_pydantic_problems("", exc))
+        raise ConfigInvalid(source, problems) from None
+
+    components: dict[str, ComponentConfig] = {}
+    kinds = {"sources": "source", "transforms": "transform", "sinks": "sink"}
+    section_of: dict[str, str] = {}
+    for section, kind in kinds.items():
+        table = getattr(root, section)
+        for cid, raw in table.items():
+            where = f"{section}.{cid}"
+            if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", str(cid)):
+                problems.append(f"{where}: component ids use letters, digits, _ . -")
+                continue
+            if cid in section_of:
+                problems.append(f"{where}: id also used in {section_of[cid]}")
+                continue
+            section_of[cid] = section
+            if not isinstance(raw, dict):
+                problems.append(f"{where}: must be a mapping with a `type`")
+                continue
+            type_name = raw.get("type")
+            if not type_name:
+                problems.append(f"{where}.type: missing; one of {', '.join(names(kind))}")
+                continue
+            reg = lookup(kind, str(type_name))
+            if reg is None:
+                problems.append(
+                    f"{where}.type: unknown {kind} type {type_name!r}; "
+                    f"one of {', '.join(names(kind))}"
+                )
+                continue
+            try:
+                components[cid] = reg.config.model_validate(raw)
+            except ValidationError as exc:
+                problems.extend(_pydantic_problems(where, exc))
+
+    inputs = _check_graph(root, components, section_of, problems)
+    if problems:
+        raise ConfigInvalid(source, problems)
+    if not any(c.kind == "sink" for c in components.values()):
+        raise ConfigInvalid(source, ["sinks: at least one sink is required"])
+    return Config(root, components, inputs, source)
+
+
+def _check_graph(
+    root: RootConfig,
+    components: dict[str, ComponentConfig],
+    section_of: dict[str, str],
+    problems: list[str],
+) -> dict[str, list[str]]:
+    import fnmatch
+
+    producers = [cid for cid, s in section_of.items() if s in ("sources", "transforms")]
+    inputs: dict[str, list[str]] = {}
+    for section in ("transforms", "sinks"):
+        for cid, raw in getattr(root, section).items():
+            if not isinstance(raw, dict):
+                continue
+            wanted = raw.get("inputs")
+            if not isinstance(wanted, list):
+                if "inputs" not in raw:
+                    problems.append(f"{section}.{cid}.inputs: missing; name what this reads")
+                continue
+            resolved: list[str] = []
+            for i, pattern in enumerate(wanted):
+                pattern = str(pattern)
+                if any(ch in pattern for ch in "*?["):
+                    hits = [p for p in producers if p != cid and fnmatch.fnmatchcase(p, pattern)]
+                else:
+                    hits = [pattern] if pattern in producers else []
+                if not hits:
+                    why = (
+                        "is a sink; sinks produce nothing"
+                        if section_of.get(pattern) == "sinks"
+                        else "matches no source or transform"
+                    )
+                    problems.append(f"{section}.{cid}.inputs[{i}]: {pattern!r} {why}")
+                resolved.extend(h for h in hits if h not in resolved)
+            if cid in resolved:
+                problems.append(f"{section}.{cid}.inputs: a component cannot read itself")
+                resolved.remove(cid)
+            inputs[cid] = resolved
+
+    # Cycles (transforms only can form them).
+    state: dict[str, int] = {}
+
+    def visit(node: str, trail: list[str]) -> None:
+        state[node] = 1
+        for up in inputs.get(node, []):
+            if state.get(up) == 1:
+                cycle = [*trail[trail.index(up) :], up] if up in trail else [node, up]
+                problems.append(
+                    f"{section_of.get(node, 'transforms')}.{node}.inputs: cycle "
+                    + " -> ".join(cycle)
+                )
+            elif state.get(up) is None:
+                visit(up, [*trail, up])
+        state[node] = 2
+
+    for cid in inputs:
+        if state.get(cid) is None:
+            visit(cid, [cid])
+
+    consumed = {up for ups in inputs.values() for up in ups}
+    for cid in producers:
+        if cid not in consumed:
+            problems.append(f"{section_of[cid]}.{cid}: nothing reads its output")
+    return inputs
+
+
+def default_config_data(env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The built-in pipeline: container logs -> metadata when in a cluster -> local store."""
+    env = os.environ if env is None else env
+    data: dict[str, Any] = {
+        "sources": {"containers": {"type": "kubernetes_logs"}},
+        "sinks": {"store": {"type": "local", "inputs": ["containers"]}},
+    }
+    if env.get("KUBERNETES_SERVICE_HOST"):
+        data["transforms"] = {"k8s": {"type": "kubernetes_metadata", "inputs": ["containers"]}}
+        data["sinks"]["store"]["inputs"] = ["k8s"]
+    return data
+
+
+def resolve_config_path(explicit: str | None) -> Path | None:
+    """`-c FILE`, else `$KUBELOGS_CONFIG`, else /etc/kubelogs/kubelogs.yaml if present."""
+    if explicit:
+        return Path(explicit)
+    env_path = os.environ.get("KUBELOGS_CONFIG")
+    if env_path:
+        return Path(env_path)
+    if DEFAULT_CONFIG_PATH.exists():
+        return DEFAULT_CONFIG_PATH
+    return None
+
+
+def load_effective_config(explicit: str | None) -> Config:
+    path = resolve_config_path(explicit)
+    if path is None:
+        return config_from_data(default_config_data(), "<built-in default config>")
+    return load_config(path)
+
+
+def default_store_path() -> Path:
+    """Where `kubelogs search` looks without `--store`: `$KUBELOGS_STORE`, else the
+    local sink of the effective config, else ``<data_dir>/store``."""
+    env_store = os.environ.get("KUBELOGS_STORE")
+    if env_store:
+        return Path(env_store)
+    try:
+        cfg = load_effective_config(None)
+    except Exception:
+        return DEFAULT_DATA_DIR / "store"
+    for comp in cfg.components.values():
+        if comp.type == "local":
+            path = getattr(comp, "path", None)
+            return Path(path) if path else cfg.root.data_dir / "store"
+    return cfg.root.data_dir / "store"
