@@ -1,0 +1,170 @@
+#!/usr/bin/env python3
+"""Drain a generated node log tree through `kubelogs run` and report the agent's cost.
+
+Usage: uv run python bench/agent_bench.py [--lines 2000000] [--containers 20]
+       [--format cri|docker] [--sink blackhole|local] [--metadata] [--repeat 3]
+
+Generates the tree with ../shared/bench/gen_logs.py (or reuses --root), runs the agent
+as a child process with a blackhole (or local store) sink, waits until the sink has sent
+every expected record (polling /metrics), stops it with SIGTERM, and prints lines/s per
+CPU-second, CPU-s per 1M lines, CPU-s per GB and peak RSS (ru_maxrss of the child). The
+median of `--repeat` runs is reported; machines are noisy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import resource
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+GEN = HERE.parent.parent / "shared" / "bench" / "gen_logs.py"
+
+
+def sent_events(port: int, sink: str) -> float:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+        text = r.read().decode()
+    pat = re.compile(
+        r'^kubelogs_component_sent_events_total\{component_id="%s"[^}]*\} (\S+)$' % sink, re.M
+    )
+    m = pat.search(text)
+    return float(m.group(1)) if m else 0.0
+
+
+def run_once(root: Path, manifest: dict, sink: str, work: Path, extra_transform: dict | None,
+             env_extra: dict[str, str]) -> dict[str, float]:
+    data_dir = work / "data"
+    shutil.rmtree(data_dir, ignore_errors=True)
+    sink_cfg: dict = {"type": sink, "inputs": ["k8s" if extra_transform else "containers"]}
+    if sink == "local":
+        sink_cfg["path"] = str(work / "store")
+        shutil.rmtree(work / "store", ignore_errors=True)
+    cfg = {
+        "data_dir": str(data_dir),
+        "node_name": "node-bench-1",
+        "api": {"listen": "127.0.0.1:0"},
+        "log": {"level": "warning"},
+        "sources": {"containers": {"type": "kubernetes_logs",
+                                   "include": [str(root / "var/log/containers/*.log")]}},
+        "sinks": {"out": sink_cfg},
+    }
+    if extra_transform:
+        cfg["transforms"] = {"k8s": extra_transform}
+    import yaml
+
+    cfg_path = work / "bench.yaml"
+    cfg_path.write_text(yaml.safe_dump(cfg))
+    log_path = work / "agent.log"
+    env = {**os.environ, **env_extra}
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.monotonic()
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "kubelogs", "run", "-c", str(cfg_path)],
+            stderr=log, stdout=subprocess.DEVNULL, env=env,
+        )
+    # The API port is printed at info level only; find it via /proc instead.
+    port = None
+    deadline = time.monotonic() + 60
+    while port is None and time.monotonic() < deadline:
+        port = _listening_port(proc.pid)
+        time.sleep(0.05)
+    if port is None:
+        proc.kill()
+        raise SystemExit(f"agent did not open its API port; see {log_path}")
+    expected = manifest["records_expected"]
+    while sent_events(port, "out") < expected:
+        if proc.poll() is not None:
+            raise SystemExit(f"agent exited early; see {log_path}")
+        time.sleep(0.2)
+    wall = time.monotonic() - t0
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(120)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    lines = manifest["lines"]
+    return {
+        "lines_per_cpu_s": lines / cpu,
+        "cpu_s_per_1M_lines": cpu / (lines / 1e6),
+        "cpu_s_per_GB": cpu / (manifest["bytes"] / 1e9),
+        "wall_s": wall,
+        "lines_per_wall_s": lines / wall,
+        "peak_rss_mib": after.ru_maxrss / 1024,
+    }
+
+
+def _listening_port(pid: int) -> int | None:
+    try:
+        inodes = set()
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                link = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if link.startswith("socket:["):
+                inodes.add(link[8:-1])
+        with open(f"/proc/{pid}/net/tcp") as f:
+            next(f)
+            for line in f:
+                parts = line.split()
+                if parts[3] == "0A" and parts[9] in inodes:
+                    return int(parts[1].split(":")[1], 16)
+    except OSError:
+        return None
+    return None
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--root", type=Path, help="reuse an existing generated tree")
+    ap.add_argument("--lines", type=int, default=2_000_000)
+    ap.add_argument("--containers", type=int, default=20)
+    ap.add_argument("--format", choices=["cri", "docker"], default="cri")
+    ap.add_argument("--sink", choices=["blackhole", "local"], default="blackhole")
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--metadata", action="store_true",
+                    help="add the kubernetes_metadata transform fed by a FakeApiServer")
+    ap.add_argument("--no-malloc-env", action="store_true",
+                    help="do not set the glibc malloc thresholds")
+    a = ap.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="kubelogs-bench-"))
+    root = a.root or work / "tree"
+    if a.root is None:
+        subprocess.run([sys.executable, str(GEN), "--root", str(root), "--lines", str(a.lines),
+                        "--containers", str(a.containers), "--format", a.format],
+                       check=True, stdout=subprocess.DEVNULL)
+    manifest = json.loads((root / "manifest.json").read_text())
+    env_extra = {} if a.no_malloc_env else {
+        "MALLOC_MMAP_THRESHOLD_": "268435456", "MALLOC_TRIM_THRESHOLD_": "1073741824"}
+    transform = None
+    server = None
+    if a.metadata:
+        from kubelogs.testing.bench_apiserver import start_bench_apiserver
+
+        server, transform = start_bench_apiserver(root, work)
+    results = [run_once(root, manifest, a.sink, work, transform, env_extra)
+               for _ in range(a.repeat)]
+    if server is not None:
+        server.stop()
+    med = {k: statistics.median(r[k] for r in results) for k in results[0]}
+    print(json.dumps({"lines": manifest["lines"], "records": manifest["records_expected"],
+                      "bytes": manifest["bytes"], "format": manifest["format"],
+                      "sink": a.sink, "metadata": a.metadata, "runs": len(results),
+                      "median": {k: round(v, 2) for k, v in med.items()}}, indent=1))
+    shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
