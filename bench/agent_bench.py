@@ -36,14 +36,23 @@ def sent_events(port: int, sink: str) -> float:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
         text = r.read().decode()
     pat = re.compile(
-        r'^kubelogs_component_sent_events_total\{component_id="%s"[^}]*\} (\S+)$' % sink, re.M
+        r'^kubelogs_component_sent_events_total\{component_id="'
+        + re.escape(sink)
+        + r'"[^}]*\} (\S+)$',
+        re.M,
     )
     m = pat.search(text)
     return float(m.group(1)) if m else 0.0
 
 
-def run_once(root: Path, manifest: dict, sink: str, work: Path, extra_transform: dict | None,
-             env_extra: dict[str, str]) -> dict[str, float]:
+def run_once(
+    root: Path,
+    manifest: dict,
+    sink: str,
+    work: Path,
+    extra_transform: dict | None,
+    env_extra: dict[str, str],
+) -> dict[str, float]:
     data_dir = work / "data"
     shutil.rmtree(data_dir, ignore_errors=True)
     sink_cfg: dict = {"type": sink, "inputs": ["k8s" if extra_transform else "containers"]}
@@ -55,8 +64,12 @@ def run_once(root: Path, manifest: dict, sink: str, work: Path, extra_transform:
         "node_name": "node-bench-1",
         "api": {"listen": "127.0.0.1:0"},
         "log": {"level": "warning"},
-        "sources": {"containers": {"type": "kubernetes_logs",
-                                   "include": [str(root / "var/log/containers/*.log")]}},
+        "sources": {
+            "containers": {
+                "type": "kubernetes_logs",
+                "include": [str(root / "var/log/containers/*.log")],
+            }
+        },
         "sinks": {"out": sink_cfg},
     }
     if extra_transform:
@@ -72,7 +85,9 @@ def run_once(root: Path, manifest: dict, sink: str, work: Path, extra_transform:
     with open(log_path, "w") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "kubelogs", "run", "-c", str(cfg_path)],
-            stderr=log, stdout=subprocess.DEVNULL, env=env,
+            stderr=log,
+            stdout=subprocess.DEVNULL,
+            env=env,
         )
     # The API port is printed at info level only; find it via /proc instead.
     port = None
@@ -126,42 +141,76 @@ def _listening_port(pid: int) -> int | None:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--root", type=Path, help="reuse an existing generated tree")
     ap.add_argument("--lines", type=int, default=2_000_000)
     ap.add_argument("--containers", type=int, default=20)
     ap.add_argument("--format", choices=["cri", "docker"], default="cri")
     ap.add_argument("--sink", choices=["blackhole", "local"], default="blackhole")
     ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--metadata", action="store_true",
-                    help="add the kubernetes_metadata transform fed by a FakeApiServer")
-    ap.add_argument("--no-malloc-env", action="store_true",
-                    help="do not set the glibc malloc thresholds")
+    ap.add_argument(
+        "--metadata",
+        action="store_true",
+        help="add the kubernetes_metadata transform fed by a FakeApiServer",
+    )
+    ap.add_argument(
+        "--no-malloc-env", action="store_true", help="do not set the glibc malloc thresholds"
+    )
     a = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="kubelogs-bench-"))
     root = a.root or work / "tree"
     if a.root is None:
-        subprocess.run([sys.executable, str(GEN), "--root", str(root), "--lines", str(a.lines),
-                        "--containers", str(a.containers), "--format", a.format],
-                       check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(
+            [
+                sys.executable,
+                str(GEN),
+                "--root",
+                str(root),
+                "--lines",
+                str(a.lines),
+                "--containers",
+                str(a.containers),
+                "--format",
+                a.format,
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
     manifest = json.loads((root / "manifest.json").read_text())
-    env_extra = {} if a.no_malloc_env else {
-        "MALLOC_MMAP_THRESHOLD_": "268435456", "MALLOC_TRIM_THRESHOLD_": "1073741824"}
+    env_extra = (
+        {}
+        if a.no_malloc_env
+        else {"MALLOC_MMAP_THRESHOLD_": "268435456", "MALLOC_TRIM_THRESHOLD_": "1073741824"}
+    )
     transform = None
     server = None
     if a.metadata:
         from kubelogs.testing.bench_apiserver import start_bench_apiserver
 
         server, transform = start_bench_apiserver(root, work)
-    results = [run_once(root, manifest, a.sink, work, transform, env_extra)
-               for _ in range(a.repeat)]
+    results = [
+        run_once(root, manifest, a.sink, work, transform, env_extra) for _ in range(a.repeat)
+    ]
     if server is not None:
         server.stop()
     med = {k: statistics.median(r[k] for r in results) for k in results[0]}
-    print(json.dumps({"lines": manifest["lines"], "records": manifest["records_expected"],
-                      "bytes": manifest["bytes"], "format": manifest["format"],
-                      "sink": a.sink, "metadata": a.metadata, "runs": len(results),
-                      "median": {k: round(v, 2) for k, v in med.items()}}, indent=1))
+    print(
+        json.dumps(
+            {
+                "lines": manifest["lines"],
+                "records": manifest["records_expected"],
+                "bytes": manifest["bytes"],
+                "format": manifest["format"],
+                "sink": a.sink,
+                "metadata": a.metadata,
+                "runs": len(results),
+                "median": {k: round(v, 2) for k, v in med.items()},
+            },
+            indent=1,
+        )
+    )
     shutil.rmtree(work, ignore_errors=True)
     return 0
 

@@ -52,22 +52,38 @@ def test_generated_node_tree_arrives_complete(tmp_path: Path, fmt: str) -> None:
     """Every record of a realistic generated tree (partials, stack traces) arrives once."""
     node = tmp_path / "node"
     subprocess.run(
-        [sys.executable, str(SHARED_GEN), "--root", str(node), "--format", fmt,
-         "--lines", "30000", "--containers", "6", "--w-partial", "0.01"],
-        check=True, stdout=subprocess.DEVNULL,
+        [
+            sys.executable,
+            str(SHARED_GEN),
+            "--root",
+            str(node),
+            "--format",
+            fmt,
+            "--lines",
+            "30000",
+            "--containers",
+            "6",
+            "--w-partial",
+            "0.01",
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
     )
     manifest = json.loads((node / "manifest.json").read_text())
     out = tmp_path / "out.ndjson"
     cfg = tail_config(tmp_path, include=containers_glob(node), out=out)
     with Agent(cfg, tmp_path / "agent.log") as agent:
-        wait_for(lambda: count_lines(out) >= manifest["records_expected"], timeout=120,
-                 what="all records")
+        wait_for(
+            lambda: count_lines(out) >= manifest["records_expected"],
+            timeout=120,
+            what="all records",
+        )
         assert agent.stop() == 0
 
     docs = read_docs(out)
     assert manifest["records_expected"] == len(docs)
     ids = Counter((d["log"]["file"]["path"], d["log"]["offset"]) for d in docs)
-    assert [] == [k for k, n in ids.items() if n > 1]
+    assert [k for k, n in ids.items() if n > 1] == []
     per_file = Counter(d["log"]["file"]["path"] for d in docs)
     assert {f["path"]: f["records"] for f in manifest["files"]} == dict(per_file)
     sample = docs[0]
@@ -75,15 +91,17 @@ def test_generated_node_tree_arrives_complete(tmp_path: Path, fmt: str) -> None:
     assert sample["kubernetes"]["pod"]["uid"]
     assert sample["kubernetes"]["container"]["id"].startswith("containerd://")
     assert sample["host"]["name"] == "node-test"
-    assert sample["@timestamp"].endswith("Z") and len(sample["@timestamp"]) == 30
+    assert sample["@timestamp"].endswith("Z")
+    assert len(sample["@timestamp"]) == 30
     partial = [d for d in docs if len(d["message"]) > 16384]
     assert partial, "the tree has messages split by the runtime; they must be joined"
     assert all(d["message"].endswith('"}') for d in partial)
 
 
 @pytest.mark.parametrize("fmt", ["cri", "docker"])
-def test_partial_lines_are_joined_with_first_part_time_and_offset(node: Path, tmp_path: Path,
-                                                                   fmt: str) -> None:
+def test_partial_lines_are_joined_with_first_part_time_and_offset(
+    node: Path, tmp_path: Path, fmt: str
+) -> None:
     """P..F (CRI) and chunks without a newline (Docker) become one event."""
     pod = PodLog(node, fmt=fmt)
     pod.write("before")
@@ -98,9 +116,9 @@ def test_partial_lines_are_joined_with_first_part_time_and_offset(node: Path, tm
         assert agent.stop() == 0
     docs = read_docs(out)
 
-    assert ["before", "a" * 16384 + "b" * 16384 + "c" * 10, "after"] == [d["message"] for d in docs]
+    assert [d["message"] for d in docs] == ["before", "a" * 16384 + "b" * 16384 + "c" * 10, "after"]
     assert start == docs[1]["log"]["offset"]
-    sec, frac = divmod(first_ts, 1_000_000_000)
+    frac = first_ts % 1_000_000_000
     assert docs[1]["@timestamp"].endswith(f".{frac:09d}Z")
 
 
@@ -207,7 +225,7 @@ def test_sigterm_drains_and_restart_resends_nothing(node: Path, tmp_path: Path) 
 
     got = Counter(messages(out))
     assert n_after_stop >= 1
-    assert [] == [m for m, n in got.items() if n > 1]
+    assert [m for m, n in got.items() if n > 1] == []
 
 
 def test_kill9_loop_with_writer_rotating_loses_nothing(node: Path, tmp_path: Path) -> None:
@@ -244,8 +262,13 @@ def test_kill9_loop_with_writer_rotating_loses_nothing(node: Path, tmp_path: Pat
             wait_for(lambda b=before: count_lines(out) > b, timeout=60, what="progress")
             # kill at a random moment after progress was made
             deadline_lines = count_lines(out) + rng.randint(0, 3000)
-            wait_for(lambda d=deadline_lines: count_lines(out) >= d or agent.proc.poll() is not None,  # type: ignore[union-attr]
-                     timeout=30, what="more progress")
+            wait_for(
+                lambda d=deadline_lines, a=agent: (
+                    count_lines(out) >= d or a.proc.poll() is not None
+                ),
+                timeout=30,
+                what="more progress",
+            )
             agent.kill9()
     finally:
         stop.set()
@@ -255,7 +278,7 @@ def test_kill9_loop_with_writer_rotating_loses_nothing(node: Path, tmp_path: Pat
         assert agent.stop() == 0
 
     got = Counter(messages(out))
-    assert [] == [m for m in written if got[m] == 0]
+    assert [m for m in written if got[m] == 0] == []
     assert len(written) == len(set(written))
 
 
@@ -272,23 +295,24 @@ def test_hostile_file_is_kept_and_does_not_block_others(node: Path, tmp_path: Pa
     bad.write("ok-2")
     good.write(*[f"g-{i}" for i in range(100)])
     out = tmp_path / "out.ndjson"
-    cfg = tail_config(tmp_path, include=containers_glob(node), out=out,
-                      extra_source={"max_line_size": "1MiB"})
+    cfg = tail_config(
+        tmp_path, include=containers_glob(node), out=out, extra_source={"max_line_size": "1MiB"}
+    )
     with Agent(cfg, tmp_path / "agent.log") as agent:
         wait_messages(out, ["ok-1", "ok-2", *[f"g-{i}" for i in range(100)]])
         assert agent.stop() == 0
     docs = [d for d in read_docs(out) if "bad-1" in d["log"]["file"]["path"]]
 
-    assert "ok-1" == docs[0]["message"]
-    assert "caf\ufffd \ufffd\ufffd end" == docs[1]["message"]
-    assert "nul\x00byte" == docs[2]["message"]
-    assert 1024 * 1024 == len(docs[3]["message"].encode())
-    assert ["truncated"] == docs[3]["log"]["flags"]
+    assert docs[0]["message"] == "ok-1"
+    assert docs[1]["message"] == "caf\ufffd \ufffd\ufffd end"
+    assert docs[2]["message"] == "nul\x00byte"
+    assert len(docs[3]["message"].encode()) == 1024 * 1024
+    assert docs[3]["log"]["flags"] == ["truncated"]
     assert "malformed" in docs[4]["log"]["flags"]
-    assert ["malformed"] == docs[5]["log"]["flags"]
-    assert "not a cri line at all" == docs[5]["message"]
-    assert "ok-2" == docs[6]["message"]
-    assert 7 == len(docs)
+    assert docs[5]["log"]["flags"] == ["malformed"]
+    assert docs[5]["message"] == "not a cri line at all"
+    assert docs[6]["message"] == "ok-2"
+    assert len(docs) == 7
 
 
 def test_incomplete_last_line_waits_for_its_newline(node: Path, tmp_path: Path) -> None:
@@ -304,12 +328,12 @@ def test_incomplete_last_line_waits_for_its_newline(node: Path, tmp_path: Path) 
         port = agent.api_port
         wait_messages(out, ["one"])
         wait_for(lambda: _received_bytes(port) >= size, what="the agent read the fragment")
-        assert ["one"] == messages(out)
+        assert messages(out) == ["one"]
         pod.write_raw(line[20:])
         wait_messages(out, ["complete-me"])
         assert agent.stop() == 0
 
-    assert ["one", "complete-me"] == messages(out)
+    assert messages(out) == ["one", "complete-me"]
 
 
 def _received_bytes(port: int) -> float:
@@ -333,9 +357,9 @@ def test_new_files_and_plain_node_logs_are_found(node: Path, tmp_path: Path) -> 
         assert agent.stop() == 0
     docs = read_docs(out)
 
-    assert {"name": "node-test"} == docs[0]["host"]
-    assert {"node": {"name": "node-test"}} == docs[0]["kubernetes"]
-    assert 3 == len(docs)
+    assert docs[0]["host"] == {"name": "node-test"}
+    assert docs[0]["kubernetes"] == {"node": {"name": "node-test"}}
+    assert len(docs) == 3
 
 
 def test_exclude_namespaces_and_read_from_end(node: Path, tmp_path: Path) -> None:
@@ -345,8 +369,12 @@ def test_exclude_namespaces_and_read_from_end(node: Path, tmp_path: Path) -> Non
     kept.write("old")
     dropped.write("old-system")
     out = tmp_path / "out.ndjson"
-    cfg = tail_config(tmp_path, include=containers_glob(node), out=out,
-                      extra_source={"exclude_namespaces": ["kube-system"], "read_from": "end"})
+    cfg = tail_config(
+        tmp_path,
+        include=containers_glob(node),
+        out=out,
+        extra_source={"exclude_namespaces": ["kube-system"], "read_from": "end"},
+    )
     with Agent(cfg, tmp_path / "agent.log") as agent:
         api = agent.api_port
         wait_for(lambda: b"kubelogs_files_open" in _get(api, "/metrics"), what="metrics")
@@ -355,7 +383,7 @@ def test_exclude_namespaces_and_read_from_end(node: Path, tmp_path: Path) -> Non
         wait_messages(out, ["new"])
         assert agent.stop() == 0
 
-    assert ["new"] == messages(out)
+    assert messages(out) == ["new"]
 
 
 def _get(port: int, path: str) -> bytes:
@@ -372,32 +400,45 @@ def test_metrics_health_and_readiness(node: Path, tmp_path: Path) -> None:
     with Agent(cfg, tmp_path / "agent.log") as agent:
         port = agent.api_port
         wait_messages(out, [f"x-{i}" for i in range(10)])
-        assert b"ok\n" == _get(port, "/healthz")
-        assert b"ready\n" == _get(port, "/readyz")
+        assert _get(port, "/healthz") == b"ok\n"
+        assert _get(port, "/readyz") == b"ready\n"
         text = wait_for(
-            lambda: (t := _get(port, "/metrics").decode())
-            and 'kubelogs_file_lag_bytes{component_id="logs"' in t
-            and 'kubelogs_component_sent_events_total{component_id="out",component_kind="sink",component_type="file"} 10.0' in t
-            and t,
+            lambda: (
+                (t := _get(port, "/metrics").decode())
+                and 'kubelogs_file_lag_bytes{component_id="logs"' in t
+                and 'kubelogs_component_sent_events_total{component_id="out",'
+                'component_kind="sink",component_type="file"} 10.0'
+                in t
+                and t
+            ),
             what="metrics after delivery",
         )
         assert agent.stop() == 0
 
-    for series in ("kubelogs_component_received_events_total", "kubelogs_component_errors_total",
-                   "kubelogs_files_open", "kubelogs_checkpoint_age_seconds",
-                   "kubelogs_channel_events"):
+    for series in (
+        "kubelogs_component_received_events_total",
+        "kubelogs_component_errors_total",
+        "kubelogs_files_open",
+        "kubelogs_checkpoint_age_seconds",
+        "kubelogs_channel_events",
+    ):
         assert series in text
     lag = [ln for ln in text.splitlines() if ln.startswith("kubelogs_file_lag_bytes{")]
-    assert lag and all(ln.endswith(" 0.0") for ln in lag)
+    assert lag
+    assert all(ln.endswith(" 0.0") for ln in lag)
 
 
 def test_config_errors_exit_1_without_traceback(tmp_path: Path) -> None:
     """A broken config file gets one clear message and exit code 1."""
     bad = tmp_path / "bad.yaml"
     bad.write_text("sources:\n  a: {type: kubernetes_logs, bogus: 1}\nsinks: {}\n")
-    r = subprocess.run([sys.executable, "-m", "kubelogs", "run", "-c", str(bad)],
-                       capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [sys.executable, "-m", "kubelogs", "run", "-c", str(bad)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
-    assert 1 == r.returncode
+    assert r.returncode == 1
     assert "sources.a.bogus: unknown key" in r.stderr
     assert "Traceback" not in r.stderr

@@ -65,7 +65,9 @@ async def serve(cfg: object) -> int:
         try:
             await api.start()
         except OSError as exc:
-            raise OSError(f"api.listen: cannot listen on {cfg.root.api.listen}: {exc.strerror}")
+            raise OSError(
+                f"api.listen: cannot listen on {cfg.root.api.listen}: {exc.strerror}"
+            ) from None
     log.info(
         "kubelogs running: %d components, data in %s%s",
         len(pipeline.nodes),

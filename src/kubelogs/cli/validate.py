@@ -26,8 +26,10 @@ def run(args: argparse.Namespace) -> int:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
         return 1
-    counts = {k: sum(1 for c in cfg.components.values() if c.kind == k) for k in
-              ("source", "transform", "sink")}
+    counts = {
+        k: sum(1 for c in cfg.components.values() if c.kind == k)
+        for k in ("source", "transform", "sink")
+    }
     print(
         f"{args.config}: valid ({counts['source']} sources, {counts['transform']} transforms, "
         f"{counts['sink']} sinks)"

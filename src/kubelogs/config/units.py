@@ -27,7 +27,7 @@ def parse_size(value: Any) -> int:
         raise ValueError(f"{value!r} is not a size like 512MiB, 64KiB or 1GB")
     number, prefix, binary = m.groups()
     power = "kmgtp".find(prefix.lower()) + 1 if prefix else 0
-    base = 1024 if (binary or not prefix or prefix.islower() and not binary) else 1000
+    base = 1024 if (binary or not prefix or (prefix.islower() and not binary)) else 1000
     # `64k` and `64KiB` are binary; `64KB`/`64MB` decimal, as in Vector and Fluent Bit.
     if prefix and prefix.isupper() and not binary:
         base = 1000

@@ -105,7 +105,9 @@ def _queue_gauges(pipeline: Pipeline) -> list[Any]:
     from prometheus_client.core import GaugeMetricFamily
 
     g = GaugeMetricFamily(
-        "kubelogs_channel_events", "Events waiting in a component's input queue.", labels=["component_id"]
+        "kubelogs_channel_events",
+        "Events waiting in a component's input queue.",
+        labels=["component_id"],
     )
     for node in pipeline.nodes.values():
         if node.channel is not None:
@@ -139,9 +141,7 @@ async def run_pipeline(
                     pipeline_tasks.append(tg.create_task(_run_sink(n), name=f"sink:{n.id}"))
             for n in transforms:
                 # transform: applies process() to each batch and forwards it
-                pipeline_tasks.append(
-                    tg.create_task(_run_transform(n), name=f"transform:{n.id}")
-                )
+                pipeline_tasks.append(tg.create_task(_run_transform(n), name=f"transform:{n.id}"))
             for n in nodes.values():
                 if n.kind == "source":
                     # source: reads until stopping is set
@@ -171,10 +171,12 @@ async def run_pipeline(
 
 
 async def _enforce_grace(pipeline: Pipeline, tasks: list[asyncio.Task[None]]) -> None:
-    waiter = asyncio.ensure_future(asyncio.gather(*tasks, return_exceptions=True))
-    stop_wait = asyncio.ensure_future(pipeline.stopping.wait())
+    waiter: asyncio.Future[object] = asyncio.ensure_future(
+        asyncio.gather(*tasks, return_exceptions=True)
+    )
+    stop_wait: asyncio.Future[object] = asyncio.ensure_future(pipeline.stopping.wait())
     try:
-        done, _ = await asyncio.wait({waiter, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait([waiter, stop_wait], return_when=asyncio.FIRST_COMPLETED)
         if waiter in done:
             return
         grace = pipeline.config.root.shutdown_grace_period

@@ -18,7 +18,8 @@ from kubelogs.telemetry.metrics import ComponentMetrics
 class StdoutConfig(SinkConfig):
     type: Literal["stdout"]
     schema_: Literal["ecs", "fluentd"] = Field("ecs", alias="schema")
-    """Field names: ``ecs`` (Filebeat-style) or ``fluentd`` (fluent-plugin-kubernetes_metadata_filter)."""
+    """Field names: ``ecs`` (Filebeat-style) or ``fluentd``
+    (fluent-plugin-kubernetes_metadata_filter)."""
 
     def build(self, cx: BuildContext) -> StdoutSink:
         return StdoutSink(self, ComponentMetrics(cx.metrics, cx.component_id, "sink", "stdout"))

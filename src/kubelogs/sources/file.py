@@ -52,6 +52,7 @@ class FileSource:
 
         settings = TailSettings(
             source_id=source_id,
+            source_type="file",
             include=list(config.paths),
             exclude=list(config.exclude),
             read_from=config.read_from,

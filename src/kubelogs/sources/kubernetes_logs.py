@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 from typing import Literal
 
+from pydantic import Field
+
 from kubelogs.config.base import BuildContext
 from kubelogs.config.registry import register
 from kubelogs.kubernetes.document_meta import encode_meta
@@ -25,9 +27,9 @@ from kubelogs.tailing.tailer import Tailer, TailSettings
 @register("source", "kubernetes_logs", "Container logs of this node (CRI and Docker json-file).")
 class KubernetesLogsConfig(TailOptions):
     type: Literal["kubernetes_logs"]
-    include: list[str] = ["/var/log/containers/*.log"]
+    include: list[str] = Field(default_factory=lambda: ["/var/log/containers/*.log"])
     """Globs of container log files; symlinks are followed."""
-    exclude_namespaces: list[str] = []
+    exclude_namespaces: list[str] = Field(default_factory=list)
     """Namespaces whose containers are not read at all."""
 
     def build(self, cx: BuildContext) -> KubernetesLogsSource:
@@ -84,6 +86,7 @@ class KubernetesLogsSource:
 
         settings = TailSettings(
             source_id=source_id,
+            source_type="kubernetes_logs",
             include=list(config.include),
             exclude=list(config.exclude),
             read_from=config.read_from,

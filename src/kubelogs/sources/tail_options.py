@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Literal
 
+from pydantic import Field
+
 from kubelogs.config.base import SourceConfig
 from kubelogs.config.units import Duration, Size
 
 
 class TailOptions(SourceConfig):
-    exclude: list[str] = []
+    exclude: list[str] = Field(default_factory=list)
     """Globs matched against the same paths as `include`; a match is not read."""
     read_from: Literal["beginning", "end"] = "beginning"
     """Where a file with no checkpoint starts on the first run. Files that appear later,

@@ -73,8 +73,10 @@ class CheckpointStore:
                 "updated) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (source_id, file_key) DO "
                 "UPDATE SET path=excluded.path, offset=excluded.offset, size=excluded.size, "
                 "finished=excluded.finished, updated=excluded.updated",
-                [(source_id, r.file_key, r.path, r.offset, r.size, int(r.finished), now)
-                 for r in rows],
+                [
+                    (source_id, r.file_key, r.path, r.offset, r.size, int(r.finished), now)
+                    for r in rows
+                ],
             )
             db.executemany(
                 "DELETE FROM checkpoints WHERE source_id = ? AND file_key = ?",

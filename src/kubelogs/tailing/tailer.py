@@ -74,6 +74,8 @@ ContextFactory = Callable[[str, str, str, str], FileContext]
 @dataclass
 class TailSettings:
     source_id: str
+    source_type: str
+    """The component type, for metric labels."""
     include: list[str]
     exclude: list[str]
     read_from: str
@@ -101,8 +103,10 @@ class TailedFile:
     __slots__ = (
         "carry",
         "ctx",
+        "deleted",
         "dev",
         "discarding",
+        "factory",
         "fd",
         "fp",
         "head",
@@ -118,8 +122,6 @@ class TailedFile:
         "rotated",
         "saved",
         "size",
-        "deleted",
-        "factory",
     )
 
     def __init__(self, link: str, path: str, fd: int, st: os.stat_result, fp: str) -> None:
@@ -161,7 +163,7 @@ class Tailer:
         self.s = settings
         self.checkpoints = checkpoints
         self.metrics = metrics
-        self.cm = ComponentMetrics(metrics, settings.source_id, "source", "tail")
+        self.cm = ComponentMetrics(metrics, settings.source_id, "source", settings.source_type)
         self.files: list[TailedFile] = []
         self.by_link: dict[str, TailedFile] = {}
         self.by_inode: dict[tuple[int, int], TailedFile] = {}
@@ -256,7 +258,7 @@ class Tailer:
                 f = self._open(sib, sib, factory, rotated=True)
                 if f is None:
                     continue
-                row = self.rows.get(f.key)
+                row = self.rows.get(f.key) or self._row_of_copy(f)
                 if row is not None and row.finished and row.offset >= f.size:
                     self._discard(f)
                     used.add(f.key)
@@ -289,6 +291,14 @@ class Tailer:
                 self._lost(row.path, row.size - row.offset, "was removed while kubelogs was down")
             self._deleted_keys.append(key)
             del self.rows[key]
+
+    def _row_of_copy(self, f: TailedFile) -> Checkpoint | None:
+        """A copytruncate copy has the content (so the fingerprint) of a file we followed:
+        it resumes where that file's checkpoint stood."""
+        for row in self.rows.values():
+            if row.file_key.endswith(":" + f.fp) and row.file_key != f.key:
+                return row
+        return None
 
     def _siblings(self, real: str) -> list[str]:
         d, base = os.path.split(real)
@@ -429,14 +439,15 @@ class Tailer:
     def _restart_truncated(self, f: TailedFile, old_size: int) -> None:
         from kubelogs.pipeline.event import make_id_prefix
 
+        copied = self._finish_from_copy(f)
         lost = max(0, old_size - f.pos)
-        if lost:
+        if lost and not copied:
             self._lost(f.path, lost, "was truncated before it was read")
-        fp = fingerprint(f.fd)
         log.info("%s was truncated (copytruncate); reading it again from the start", f.path)
         old_key = f.key
         self.rows.pop(old_key, None)
         self._deleted_keys.append(old_key)
+        fp = fingerprint(f.fd)
         f.pos = 0
         f.carry = b""
         f.discarding = False
@@ -453,6 +464,31 @@ class Tailer:
         assert f.factory is not None
         f.ctx = f.factory(f.link, f.path, f.key, make_id_prefix(self.s.node_name, f.key))
 
+    def _finish_from_copy(self, f: TailedFile) -> bool:
+        """copytruncate copied the file before truncating it: the bytes we had not read
+        yet are in the copy. Find it next to the file (same first line) and read it on
+        from where we were."""
+        if f.pos == 0 or f.fp == "pending":
+            return False
+        for sib in self._siblings(f.path):
+            try:
+                st = os.stat(sib)
+            except OSError:
+                continue
+            if (st.st_dev, st.st_ino) in self.by_inode or st.st_size < f.pos:
+                continue
+            assert f.factory is not None
+            copy = self._open(sib, sib, f.factory, rotated=True)
+            if copy is None:
+                continue
+            if copy.fp != f.fp:
+                self._discard(copy)
+                continue
+            self._activate(copy, f.pos - len(f.carry) if not f.discarding else f.head_off)
+            log.info("reading the rest of %s from its copy %s", f.path, sib)
+            return True
+        return False
+
     def _lost(self, path: str, nbytes: int, why: str) -> None:
         log.warning("%d bytes of %s %s; they are lost", nbytes, path, why)
         self.metrics.lost_bytes.labels(self.s.source_id, path).inc(nbytes)
@@ -465,6 +501,7 @@ class Tailer:
             if fp is None:
                 return None
             f.fp = fp
+            f.pos = 0
             self._restart_truncated(f, 0)  # now with a real identity
         try:
             data = os.pread(f.fd, self.s.read_chunk, f.pos)
