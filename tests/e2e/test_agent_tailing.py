@@ -442,3 +442,97 @@ def test_config_errors_exit_1_without_traceback(tmp_path: Path) -> None:
     assert r.returncode == 1
     assert "sources.a.bogus: unknown key" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_checkpoints_of_finished_deleted_files_are_removed(node: Path, tmp_path: Path) -> None:
+    """Rotated files that were finished and then deleted leave no checkpoint rows behind."""
+    import sqlite3
+
+    pod = PodLog(node)
+    out = tmp_path / "out.ndjson"
+    cfg = tail_config(tmp_path, include=containers_glob(node), out=out)
+    db = tmp_path / "data" / "checkpoints.db"
+
+    def rows() -> list[str]:
+        with sqlite3.connect(db) as c:
+            return [r[0] for r in c.execute("SELECT path FROM checkpoints")]
+
+    with Agent(cfg, tmp_path / "agent.log") as agent:
+        for r in range(3):
+            pod.write(f"gen-{r}")
+            wait_messages(out, [f"gen-{r}"])
+            pod.rotate()
+        pod.write("gen-live")
+        wait_messages(out, ["gen-live"])
+        on_disk = sorted(str(p) for p in pod.dir.glob("0.log*"))
+        assert 4 == len(on_disk)
+        wait_for(lambda: on_disk == sorted(rows()), what="one row per file, under its name")
+        for rotated in pod.dir.glob("0.log.*"):
+            rotated.unlink()
+        wait_for(lambda: rows() == [str(pod.path)], timeout=30, what="rows of deleted files gone")
+        assert agent.stop() == 0
+
+
+def test_slow_sink_stops_the_source_and_memory_stays_bounded(node: Path, tmp_path: Path) -> None:
+    """A sink that cannot write (stdout pipe nobody reads) holds reading back; once it
+    drains, every line arrives."""
+    import threading
+
+    import yaml
+
+    pod = PodLog(node)
+    n = 200_000
+    pod.write(*[f"bp-{i:07d}-" + "p" * 180 for i in range(n)])
+    total = pod.path.stat().st_size
+    cfg = tmp_path / "stdout.yaml"
+    cfg.write_text(
+        yaml.safe_dump(
+            {
+                "data_dir": str(tmp_path / "data"),
+                "api": {"listen": "127.0.0.1:0"},
+                "sources": {"logs": {"type": "kubernetes_logs", "include": containers_glob(node)}},
+                "sinks": {"out": {"type": "stdout", "inputs": ["logs"]}},
+            }
+        )
+    )
+    agent = Agent(cfg, tmp_path / "agent.log")
+    agent._log = open(agent.log_path, "ab")  # noqa: SIM115
+    agent.proc = subprocess.Popen(
+        [sys.executable, "-m", "kubelogs", "run", "-c", str(cfg)],
+        stdout=subprocess.PIPE,
+        stderr=agent._log,
+    )
+    try:
+        port = agent.api_port
+
+        def blocked() -> bool:
+            text = _get(port, "/metrics").decode()
+            return 'kubelogs_channel_events{component_id="out"}' in text and any(
+                ln.startswith('kubelogs_channel_events{component_id="out"}')
+                and float(ln.rsplit(" ", 1)[1]) > 0
+                for ln in text.splitlines()
+            )
+
+        wait_for(blocked, what="the sink's queue to fill while stdout is not read")
+        read_so_far = _received_bytes(port)
+        rss_kib = int(
+            next(
+                ln for ln in open(f"/proc/{agent.proc.pid}/status") if ln.startswith("VmRSS")
+            ).split()[1]
+        )
+        assert read_so_far < total / 2, "the source kept reading although the sink was stuck"
+        assert rss_kib < 150 * 1024
+
+        got: list[bytes] = []
+        assert agent.proc.stdout is not None
+        reader = threading.Thread(target=lambda: got.extend(agent.proc.stdout))  # type: ignore[union-attr, arg-type]
+        reader.start()
+        wait_for(lambda: len(got) >= n, timeout=120, what="all lines through stdout")
+        assert agent.stop() == 0
+        reader.join(30)
+    finally:
+        if agent.proc.poll() is None:
+            agent.proc.kill()
+
+    msgs = [json.loads(x)["message"][:12] for x in got]
+    assert [f"bp-{i:07d}-" for i in range(n)] == msgs

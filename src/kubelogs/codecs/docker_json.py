@@ -25,6 +25,11 @@ class _DockerLine(msgspec.Struct):
 _decode = msgspec.json.Decoder(_DockerLine).decode
 
 
+def _cut(encoded: bytes, max_bytes: int) -> str:
+    """The longest prefix of at most `max_bytes` bytes, not splitting a character."""
+    return encoded[:max_bytes].decode("utf-8", "ignore")
+
+
 class DockerJsonParser:
     __slots__ = ("_first_off", "_first_ts", "_parts", "_size", "_stream", "_truncated", "max_size")
 
@@ -59,10 +64,10 @@ class DockerJsonParser:
                 continue
             try:
                 d = _decode(line)
-            except msgspec.DecodeError:
+            except (msgspec.DecodeError, UnicodeDecodeError):
                 try:
                     d = _decode(line.decode("utf-8", "replace").encode())
-                except msgspec.DecodeError:
+                except (msgspec.DecodeError, UnicodeDecodeError):
                     self._malformed(line, offset, cols)
                     offset = nxt
                     continue
@@ -77,8 +82,8 @@ class DockerJsonParser:
                 msg = msg[:-1]
             if final and self._first_off < 0:
                 row = len(messages)
-                if len(msg) > max_size:
-                    msg = msg[:max_size]
+                if len(msg) * 4 > max_size and len(encoded := msg.encode()) > max_size:
+                    msg = _cut(encoded, max_size)
                     cols.flag(row, "truncated")
                 times.append(ts)
                 messages.append(msg)
@@ -90,12 +95,14 @@ class DockerJsonParser:
                     self._first_ts = ts
                     self._stream = d.stream
                 room = max_size - self._size
-                if len(msg) > room:
-                    msg = msg[:room]
+                nbytes = len(msg.encode()) if len(msg) * 4 > room else len(msg)
+                if nbytes > room:
+                    msg = _cut(msg.encode(), room)
+                    nbytes = len(msg.encode())
                     self._truncated = True
                 if msg:
                     self._parts.append(msg)
-                    self._size += len(msg)
+                    self._size += nbytes
                 if final:
                     self._emit(cols)
             offset = nxt

@@ -32,8 +32,18 @@ def format_timestamp(ns: int) -> str:
     return f"{prefix}.{frac:09d}Z"
 
 
+_RESERVED = frozenset(
+    {"@timestamp", "message", "stream", "log", "kubernetes", "host", "docker", "time"}
+)
+
+
 def _members(fields: dict[str, object]) -> bytes:
-    """Encode a dict as JSON object members (no braces), for splicing."""
+    """Encode parsed fields as JSON object members (no braces), for splicing.
+
+    A parsed key that collides with a field kubelogs writes itself is renamed
+    ``<key>_parsed`` rather than written twice (Elasticsearch rejects duplicate keys)."""
+    if not _RESERVED.isdisjoint(fields):
+        fields = {(f"{k}_parsed" if k in _RESERVED else k): v for k, v in fields.items()}
     return _json_encode(fields)[1:-1]
 
 
@@ -62,7 +72,7 @@ def encode_documents(batch: Batch, schema: Schema = "ecs") -> list[bytes]:
             if i in flags:
                 doc += b',"flags":' + _json_encode(list(flags[i]))
             doc += b"}" + meta
-            if i in fields:
+            if fields.get(i):
                 doc += b"," + _members(fields[i])
             append(doc + b"}")
     else:
@@ -83,7 +93,7 @@ def encode_documents(batch: Batch, schema: Schema = "ecs") -> list[bytes]:
             )
             if i in flags:
                 doc += b',"flags":' + _json_encode(list(flags[i]))
-            if i in fields:
+            if fields.get(i):
                 doc += b"," + _members(fields[i])
             append(doc + b"}")
     return out

@@ -163,20 +163,31 @@ def config_from_data(data: Any, source: str, env: Mapping[str, str] | None = Non
         raise ConfigInvalid(source, ["<root>: the config must be a mapping of keys"])
     problems: list[str] = []
     data = substitute_env(data, os.environ if env is None else env, "", problems)
+    # Component tables are checked one by one against their registered types, so a
+    # problem at the top level does not hide the problems inside components.
+    sections: dict[str, dict[Any, Any]] = {}
+    rest = dict(data)
+    for section in ("sources", "transforms", "sinks"):
+        table = rest.pop(section, None)
+        if table is None:
+            table = {}
+        if not isinstance(table, dict):
+            problems.append(f"{section}: must be a mapping of component id to settings")
+            table = {}
+        sections[section] = table
+    root = RootConfig()
     try:
-        root = RootConfig.model_validate(data)
+        root = RootConfig.model_validate(rest)
     except ValidationError as exc:
         problems.extend(_pydantic_problems("", exc))
-        raise ConfigInvalid(source, problems) from None
 
     components: dict[str, ComponentConfig] = {}
     kinds = {"sources": "source", "transforms": "transform", "sinks": "sink"}
     section_of: dict[str, str] = {}
     for section, kind in kinds.items():
-        table = getattr(root, section)
-        for cid, raw in table.items():
+        for cid, raw in sections[section].items():
             where = f"{section}.{cid}"
-            if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", str(cid)):
+            if not isinstance(cid, str) or not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", cid):
                 problems.append(f"{where}: component ids use letters, digits, _ . -")
                 continue
             if cid in section_of:
@@ -202,17 +213,17 @@ def config_from_data(data: Any, source: str, env: Mapping[str, str] | None = Non
             except ValidationError as exc:
                 problems.extend(_pydantic_problems(where, exc))
 
-    inputs = _check_graph(root, components, section_of, problems)
+    inputs = _check_graph(sections, section_of, problems)
+    if not sections["sinks"] and not any(p.startswith("sinks:") for p in problems):
+        problems.append("sinks: at least one sink is required")
     if problems:
         raise ConfigInvalid(source, problems)
-    if not any(c.kind == "sink" for c in components.values()):
-        raise ConfigInvalid(source, ["sinks: at least one sink is required"])
+    root = root.model_copy(update=sections)
     return Config(root, components, inputs, source)
 
 
 def _check_graph(
-    root: RootConfig,
-    components: dict[str, ComponentConfig],
+    sections: dict[str, dict[Any, Any]],
     section_of: dict[str, str],
     problems: list[str],
 ) -> dict[str, list[str]]:
@@ -221,14 +232,12 @@ def _check_graph(
     producers = [cid for cid, s in section_of.items() if s in ("sources", "transforms")]
     inputs: dict[str, list[str]] = {}
     for section in ("transforms", "sinks"):
-        for cid, raw in getattr(root, section).items():
+        for cid, raw in sections[section].items():
             if not isinstance(raw, dict):
                 continue
             wanted = raw.get("inputs")
             if not isinstance(wanted, list):
-                if "inputs" not in raw:
-                    problems.append(f"{section}.{cid}.inputs: missing; name what this reads")
-                continue
+                continue  # reported by the component's model (required, a list)
             resolved: list[str] = []
             for i, pattern in enumerate(wanted):
                 pattern = str(pattern)

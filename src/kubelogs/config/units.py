@@ -13,7 +13,11 @@ _DURATION_FACTORS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 6
 
 
 def parse_size(value: Any) -> int:
-    """Bytes from an int or a string like ``512MiB`` (binary) or ``1GB`` (decimal)."""
+    """Bytes from an int or a string.
+
+    ``KiB``/``MiB``/``GiB`` and bare ``k``/``M``/``G`` are binary (1024-based); ``KB``/``MB``/
+    ``GB`` are decimal. Letter case does not matter.
+    """
     if isinstance(value, bool):
         raise ValueError(f"{value!r} is not a size")
     if isinstance(value, int):
@@ -23,14 +27,12 @@ def parse_size(value: Any) -> int:
     if not isinstance(value, str):
         raise ValueError(f"{value!r} is not a size like 512MiB")
     m = _SIZE_RE.match(value)
-    if not m:
+    if not m or (m.group(3) and not m.group(2)):
         raise ValueError(f"{value!r} is not a size like 512MiB, 64KiB or 1GB")
     number, prefix, binary = m.groups()
     power = "kmgtp".find(prefix.lower()) + 1 if prefix else 0
-    base = 1024 if (binary or not prefix or (prefix.islower() and not binary)) else 1000
-    # `64k` and `64KiB` are binary; `64KB`/`64MB` decimal, as in Vector and Fluent Bit.
-    if prefix and prefix.isupper() and not binary:
-        base = 1000
+    decimal = bool(prefix) and not binary and value.strip()[-1:] in "bB"
+    base = 1000 if decimal else 1024
     return int(float(number) * base**power)
 
 
@@ -39,12 +41,14 @@ def parse_duration(value: Any) -> float:
     if isinstance(value, bool):
         raise ValueError(f"{value!r} is not a duration")
     if isinstance(value, int | float):
-        if value < 0:
-            raise ValueError(f"{value} is negative; a duration must be >= 0")
+        if value < 0 or value != value or value == float("inf"):
+            raise ValueError(f"{value} is not a duration >= 0")
         return float(value)
     if not isinstance(value, str):
         raise ValueError(f"{value!r} is not a duration like 30s")
     text = value.strip().lower()
+    if text.replace(".", "", 1).isdigit():
+        return float(text)  # plain seconds, e.g. from ${VAR:-30}
     pos, total = 0, 0.0
     for m in _DURATION_RE.finditer(text):
         if m.start() != pos:

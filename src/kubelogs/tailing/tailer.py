@@ -105,6 +105,7 @@ class TailedFile:
         "ctx",
         "deleted",
         "dev",
+        "disk_path",
         "discarding",
         "factory",
         "fd",
@@ -127,6 +128,9 @@ class TailedFile:
     def __init__(self, link: str, path: str, fd: int, st: os.stat_result, fp: str) -> None:
         self.link = link
         self.path = path
+        """The path reported in documents: the name the file had when it was opened."""
+        self.disk_path = path
+        """Where the file is now (after rotation renames it): checkpoints record this."""
         self.fd = fd
         self.dev = st.st_dev
         self.ino = st.st_ino
@@ -314,13 +318,33 @@ class Tailer:
         ]
 
     @staticmethod
-    def _still_exists(row: Checkpoint) -> bool:
+    def _locate(file_key: str, path: str) -> str | None:
+        """Where the file of `file_key` is now: `path`, or a new name in the same
+        directory (rotation renames files; logrotate renames them again)."""
+        dev_s, ino_s, _ = file_key.split(":", 2)
+        dev, ino = int(dev_s), int(ino_s)
         try:
-            st = os.stat(row.path)
+            st = os.stat(path)
+            if st.st_dev == dev and st.st_ino == ino:
+                return path
         except OSError:
-            return False
-        dev, ino, _ = row.file_key.split(":", 2)
-        return st.st_dev == int(dev) and st.st_ino == int(ino)
+            pass
+        d = os.path.dirname(path)
+        try:
+            with os.scandir(d) as entries:
+                for e in entries:
+                    if e.inode() == ino and e.is_file(follow_symlinks=False):
+                        if e.stat(follow_symlinks=False).st_dev == dev:
+                            return e.path
+        except OSError:
+            return None
+        return None
+
+    def _still_exists(self, row: Checkpoint) -> bool:
+        where = self._locate(row.file_key, row.path)
+        if where is not None:
+            row.path = where
+        return where is not None
 
     def _scan(self) -> None:
         matched = self._matches()
@@ -363,6 +387,8 @@ class Tailer:
 
     def _mark_rotated(self, f: TailedFile) -> None:
         f.rotated = True
+        f.disk_path = self._locate(f.key, f.disk_path) or f.disk_path
+        f.saved = -1  # record the new name with the next checkpoint write
         if self.by_link.get(f.link) is f:
             del self.by_link[f.link]
 
@@ -611,7 +637,9 @@ class Tailer:
                     self.rows.pop(f.key, None)
                     self._deleted_keys.append(f.key)
                 else:
-                    row = Checkpoint(f.key, f.path, f.ledger.committed, f.pos, True, time.time())
+                    row = Checkpoint(
+                        f.key, f.disk_path, f.ledger.committed, f.pos, True, time.time()
+                    )
                     self.rows[f.key] = row
                     self.finished[f.key] = row
                     self._pending_finished.append(row)
@@ -628,7 +656,7 @@ class Tailer:
         for f in self.files:
             committed = f.ledger.committed
             if committed != f.saved and f.fp != "pending":
-                row = Checkpoint(f.key, f.path, committed, max(f.size, f.pos), False, now)
+                row = Checkpoint(f.key, f.disk_path, committed, max(f.size, f.pos), False, now)
                 rows.append(row)
                 self.rows[f.key] = row
                 f.saved = committed

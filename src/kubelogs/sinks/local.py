@@ -1,0 +1,211 @@
+"""`local`: events kept in the embedded store (`kubelogs.store`), searchable with
+``kubelogs search`` - the default sink on a laptop and in the quick start.
+
+encode -> group batches until a block is full or `flush_interval` passed -> write
+(blocks fsynced, then one index commit, off the event loop) -> resolve acks -> count.
+Acks are resolved only after the commit, and the store skips events at or below each
+file's committed offset, so a resend after ``kill -9`` neither loses nor duplicates.
+
+Error handling: a failed write (disk full, I/O error) is counted in
+``kubelogs_component_errors_total``, logged (rate-limited), and retried with backoff up
+to `_MAX_BACKOFF` seconds; the batches stay unacknowledged meanwhile, so the sources
+stop reading (backpressure) and nothing is lost. Opening the store fails the sink at
+start (wrong schema, newer format, another writer) with a one-sentence error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+from collections.abc import Awaitable
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+from pydantic import Field
+
+from kubelogs.codecs.document import Schema, encode_documents
+from kubelogs.config.base import BuildContext, SinkConfig
+from kubelogs.config.registry import register
+from kubelogs.config.units import Duration, Size
+from kubelogs.pipeline.event import Batch
+from kubelogs.pipeline.runtime import Input
+from kubelogs.store.index import ECS_LAYOUT, FLUENTD_LAYOUT, Layout
+from kubelogs.store.matcher import get_field
+from kubelogs.store.writer import StoreWriter, WriteGroup
+from kubelogs.telemetry.metrics import ComponentMetrics
+
+log = logging.getLogger(__name__)
+
+_decode_json = msgspec.json.Decoder().decode
+_MAX_BACKOFF = 30.0
+_LABEL_CACHE_SIZE = 4096
+
+
+@register(
+    "sink", "local", "Events kept in the embedded local store, searchable with kubelogs search."
+)
+class LocalSinkConfig(SinkConfig):
+    type: Literal["local"]
+    path: Path | None = None
+    """The store's directory; default ``<data_dir>/store``. ``kubelogs search --store``
+    takes the same path. One agent writes a store at a time."""
+    retention: Duration = 7 * 86400.0
+    """Segments whose newest event is older than this are deleted (whole segments, so
+    data lives up to one segment span longer)."""
+    max_size: Size = 5 << 30
+    """Oldest segments are deleted while the store is larger than this."""
+    schema_: Literal["ecs", "fluentd"] = Field("ecs", alias="schema")
+    """Field names of the stored documents (DESIGN.md section 5). Fixed when the store is
+    created: a store keeps one schema."""
+    block_docs: int = Field(20_000, ge=1, le=1_000_000)
+    """Documents per compressed block. Larger blocks compress better and index smaller;
+    smaller ones make searches of a narrow time range read less."""
+    flush_interval: Duration = 1.0
+    """How long events wait for a block to fill before they are written anyway: the
+    delay between a line being read and it being searchable (and acknowledged)."""
+
+    def build(self, cx: BuildContext) -> LocalSink:
+        return LocalSink(
+            self,
+            path=self.path or cx.data_dir / "store",
+            metrics=ComponentMetrics(cx.metrics, cx.component_id, "sink", "local"),
+        )
+
+
+def layout_for(schema: Schema) -> Layout:
+    return FLUENTD_LAYOUT if schema == "fluentd" else ECS_LAYOUT
+
+
+class LocalSink:
+    def __init__(self, config: LocalSinkConfig, *, path: Path, metrics: ComponentMetrics) -> None:
+        self.config = config
+        self.path = path
+        self.metrics = metrics
+        self.layout = layout_for(config.schema_)
+        self._labels: dict[bytes, dict[str, str]] = {}
+
+    async def run(self, inp: Input) -> None:
+        writer = await asyncio.to_thread(self._open)
+        loop = asyncio.get_running_loop()
+        it = aiter(inp)
+        pending: list[Batch] = []
+        pending_docs = 0
+        deadline = 0.0
+        nxt: asyncio.Future[Batch] | None = None
+        try:
+            while True:
+                if nxt is None:
+                    nxt = asyncio.ensure_future(_next(it))
+                timeout = max(0.0, deadline - loop.time()) if pending else None
+                done, _ = await asyncio.wait({nxt}, timeout=timeout)
+                if done:
+                    try:
+                        batch = nxt.result()
+                    except StopAsyncIteration:
+                        nxt = None
+                        break
+                    nxt = None
+                    if not pending:
+                        deadline = loop.time() + self.config.flush_interval
+                    pending.append(batch)
+                    pending_docs += len(batch)
+                    while pending_docs < self.config.block_docs:
+                        more = inp.receive_nowait()
+                        if more is None:
+                            break
+                        pending.append(more)
+                        pending_docs += len(more)
+                    if pending_docs < self.config.block_docs:
+                        continue
+                await self._flush(writer, pending)
+                pending, pending_docs = [], 0
+            if pending:
+                await self._flush(writer, pending)
+        finally:
+            if nxt is not None:
+                nxt.cancel()
+                await asyncio.gather(nxt, return_exceptions=True)
+            await asyncio.to_thread(writer.close)
+
+    # -- stages --------------------------------------------------------------------------
+
+    def _open(self) -> StoreWriter:
+        return StoreWriter(
+            self.path,
+            layout=self.layout,
+            retention=self.config.retention,
+            max_size=self.config.max_size,
+            block_docs=self.config.block_docs,
+        )
+
+    async def _flush(self, writer: StoreWriter, batches: list[Batch]) -> None:
+        backoff = 0.5
+        while True:
+            try:
+                nbytes = await asyncio.to_thread(self._write, writer, batches)
+                break
+            except (OSError, sqlite3.Error) as exc:
+                self.metrics.error(type(exc).__name__, "sending")
+                log.warning("local store %s: write failed, retrying: %s", self.path, exc)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, _MAX_BACKOFF)
+        n = 0
+        for b in batches:
+            n += len(b)
+            if b.ack is not None:
+                b.ack.resolve()
+        self.metrics.received_events.inc(n)
+        self.metrics.sent_events.inc(n)
+        self.metrics.sent_bytes.inc(nbytes)
+
+    def _write(self, writer: StoreWriter, batches: list[Batch]) -> int:
+        """Encode and store (runs in a worker thread)."""
+        schema = self.config.schema_
+        groups = [
+            WriteGroup(
+                source_key=b.ctx.file_key,
+                offsets=b.offsets,
+                times=b.times,
+                docs=encode_documents(b, schema),
+                labels=self._labels_of(b),
+                streams=b.streams,
+                messages=b.messages,
+            )
+            for b in batches
+            if len(b)
+        ]
+        return writer.write(groups).bytes
+
+    def _labels_of(self, batch: Batch) -> dict[str, str]:
+        """Label values as the documents carry them: read from the file's pre-encoded
+        metadata (once per distinct metadata), so the index agrees with the documents."""
+        ctx = batch.ctx
+        meta = ctx.meta_fluentd if self.config.schema_ == "fluentd" else ctx.meta_ecs
+        labels = self._labels.get(meta)
+        if labels is None:
+            labels = labels_from_meta(meta, self.layout)
+            if len(self._labels) >= _LABEL_CACHE_SIZE:
+                self._labels.clear()
+            self._labels[meta] = labels
+        return labels
+
+
+def labels_from_meta(meta: bytes, layout: Layout) -> dict[str, str]:
+    """The layout's label values in pre-encoded metadata members (`FileContext.meta_*`)."""
+    labels: dict[str, str] = {}
+    if meta:
+        try:
+            obj: Any = _decode_json(b"{" + meta + b"}")
+        except msgspec.DecodeError:
+            return labels
+        for name in layout.label_fields:
+            value = get_field(obj, name)
+            if isinstance(value, str) and value:
+                labels[name] = value
+    return labels
+
+
+def _next(it: Any) -> Awaitable[Batch]:
+    return anext(it)
