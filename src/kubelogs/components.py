@@ -3,5 +3,6 @@
 from kubelogs.sinks import blackhole, file, stdout
 from kubelogs.sources import file as file_source
 from kubelogs.sources import kubernetes_logs
+from kubelogs.transforms import kubernetes_metadata
 
-__all__ = ["blackhole", "file", "file_source", "kubernetes_logs", "stdout"]
+__all__ = ["blackhole", "file", "file_source", "kubernetes_logs", "kubernetes_metadata", "stdout"]

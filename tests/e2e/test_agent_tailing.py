@@ -515,11 +515,8 @@ def test_slow_sink_stops_the_source_and_memory_stays_bounded(node: Path, tmp_pat
 
         wait_for(blocked, what="the sink's queue to fill while stdout is not read")
         read_so_far = _received_bytes(port)
-        rss_kib = int(
-            next(
-                ln for ln in open(f"/proc/{agent.proc.pid}/status") if ln.startswith("VmRSS")
-            ).split()[1]
-        )
+        status = Path(f"/proc/{agent.proc.pid}/status").read_text()
+        rss_kib = int(next(ln for ln in status.splitlines() if ln.startswith("VmRSS")).split()[1])
         assert read_so_far < total / 2, "the source kept reading although the sink was stuck"
         assert rss_kib < 150 * 1024
 
@@ -533,6 +530,10 @@ def test_slow_sink_stops_the_source_and_memory_stays_bounded(node: Path, tmp_pat
     finally:
         if agent.proc.poll() is None:
             agent.proc.kill()
+            agent.proc.wait(30)
+        if agent.proc.stdout is not None:
+            agent.proc.stdout.close()
+        agent._log.close()
 
-    msgs = [json.loads(x)["message"][:12] for x in got]
+    msgs = [json.loads(x)["message"][:11] for x in got]
     assert [f"bp-{i:07d}-" for i in range(n)] == msgs

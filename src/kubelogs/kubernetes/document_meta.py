@@ -51,6 +51,19 @@ def _with_runtime_prefix(container_id: str) -> str:
     return "containerd://" + container_id
 
 
+def _container_id(from_file: str, from_status: str) -> str:
+    """The file's id is the truth (after a restart the status names the new container);
+    the status contributes the runtime prefix (``containerd://``, ``cri-o://``)."""
+    if not from_file:
+        return from_status
+    if "://" in from_file:
+        return from_file
+    if from_status and "://" in from_status:
+        runtime, _, status_hex = from_status.partition("://")
+        return from_status if status_hex == from_file else f"{runtime}://{from_file}"
+    return _with_runtime_prefix(from_file)
+
+
 def encode_meta(
     *,
     namespace: str,
@@ -77,9 +90,7 @@ def encode_meta(
         return _members(ecs), _members(fluentd)
 
     cmeta = pod_meta.containers.get(container) if pod_meta else None
-    cid = (cmeta.container_id if cmeta and cmeta.container_id else "") or _with_runtime_prefix(
-        container_id
-    )
+    cid = _container_id(container_id, cmeta.container_id if cmeta else "")
     k8s: dict[str, Any] = {"namespace": namespace}
     pod_obj: dict[str, Any] = {"name": pod}
     if pod_uid:

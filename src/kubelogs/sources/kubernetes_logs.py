@@ -9,7 +9,9 @@ Namespace, pod, pod uid, container and container id come from the path
 from __future__ import annotations
 
 import asyncio
-from typing import Literal
+import glob
+import logging
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 
@@ -21,7 +23,12 @@ from kubelogs.pipeline.event import FileContext
 from kubelogs.pipeline.runtime import Output
 from kubelogs.sources.tail_options import TailOptions
 from kubelogs.tailing.checkpoints import shared_checkpoint_store
-from kubelogs.tailing.tailer import Tailer, TailSettings
+from kubelogs.tailing.tailer import ContextFactory, Tailer, TailSettings
+
+if TYPE_CHECKING:
+    from kubelogs.kubernetes.pod_files import PodFileGlob
+
+log = logging.getLogger("kubelogs.kubernetes")
 
 
 @register("source", "kubernetes_logs", "Container logs of this node (CRI and Docker json-file).")
@@ -31,6 +38,13 @@ class KubernetesLogsConfig(TailOptions):
     """Globs of container log files; symlinks are followed."""
     exclude_namespaces: list[str] = Field(default_factory=list)
     """Namespaces whose containers are not read at all."""
+    pod_files: bool = True
+    """Also read application log files inside pods named by their `kubelogs.io/files`
+    annotation (needs a `kubernetes_metadata` transform, which watches the pods)."""
+    kubelet_root: str = "/var/lib/kubelet"
+    """The kubelet's root directory as mounted in the agent (pod volumes live below it)."""
+    host_root: str = ""
+    """Prefix for hostPath volumes: where the node's `/` is mounted in the agent."""
 
     def build(self, cx: BuildContext) -> KubernetesLogsSource:
         return KubernetesLogsSource(self, cx)
@@ -84,6 +98,7 @@ class KubernetesLogsSource:
                 meta_fluentd=fluentd,
             )
 
+        self._pod_files = _PodFileFinder(config, cx, source_id) if config.pod_files else None
         settings = TailSettings(
             source_id=source_id,
             source_type="kubernetes_logs",
@@ -100,6 +115,7 @@ class KubernetesLogsSource:
             poll_interval=config.poll_interval,
             rotate_wait=config.rotate_wait,
             checkpoint_interval=config.checkpoint_interval,
+            extra_paths=self._pod_files.paths if self._pod_files else (lambda: ()),
         )
         self.tailer = Tailer(settings, shared_checkpoint_store(cx.shared, cx.data_dir), cx.metrics)
 
@@ -108,3 +124,79 @@ class KubernetesLogsSource:
 
     async def close(self) -> None:
         self.tailer.close()
+
+
+class _PodFileFinder:
+    """Files inside pods named by `kubelogs.io/files`, found through the pod watcher.
+
+    The annotation's container paths are mapped to host paths once per change of the pod
+    cache; the host globs are expanded at every scan, so new files appear within
+    `glob_interval` and an annotation change takes effect without a restart.
+    """
+
+    def __init__(self, config: KubernetesLogsConfig, cx: BuildContext, source_id: str) -> None:
+        self._config = config
+        self._shared = cx.shared
+        self._node = cx.node_name
+        self._source_id = source_id
+        self._version = -1
+        self._globs: list[PodFileGlob] = []
+        self._warned: set[str] = set()
+
+    def paths(self) -> list[tuple[str, ContextFactory]]:
+        # Imported here: the watcher (and aiohttp) is loaded only where metadata is used.
+        from kubelogs.kubernetes.pod_files import resolve_pod_files
+        from kubelogs.kubernetes.pod_watcher import find_pod_watcher
+
+        watcher = find_pod_watcher(self._shared)
+        if watcher is None:
+            return []
+        cache = watcher.cache
+        if cache.version != self._version:
+            self._version = cache.version
+            globs: list[PodFileGlob] = []
+            for entry in cache.pods():
+                found = resolve_pod_files(
+                    entry.record,
+                    kubelet_root=self._config.kubelet_root,
+                    host_root=self._config.host_root,
+                )
+                globs.extend(found.globs)
+                for warning in found.warnings:
+                    if warning not in self._warned:
+                        self._warned.add(warning)
+                        log.warning("%s", warning)
+            self._globs = globs
+        out: list[tuple[str, ContextFactory]] = []
+        for g in self._globs:
+            for path in sorted(glob.glob(g.host_glob)):
+                out.append((path, self._factory(g)))
+        return out
+
+    def _factory(self, g: PodFileGlob) -> ContextFactory:
+        node, source_id = self._node, self._source_id
+
+        def context(link: str, real: str, key: str, id_prefix: str) -> FileContext:
+            ecs, fluentd = encode_meta(
+                namespace=g.namespace,
+                pod=g.pod,
+                pod_uid=g.pod_uid,
+                container=g.container,
+                container_id="",
+                node=node,
+            )
+            return FileContext(
+                source_id=source_id,
+                path=real,
+                file_key=key,
+                id_prefix=id_prefix,
+                node=node,
+                namespace=g.namespace,
+                pod=g.pod,
+                pod_uid=g.pod_uid,
+                container=g.container,
+                meta_ecs=ecs,
+                meta_fluentd=fluentd,
+            )
+
+        return context

@@ -1,0 +1,30 @@
+"""Run ``async def`` tests of this directory with `asyncio.run`, under a deadline.
+
+Plain asyncio instead of a plugin: one event loop per test, nothing shared, and a hung
+test fails after `ASYNC_TEST_TIMEOUT` seconds with the stack of where it waited.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from typing import Any
+
+import pytest
+
+ASYNC_TEST_TIMEOUT = 30.0
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
+    func = pyfuncitem.obj
+    if not inspect.iscoroutinefunction(func):
+        return None
+    names = pyfuncitem._fixtureinfo.argnames
+    kwargs: dict[str, Any] = {n: pyfuncitem.funcargs[n] for n in names}
+
+    async def run() -> None:
+        await asyncio.wait_for(func(**kwargs), ASYNC_TEST_TIMEOUT)
+
+    asyncio.run(run())
+    return True
