@@ -24,9 +24,10 @@ class PodLog:
         pod: str = "web-7d4b9-abcde",
         container: str = "app",
         fmt: str = "cri",
+        uid: str | None = None,
     ) -> None:
         self.namespace, self.pod, self.container, self.fmt = namespace, pod, container, fmt
-        self.uid = str(uuid.uuid5(uuid.NAMESPACE_DNS, f"{namespace}/{pod}"))
+        self.uid = uid or str(uuid.uuid5(uuid.NAMESPACE_DNS, f"{namespace}/{pod}"))
         self.container_id = hashlib.sha256(f"{pod}/{container}".encode()).hexdigest()
         self.dir = root / "var/log/pods" / f"{namespace}_{pod}_{self.uid}" / container
         self.dir.mkdir(parents=True, exist_ok=True)

@@ -200,14 +200,17 @@ class PodWatcher:
         self._tasks.append(asyncio.create_task(_supervised(factory, name), name=name))
 
     async def wait_synced(self, seconds: float, *, any_attempt: bool = False) -> bool:
-        """Wait up to `seconds` for the first LIST of pods (with `any_attempt`, for the
-        first attempt, failed or not); True when synced."""
+        """Wait up to `seconds` for the first LIST of pods and of namespaces (with
+        `any_attempt`, for the first attempts, failed or not); True when pods are synced.
+
+        Both are awaited so that the first lines read already carry namespace labels."""
         pods = self.pods
         if pods is None or seconds <= 0:
             return self.synced
-        event = pods.attempted if any_attempt else pods.synced
+        reflectors = [r for r in (pods, getattr(self, "namespaces", None)) if r is not None]
+        events = [r.attempted if any_attempt else r.synced for r in reflectors]
         try:
-            await asyncio.wait_for(event.wait(), seconds)
+            await asyncio.wait_for(asyncio.gather(*(e.wait() for e in events)), seconds)
         except TimeoutError:
             pass
         return self.synced
