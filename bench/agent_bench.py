@@ -27,6 +27,7 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 GEN = HERE.parent.parent / "shared" / "bench" / "gen_logs.py"
@@ -119,6 +120,33 @@ def run_once(
     }
 
 
+def start_apiserver(root: Path, work: Path) -> tuple[Any, dict[str, Any]]:
+    """Serve the tree's pods (kube-meta/*.meta, API shape) from a FakeApiServer thread."""
+    from kubelogs.testing.fake_apiserver import FakeApiServer
+
+    srv = FakeApiServer(token="bench-token")
+    ctx = srv.in_thread()
+    ctx.__enter__()
+    node = None
+    for meta in sorted((root / "kube-meta").glob("*.meta")):
+        pod = json.loads(meta.read_text())
+        node = pod["spec"]["nodeName"]
+        srv.create_pod(pod)
+    transform = {
+        "type": "kubernetes_metadata",
+        "inputs": ["containers"],
+        "api_server": srv.url,
+        "token_file": str(srv.write_token(work / "token")),
+        "node_name": node,
+    }
+
+    class _Stop:
+        def stop(self) -> None:
+            ctx.__exit__(None, None, None)
+
+    return _Stop(), transform
+
+
 def _listening_port(pid: int) -> int | None:
     try:
         inodes = set()
@@ -187,9 +215,7 @@ def main() -> int:
     transform = None
     server = None
     if a.metadata:
-        from kubelogs.testing.bench_apiserver import start_bench_apiserver
-
-        server, transform = start_bench_apiserver(root, work)
+        server, transform = start_apiserver(root, work)
     results = [
         run_once(root, manifest, a.sink, work, transform, env_extra) for _ in range(a.repeat)
     ]
