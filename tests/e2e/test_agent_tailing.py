@@ -537,3 +537,51 @@ def test_slow_sink_stops_the_source_and_memory_stays_bounded(node: Path, tmp_pat
 
     msgs = [json.loads(x)["message"][:11] for x in got]
     assert [f"bp-{i:07d}-" for i in range(n)] == msgs
+
+
+def test_grace_period_bounds_shutdown_when_a_sink_is_stuck(node: Path, tmp_path: Path) -> None:
+    """SIGTERM with a sink that cannot write: exit 0 after `shutdown_grace_period`, with
+    the checkpoint left behind what was not delivered (it is read again next time)."""
+    import time
+
+    import yaml
+
+    pod = PodLog(node)
+    pod.write(*[f"g-{i:06d}-" + "q" * 200 for i in range(50_000)])
+    cfg = tmp_path / "stuck.yaml"
+    cfg.write_text(
+        yaml.safe_dump(
+            {
+                "data_dir": str(tmp_path / "data"),
+                "api": {"listen": "127.0.0.1:0"},
+                "shutdown_grace_period": "1s",
+                "sources": {"logs": {"type": "kubernetes_logs", "include": containers_glob(node)}},
+                "sinks": {"out": {"type": "stdout", "inputs": ["logs"]}},
+            }
+        )
+    )
+    log_path = tmp_path / "agent.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "kubelogs", "run", "-c", str(cfg)],
+            stdout=subprocess.PIPE,
+            stderr=log,
+        )
+    try:
+        agent = Agent(cfg, log_path)
+        port = agent.api_port
+        wait_for(lambda: _received_bytes(port) > 0, what="reading started")
+        started = time.monotonic()
+        proc.terminate()
+        rc = proc.wait(30)
+        took = time.monotonic() - started
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(30)
+        assert proc.stdout is not None
+        proc.stdout.close()
+
+    assert 0 == rc
+    assert took < 15
+    assert "grace period" in log_path.read_text()

@@ -39,14 +39,35 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     setup_logging(cfg.root.log.level, cfg.root.log.format)
+    loop = asyncio.new_event_loop()
     try:
-        return asyncio.run(serve(cfg))
+        rc = loop.run_until_complete(serve(cfg))
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 1
+        rc = 1
     except OSError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        rc = 2
+    _exit_even_if_a_writer_is_stuck(loop, rc)
+    return rc
+
+
+def _exit_even_if_a_writer_is_stuck(loop: asyncio.AbstractEventLoop, rc: int) -> None:
+    """After the grace period a sink thread may still be blocked in a write (a pipe that
+    nobody reads, a hung NFS mount). Checkpoints are already saved at this point, so the
+    process exits instead of waiting for that thread forever."""
+    import os
+    import threading
+
+    stuck = [t for t in threading.enumerate() if t is not threading.main_thread() and t.is_alive()]
+    if not stuck:
+        loop.run_until_complete(loop.shutdown_default_executor())
+        loop.close()
+        return
+    log.warning("%d writer thread(s) still blocked after shutdown; exiting anyway", len(stuck))
+    logging.shutdown()
+    sys.stderr.flush()
+    os._exit(rc)
 
 
 async def serve(cfg: object) -> int:
