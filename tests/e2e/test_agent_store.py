@@ -1,0 +1,199 @@
+"""The default destination end to end: `kubelogs run` into the local store, then
+`kubelogs search`, as a user runs them - including kill -9 at random moments."""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import sys
+import threading
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from support.agent import FAST_TAIL, Agent, write_config
+from support.podlogs import PodLog
+from support.waiting import wait_for
+
+
+def store_config(tmp: Path, node: Path) -> Path:
+    return write_config(
+        tmp / "kubelogs.yaml",
+        {
+            "data_dir": str(tmp / "data"),
+            "node_name": "node-test",
+            "api": {"listen": "127.0.0.1:0"},
+            "sources": {
+                "logs": {
+                    "type": "kubernetes_logs",
+                    **FAST_TAIL,
+                    "include": [str(node / "var/log/containers/*.log")],
+                }
+            },
+            "sinks": {
+                "store": {
+                    "type": "local",
+                    "inputs": ["logs"],
+                    "path": str(tmp / "store"),
+                    "flush_interval": "100ms",
+                }
+            },
+        },
+    )
+
+
+def search(store: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "kubelogs", "search", "--store", str(store), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def stored_count(store: Path) -> int:
+    if not store.exists():
+        return 0
+    r = search(store, "--count")
+    return int(r.stdout.strip()) if r.returncode == 0 and r.stdout.strip() else 0
+
+
+def stored_docs(store: Path) -> list[dict[str, Any]]:
+    r = search(store, "--limit", "0", "--output", "json")
+    assert 0 == r.returncode, r.stderr
+    return [json.loads(line) for line in r.stdout.splitlines()]
+
+
+def test_kill9_loop_into_the_store_keeps_every_line_exactly_once(tmp_path: Path) -> None:
+    """kill -9 at random moments while pods write and rotate: every line is stored once."""
+    node = tmp_path / "node"
+    pods = [PodLog(node, pod=f"busy-{i}-abcde") for i in range(3)]
+    cfg = store_config(tmp_path, node)
+    store = tmp_path / "store"
+    written: list[str] = []
+    stop = threading.Event()
+
+    def writer() -> None:
+        rng = random.Random(3)
+        n = 0
+        while not stop.is_set():
+            for p in pods:
+                batch = [f"{p.pod}-{n + i}" for i in range(rng.randint(1, 40))]
+                p.write(*batch)
+                written.extend(batch)
+                n += len(batch)
+                if rng.random() < 0.05:
+                    p.rotate()
+            stop.wait(0.005)
+
+    t = threading.Thread(target=writer)
+    t.start()
+    rng = random.Random(5)
+    try:
+        for cycle in range(10):
+            agent = Agent(cfg, tmp_path / f"agent{cycle}.log").start()
+            before = stored_count(store)
+            wait_for(lambda b=before: stored_count(store) > b, timeout=60, what="progress")
+            target = stored_count(store) + rng.randint(0, 2000)
+            wait_for(
+                lambda d=target, a=agent: stored_count(store) >= d or a.proc.poll() is not None,
+                timeout=30,
+                what="more progress",
+            )
+            agent.kill9()
+    finally:
+        stop.set()
+        t.join()
+    with Agent(cfg, tmp_path / "final.log") as agent:
+        wait_for(lambda: stored_count(store) >= len(written), timeout=120, what="all lines")
+        assert agent.stop() == 0
+    got = Counter(d["message"] for d in stored_docs(store))
+
+    assert len(written) == len(set(written))
+    assert [] == [m for m in written if got[m] != 1]
+    assert len(written) == sum(got.values())
+
+
+def test_demo_stores_everything_it_wrote_and_its_searches_work(tmp_path: Path) -> None:
+    """`kubelogs demo --duration` exits 0; the store holds exactly what the pods wrote,
+    and the example searches it prints run against it."""
+    base = tmp_path / "demo"
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "kubelogs",
+            "demo",
+            "--duration",
+            "4s",
+            "--dir",
+            str(base),
+            "--rate",
+            "400",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert 0 == r.returncode, r.stderr
+    manifest = json.loads((base / "node" / "manifest.json").read_text())
+    store = base / "store"
+    printed = [
+        ln.strip() for ln in r.stdout.splitlines() if ln.strip().startswith("kubelogs search")
+    ]
+
+    assert manifest["records"] > 0
+    assert manifest["records"] == stored_count(store)
+    assert 5 == len(printed)
+    for cmd in printed:
+        if "--follow" in cmd:
+            continue
+        args = __import__("shlex").split(cmd)[4:]
+        res = search(store, *args)
+        assert 0 == res.returncode, (cmd, res.stderr)
+        assert res.stdout.strip(), cmd
+
+
+def test_search_follow_prints_lines_written_after_it_started(tmp_path: Path) -> None:
+    """`kubelogs search --follow` keeps printing new matches while the agent writes."""
+    node = tmp_path / "node"
+    pod = PodLog(node)
+    pod.write("old-line")
+    cfg = store_config(tmp_path, node)
+    store = tmp_path / "store"
+    with Agent(cfg, tmp_path / "agent.log") as agent:
+        wait_for(lambda: stored_count(store) == 1, what="first line stored")
+        follower = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "kubelogs",
+                "search",
+                "--store",
+                str(store),
+                "--follow",
+                "--output",
+                "json",
+                "fresh",
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            lines: list[str] = []
+            reader = threading.Thread(
+                target=lambda: lines.extend(iter(follower.stdout.readline, ""))  # type: ignore[union-attr]
+            )
+            reader.start()
+            pod.write("fresh one", "stale two", "fresh three")
+            wait_for(lambda: len(lines) >= 2, what="followed lines")
+        finally:
+            follower.terminate()
+            follower.wait(30)
+            reader.join(30)
+            assert follower.stdout is not None
+            follower.stdout.close()
+        assert agent.stop() == 0
+
+    assert ["fresh one", "fresh three"] == [json.loads(x)["message"] for x in lines]
