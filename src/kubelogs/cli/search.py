@@ -254,5 +254,7 @@ def _console(stream: IO[str]) -> Callable[[str, str, str, bool], None] | None:
 
 
 def _format_time(ns: int) -> str:
-    sec, frac = divmod(ns, 1_000_000_000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)) + f".{frac // 1_000_000:03d}Z"
+    """Milliseconds are enough to read; `--output json` keeps the stored nanoseconds."""
+    from kubelogs.codecs.document import format_timestamp
+
+    return format_timestamp(ns)[:23] + "Z"

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-from collections.abc import Awaitable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -52,8 +52,9 @@ class LocalSinkConfig(SinkConfig):
     """The store's directory; default ``<data_dir>/store``. ``kubelogs search --store``
     takes the same path. One agent writes a store at a time."""
     retention: Duration = 7 * 86400.0
-    """Segments whose newest event is older than this are deleted (whole segments, so
-    data lives up to one segment span longer)."""
+    """Segments last written to longer ago than this are deleted (whole segments, so data
+    lives up to one segment span, an hour, longer). Age counts from when events were
+    stored, not from their timestamps."""
     max_size: Size = 5 << 30
     """Oldest segments are deleted while the store is larger than this."""
     schema_: Literal["ecs", "fluentd"] = Field("ecs", alias="schema")
@@ -62,6 +63,11 @@ class LocalSinkConfig(SinkConfig):
     block_docs: int = Field(20_000, ge=1, le=1_000_000)
     """Documents per compressed block. Larger blocks compress better and index smaller;
     smaller ones make searches of a narrow time range read less."""
+    token_filters: bool = True
+    """Keep a word filter (Bloom filter) per block so that searching for a word reads
+    only blocks that may contain it. It is most of the store's write CPU: turn it off
+    when ingest rate matters more than word-search latency (label and time queries do
+    not need it)."""
     flush_interval: Duration = 1.0
     """How long events wait for a block to fill before they are written anyway: the
     delay between a line being read and it being searchable (and acknowledged)."""
@@ -89,7 +95,7 @@ class LocalSink:
     async def run(self, inp: Input) -> None:
         writer = await asyncio.to_thread(self._open)
         loop = asyncio.get_running_loop()
-        it = aiter(inp)
+        it: AsyncIterator[Batch] = aiter(inp)
         pending: list[Batch] = []
         pending_docs = 0
         deadline = 0.0
@@ -97,7 +103,7 @@ class LocalSink:
         try:
             while True:
                 if nxt is None:
-                    nxt = asyncio.ensure_future(_next(it))
+                    nxt = asyncio.ensure_future(anext(it))
                 timeout = max(0.0, deadline - loop.time()) if pending else None
                 done, _ = await asyncio.wait({nxt}, timeout=timeout)
                 if done:
@@ -138,14 +144,21 @@ class LocalSink:
             retention=self.config.retention,
             max_size=self.config.max_size,
             block_docs=self.config.block_docs,
+            token_filters=self.config.token_filters,
         )
 
     async def _flush(self, writer: StoreWriter, batches: list[Batch]) -> None:
         backoff = 0.5
         while True:
+            # The write runs to completion even if this task is cancelled: closing the
+            # store under a write in progress would be a crash of our own making.
+            write = asyncio.ensure_future(asyncio.to_thread(self._write, writer, batches))
             try:
-                nbytes = await asyncio.to_thread(self._write, writer, batches)
+                nbytes = await asyncio.shield(write)
                 break
+            except asyncio.CancelledError:
+                await asyncio.gather(write, return_exceptions=True)
+                raise
             except (OSError, sqlite3.Error) as exc:
                 self.metrics.error(type(exc).__name__, "sending")
                 log.warning("local store %s: write failed, retrying: %s", self.path, exc)
@@ -205,7 +218,3 @@ def labels_from_meta(meta: bytes, layout: Layout) -> dict[str, str]:
             if isinstance(value, str) and value:
                 labels[name] = value
     return labels
-
-
-def _next(it: Any) -> Awaitable[Batch]:
-    return anext(it)

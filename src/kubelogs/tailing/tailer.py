@@ -105,8 +105,8 @@ class TailedFile:
         "ctx",
         "deleted",
         "dev",
-        "disk_path",
         "discarding",
+        "disk_path",
         "factory",
         "fd",
         "fp",
@@ -333,9 +333,12 @@ class Tailer:
         try:
             with os.scandir(d) as entries:
                 for e in entries:
-                    if e.inode() == ino and e.is_file(follow_symlinks=False):
-                        if e.stat(follow_symlinks=False).st_dev == dev:
-                            return e.path
+                    if (
+                        e.inode() == ino
+                        and e.is_file(follow_symlinks=False)
+                        and e.stat(follow_symlinks=False).st_dev == dev
+                    ):
+                        return e.path
         except OSError:
             return None
         return None

@@ -1,0 +1,62 @@
+"""Errors of the embedded store and its query language, caught by meaning in the CLI.
+
+StoreError                  anything the store refuses to do; the message is one sentence
+ +-- StoreNotFound          no store at the given path (search before the agent ever ran)
+ +-- StoreVersionError      the store was written by a newer kubelogs (format too new)
+ +-- StoreCorruptError      the index cannot be read (not SQLite, missing tables, ...)
+ +-- StoreLockedError       another process is already writing to this store
+ +-- StoreLayoutError       a writer's document layout differs from the store's
+QueryError                  the query cannot be used
+ +-- QuerySyntaxError       the query does not parse; carries the 1-based `column`
+
+Torn writes and damaged blocks are not errors: the index is the source of truth, bytes
+past its end are cut off when a writer opens the store, and a block whose checksum does
+not match is skipped and counted (`StoreReader.corrupt_blocks`), never served.
+"""
+
+from __future__ import annotations
+
+
+class StoreError(Exception):
+    """The store cannot do what was asked; the message names the store's path."""
+
+
+class StoreNotFound(StoreError):
+    pass
+
+
+class StoreVersionError(StoreError):
+    pass
+
+
+class StoreCorruptError(StoreError):
+    pass
+
+
+class StoreLockedError(StoreError):
+    pass
+
+
+class StoreLayoutError(StoreError):
+    pass
+
+
+class QueryError(ValueError):
+    """The query cannot be evaluated (bad value for a range, ...)."""
+
+
+class QuerySyntaxError(QueryError):
+    """The query does not parse.
+
+    `column` is 1-based and points at the first character that could not be used, so a
+    caller can print the query with a ``^`` under it.
+    """
+
+    def __init__(self, message: str, query: str, column: int) -> None:
+        super().__init__(message)
+        self.query = query
+        self.column = column
+
+    def caret_lines(self) -> str:
+        """The query and a caret under the offending column, for a terminal."""
+        return f"{self.query}\n{' ' * (self.column - 1)}^"

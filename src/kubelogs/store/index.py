@@ -1,0 +1,216 @@
+"""The block index: one SQLite database (WAL) per store, the source of truth.
+
+What it records, and why each table exists:
+
+- ``meta``: the format version (a newer one is refused with `StoreVersionError`) and the
+  document layout (which field is the message, which fields are indexed labels).
+- ``segments``: one row per segment file, with its size, event time range and when it
+  was last written to, so retention can pick whole files to delete without reading them.
+- ``blocks``: one row per block: where its record is (segment, offset, lengths), CRC-32
+  of the filter and of the data, time range and document count. Queries select blocks
+  by time here.
+- ``label_sets`` / ``block_labels``: the distinct combinations of indexed label values
+  (namespace, pod, container, stream, node) and, per block, how many documents of each
+  it holds, so ``kubernetes.namespace:X`` selects blocks (and counts) from the index.
+- ``sources``: the high-water mark (last stored offset) of every source file, committed
+  in the same transaction as the blocks: this is what makes writes exactly-once.
+
+Readers in other processes open the database read-only; WAL lets them read a consistent
+snapshot while the writer commits.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import urllib.parse
+from dataclasses import dataclass
+from pathlib import Path
+
+from kubelogs.store.errors import (
+    StoreCorruptError,
+    StoreLayoutError,
+    StoreNotFound,
+    StoreVersionError,
+)
+
+FORMAT_VERSION = 1
+"""Bump when a change would make an older kubelogs misread the store."""
+INDEX_NAME = "index.sqlite"
+SEGMENTS_DIR = "segments"
+LOCK_NAME = "writer.lock"
+
+_SCHEMA = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE segments (
+    id INTEGER PRIMARY KEY,
+    created_ns INTEGER NOT NULL,
+    written_ns INTEGER NOT NULL,
+    bytes INTEGER NOT NULL,
+    blocks INTEGER NOT NULL DEFAULT 0,
+    min_time INTEGER,
+    max_time INTEGER
+);
+CREATE TABLE label_sets (id INTEGER PRIMARY KEY, labels TEXT NOT NULL UNIQUE);
+CREATE TABLE blocks (
+    id INTEGER PRIMARY KEY,
+    segment INTEGER NOT NULL,
+    offset INTEGER NOT NULL,
+    bloom_len INTEGER NOT NULL,
+    data_len INTEGER NOT NULL,
+    bloom_crc INTEGER NOT NULL,
+    data_crc INTEGER NOT NULL,
+    min_time INTEGER NOT NULL,
+    max_time INTEGER NOT NULL,
+    docs INTEGER NOT NULL,
+    raw_bytes INTEGER NOT NULL
+);
+CREATE INDEX blocks_by_segment ON blocks (segment);
+CREATE INDEX blocks_by_time ON blocks (max_time, min_time);
+CREATE TABLE block_labels (
+    label_set INTEGER NOT NULL,
+    block INTEGER NOT NULL,
+    docs INTEGER NOT NULL,
+    PRIMARY KEY (label_set, block)
+) WITHOUT ROWID;
+CREATE INDEX block_labels_by_block ON block_labels (block);
+CREATE TABLE sources (
+    source_key TEXT PRIMARY KEY,
+    high_water INTEGER NOT NULL,
+    updated_ns INTEGER NOT NULL
+) WITHOUT ROWID;
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Layout:
+    """Which document fields the store understands, fixed when the store is created."""
+
+    message_field: str
+    """The text that bare words and phrases search (and the token filters cover)."""
+    label_fields: tuple[str, ...]
+    """Fields constant per source file and indexed per block (namespace, pod, ...)."""
+    stream_field: str = "stream"
+    """A per-event field that is indexed like a label (``stdout``/``stderr``)."""
+
+    @property
+    def indexed(self) -> frozenset[str]:
+        return frozenset((*self.label_fields, self.stream_field))
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "message_field": self.message_field,
+                "label_fields": list(self.label_fields),
+                "stream_field": self.stream_field,
+            },
+            sort_keys=True,
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> Layout:
+        data = json.loads(text)
+        return cls(data["message_field"], tuple(data["label_fields"]), data["stream_field"])
+
+
+ECS_LAYOUT = Layout(
+    message_field="message",
+    label_fields=(
+        "kubernetes.namespace",
+        "kubernetes.pod.name",
+        "kubernetes.container.name",
+        "kubernetes.node.name",
+        "host.name",
+    ),
+)
+FLUENTD_LAYOUT = Layout(
+    message_field="log",
+    label_fields=(
+        "kubernetes.namespace_name",
+        "kubernetes.pod_name",
+        "kubernetes.container_name",
+        "kubernetes.host",
+        "host.name",
+    ),
+)
+
+
+def canonical_labels(labels: dict[str, str]) -> str:
+    return json.dumps(labels, sort_keys=True, separators=(",", ":"))
+
+
+def connect(store: Path, *, readonly: bool) -> sqlite3.Connection:
+    """Open the index; translate SQLite's failures into store errors."""
+    db = store / INDEX_NAME
+    if readonly and not db.exists():
+        if not store.exists():
+            raise StoreNotFound(f"{store}: no such store directory")
+        raise StoreNotFound(f"{store}: not a kubelogs store (no {INDEX_NAME})")
+    try:
+        if readonly:
+            uri = f"file:{urllib.parse.quote(str(db))}?mode=ro"
+            conn = sqlite3.connect(uri, uri=True, check_same_thread=False, timeout=10)
+        else:
+            conn = sqlite3.connect(db, check_same_thread=False, timeout=10)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.DatabaseError as exc:
+        raise StoreCorruptError(f"{db}: the store index cannot be read ({exc})") from exc
+    conn.isolation_level = None  # explicit BEGIN/COMMIT
+    return conn
+
+
+def initialise(conn: sqlite3.Connection, store: Path, layout: Layout, now_ns: int) -> Layout:
+    """Create the schema in an empty index, or check an existing one; return its layout."""
+    try:
+        has_meta = conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'"
+        ).fetchone()
+        if not has_meta:
+            conn.execute("BEGIN IMMEDIATE")
+            for statement in _split(_SCHEMA):  # not executescript: it would COMMIT first
+                conn.execute(statement)
+            conn.executemany(
+                "INSERT INTO meta (key, value) VALUES (?, ?)",
+                [
+                    ("format_version", str(FORMAT_VERSION)),
+                    ("layout", layout.to_json()),
+                    ("created_ns", str(now_ns)),
+                ],
+            )
+            conn.execute("COMMIT")
+            return layout
+    except sqlite3.DatabaseError as exc:
+        raise StoreCorruptError(f"{store}: the store index cannot be created ({exc})") from exc
+    existing = read_layout(conn, store)
+    if existing != layout:
+        raise StoreLayoutError(
+            f"{store}: the store holds {existing.message_field!r}-message documents with "
+            f"labels {list(existing.label_fields)}, not the configured schema's; use another "
+            "path for a different schema"
+        )
+    return existing
+
+
+def _split(script: str) -> list[str]:
+    return [s.strip() for s in script.split(";") if s.strip()]
+
+
+def read_layout(conn: sqlite3.Connection, store: Path) -> Layout:
+    """Check the format version and return the store's layout."""
+    try:
+        rows = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+    except sqlite3.DatabaseError as exc:
+        raise StoreCorruptError(f"{store}: the store index is damaged ({exc})") from exc
+    try:
+        version = int(rows["format_version"])
+        layout = Layout.from_json(rows["layout"])
+    except (KeyError, ValueError, TypeError) as exc:
+        raise StoreCorruptError(f"{store}: the store index has no valid format record") from exc
+    if version > FORMAT_VERSION:
+        raise StoreVersionError(
+            f"{store}: written by a newer kubelogs (store format {version}; this version "
+            f"reads up to {FORMAT_VERSION}); upgrade kubelogs to read it"
+        )
+    return layout

@@ -1,0 +1,211 @@
+"""Compile a query for the local store: which blocks, which runs, which documents.
+
+The store never evaluates a query on data it can rule out from what it already knows.
+A query is *partially evaluated* against facts, in three steps of growing cost:
+
+1. **Time** - ``@timestamp`` ranges joined by ``and`` at the top of the query (and
+   ``--since``/``--until``) become one interval; the SQL over the block index keeps
+   blocks overlapping it.
+2. **Labels** - every indexed field (namespace, pod, container, node, stream) has one
+   value per run, recorded per label set. Conditions on them become true or false per
+   label set; label sets that make the query false are excluded in SQL, so such blocks are
+   never read, and a run whose label set makes the query *true* is counted without
+   decompressing anything.
+3. **Token filter** - a word or phrase in the message whose words are not all in a
+   block's Bloom filter is false for that block.
+
+What is left (the *residual*) is compiled once per distinct residual by
+`store.matcher.compile_matcher` and run per document, after a cheap substring test on
+the raw JSON (`Prefilter`) that rejects most non-matching documents without decoding
+them. Partial evaluation only substitutes facts the exact matcher would compute from the
+document itself, so pruning never changes an answer (tests check this against a
+brute-force count).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import msgspec
+
+from kubelogs.store import bloom
+from kubelogs.store.index import Layout
+from kubelogs.store.matcher import (
+    TIMESTAMP_FIELD,
+    WORD_RE,
+    parse_number,
+    range_matcher,
+    text_matcher,
+    time_range,
+    value_matcher,
+)
+from kubelogs.store.query import And, Exists, Match, MatchAll, Node, Not, Or, Range
+
+Residual = Node | bool
+_Leaf = Callable[[Node], Residual]
+
+MIN_TIME = -(2**63)
+MAX_TIME = 2**63 - 1
+
+
+def split_time(node: Node) -> tuple[Node, int, int]:
+    """Move ``@timestamp`` ranges that must hold for every match into an interval."""
+    lo, hi = MIN_TIME, MAX_TIME
+    items = node.items if isinstance(node, And) else (node,)
+    rest: list[Node] = []
+    for item in items:
+        if isinstance(item, Range) and item.field == TIMESTAMP_FIELD:
+            a, b = time_range(item)
+            lo, hi = max(lo, a), min(hi, b)
+        else:
+            rest.append(item)
+    if not rest:
+        return MatchAll(), lo, hi
+    return (rest[0] if len(rest) == 1 else And(tuple(rest))), lo, hi
+
+
+def with_labels(node: Residual, labels: Mapping[str, str], layout: Layout) -> Residual:
+    """Substitute the values of indexed fields, known for a whole run."""
+    indexed = layout.indexed
+
+    def leaf(n: Node) -> Residual:
+        if isinstance(n, Match | Exists | Range) and n.field in indexed:
+            value = labels.get(n.field)
+            if isinstance(n, Exists):
+                return value is not None
+            if value is None:
+                return False
+            if isinstance(n, Range):
+                return range_matcher(n)(value)
+            if n.field == layout.message_field:
+                return text_matcher(n.value, n.phrase)(value)
+            return value_matcher(n)(value)
+        return n
+
+    return _substitute(node, leaf)
+
+
+def with_bloom(node: Residual, blob: bytes, layout: Layout) -> Residual:
+    """Rule out words and phrases of the message that a block's filter says are absent."""
+
+    def leaf(n: Node) -> Residual:
+        if (
+            isinstance(n, Match)
+            and (n.field is None or n.field == layout.message_field)
+            and not n.wildcard
+        ):
+            words = bloom.filter_words(n.value)
+            if words and not bloom.may_contain(blob, words):
+                return False
+        return n
+
+    return _substitute(node, leaf)
+
+
+def with_span(node: Residual, min_time: int, max_time: int) -> Residual:
+    """Decide ``@timestamp`` ranges (under ``or``/``not``) for a block's time span."""
+
+    def leaf(n: Node) -> Residual:
+        if isinstance(n, Range) and n.field == TIMESTAMP_FIELD:
+            lo, hi = time_range(n)
+            if lo <= min_time and max_time <= hi:
+                return True
+            if max_time < lo or min_time > hi:
+                return False
+        return n
+
+    return _substitute(node, leaf)
+
+
+def uses_message(node: Node, layout: Layout) -> bool:
+    """Whether the token filter can decide anything for `node`."""
+    if isinstance(node, And | Or):
+        return any(uses_message(n, layout) for n in node.items)
+    if isinstance(node, Not):
+        return uses_message(node.item, layout)
+    return (
+        isinstance(node, Match)
+        and (node.field is None or node.field == layout.message_field)
+        and not node.wildcard
+    )
+
+
+def _substitute(node: Residual, leaf: _Leaf) -> Residual:
+    if isinstance(node, bool):
+        return node
+    if isinstance(node, And):
+        kept: list[Node] = []
+        for item in node.items:
+            r = _substitute(item, leaf)
+            if r is False:
+                return False
+            if r is not True:
+                kept.append(r)
+        return True if not kept else kept[0] if len(kept) == 1 else And(tuple(kept))
+    if isinstance(node, Or):
+        kept = []
+        for item in node.items:
+            r = _substitute(item, leaf)
+            if r is True:
+                return True
+            if r is not False:
+                kept.append(r)
+        return False if not kept else kept[0] if len(kept) == 1 else Or(tuple(kept))
+    if isinstance(node, Not):
+        r = _substitute(node.item, leaf)
+        return (not r) if isinstance(r, bool) else Not(r)
+    if isinstance(node, MatchAll):
+        return True
+    return leaf(node)
+
+
+_encode = msgspec.json.encode
+
+
+@dataclass(frozen=True, slots=True)
+class Prefilter:
+    """Substrings every matching document's raw JSON must contain.
+
+    `lowered`: lower-case ASCII words of the message terms, looked up in the lower-cased
+    document (only for ASCII documents: `bytes.lower` folds ASCII only). `exact`: the
+    JSON encoding of exact string values (``"payments"``), looked up as they are.
+    """
+
+    lowered: tuple[bytes, ...]
+    exact: tuple[bytes, ...]
+
+    def __bool__(self) -> bool:
+        return bool(self.lowered or self.exact)
+
+    def rejects(self, doc: bytes) -> bool:
+        for needle in self.exact:
+            if needle not in doc:
+                return True
+        if self.lowered and doc.isascii():
+            low = doc.lower()
+            for needle in self.lowered:
+                if needle not in low:
+                    return True
+        return False
+
+
+def prefilter(node: Residual, layout: Layout) -> Prefilter:
+    if isinstance(node, bool):
+        return Prefilter((), ())
+    lowered: list[bytes] = []
+    exact: list[bytes] = []
+    for item in node.items if isinstance(node, And) else (node,):
+        if not isinstance(item, Match):
+            continue
+        field = item.field or layout.message_field
+        if field == layout.message_field:
+            parts = [item.value] if item.phrase else item.value.split("*")
+            for part in parts:
+                lowered.extend(w.encode() for w in WORD_RE.findall(part.lower()) if w.isascii())
+        elif not item.wildcard and parse_number(item.value) is None:
+            text = item.value
+            plain = text.isascii() and text.isprintable() and not ('"' in text or "\\" in text)
+            if plain and text.lower() not in ("true", "false"):
+                exact.append(_encode(text))
+    return Prefilter(tuple(dict.fromkeys(lowered)), tuple(dict.fromkeys(exact)))

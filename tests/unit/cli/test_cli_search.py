@@ -1,0 +1,241 @@
+"""`kubelogs search`: output formats, limits, counts, follow, and errors with exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from kubelogs.cli import search
+from kubelogs.store import ECS_LAYOUT, StoreReader, StoreWriter, WriteGroup
+from kubelogs.store.index import INDEX_NAME
+from kubelogs.testing.generate import format_time
+from support.store_docs import Dataset, make_dataset
+from support.waiting import wait_for
+
+
+@pytest.fixture(scope="module")
+def dataset() -> Dataset:
+    return make_dataset(seed=31, containers=4, lines=500, per_batch=100)
+
+
+@pytest.fixture(scope="module")
+def store(dataset: Dataset, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("cli") / "store"
+    with StoreWriter(path, layout=ECS_LAYOUT, block_docs=300) as writer:
+        writer.write(dataset.groups)
+    return path
+
+
+def run_search(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="kubelogs")
+    search.register(parser.add_subparsers())
+    args = parser.parse_args(["search", *argv])
+    return int(args.func(args))
+
+
+def kubelogs(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "kubelogs", *argv],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "NO_COLOR": "1", **(env or {})},
+    )
+
+
+class TestRunDirectly:
+    def test_json_output_is_the_stored_documents(
+        self, store: Path, capsysbinary: pytest.CaptureFixture[bytes]
+    ) -> None:
+        rc = run_search(["--store", str(store), "-o", "json", "--limit", "0", "stream:stderr"])
+
+        out = capsysbinary.readouterr().out
+        with StoreReader(store) as reader:
+            expected = b"".join(h.doc + b"\n" for h in reader.search("stream:stderr", limit=0))
+        assert 0 == rc
+        assert expected == out
+        assert out.count(b"\n") > 0
+
+    def test_text_output_prints_newest_n_oldest_first(
+        self, store: Path, dataset: Dataset, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        rc = run_search(["--store", str(store), "--limit", "7"])
+
+        lines = capsys.readouterr().out.splitlines()
+        newest = sorted(dataset.docs, key=lambda d: msgspec.json.decode(d)["@timestamp"])[-7:]
+        assert 0 == rc
+        assert 7 == len(lines)
+        assert [ln[:24] for ln in lines] == sorted(ln[:24] for ln in lines)
+        for line, raw in zip(lines, newest, strict=True):
+            doc = msgspec.json.decode(raw)
+            k8s = doc["kubernetes"]
+            source = f"{k8s['namespace']}/{k8s['pod']['name']}/{k8s['container']['name']}"
+            assert line.startswith(doc["@timestamp"][:23])
+            assert line.endswith(f" {source} {doc['message']}")
+
+    def test_count_prints_the_number_of_matches(
+        self, store: Path, dataset: Dataset, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        expected = sum(b'"stream":"stderr"' in d for d in dataset.docs)
+
+        rc = run_search(["--store", str(store), "--count", "stream:stderr"])
+
+        assert 0 == rc
+        assert f"{expected}\n" == capsys.readouterr().out
+
+    def test_syntax_error_shows_a_caret_under_the_column(
+        self, store: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        rc = run_search(["--store", str(store), "level:error and )"])
+
+        err = capsys.readouterr().err.splitlines()
+        assert 1 == rc
+        assert "column 17" in err[0]
+        assert err[1].strip() == "level:error and )"
+        assert err[2].index("^") == err[1].index(")")
+
+    def test_bad_range_value_is_a_query_error(
+        self, store: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        rc = run_search(["--store", str(store), "@timestamp >= banana"])
+
+        assert 1 == rc
+        assert "not an RFC 3339 time" in capsys.readouterr().err
+
+    def test_missing_store_is_a_usage_error(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        rc = run_search(["--store", str(tmp_path / "none"), "x"])
+
+        assert 1 == rc
+        assert "no store at" in capsys.readouterr().err
+
+    def test_store_from_the_environment(
+        self, store: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        monkeypatch.setenv("KUBELOGS_STORE", str(store))
+
+        rc = run_search(["--count"])
+
+        assert 0 == rc
+        assert int(capsys.readouterr().out) > 0
+
+    def test_since_and_until_accept_times_and_durations(
+        self, store: Path, dataset: Dataset, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        times = sorted(t for g in dataset.groups for t in g.times)
+        lo = times[len(times) // 2]
+        iso = format_time(lo)
+
+        rc1 = run_search(["--store", str(store), "--count", "--since", iso])
+        first = int(capsys.readouterr().out)
+        rc2 = run_search(["--store", str(store), "--count", "--since", "1h"])  # data is old
+        second = int(capsys.readouterr().out)
+        rc3 = run_search(["--store", str(store), "--count", "--until", "1h"])
+        third = int(capsys.readouterr().out)
+
+        assert (0, 0, 0) == (rc1, rc2, rc3)
+        assert sum(1 for t in times if t >= lo) == first
+        assert 0 == second
+        assert len(times) == third
+
+    def test_bad_since_is_a_usage_error(
+        self, store: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        assert 1 == run_search(["--store", str(store), "--since", "yesterday"])
+        assert "--since" in capsys.readouterr().err
+
+    def test_es_is_not_supported_yet(self, capsys: pytest.CaptureFixture[str]) -> None:
+        assert 1 == run_search(["--es", "http://localhost:9200", "x"])
+        assert "not supported yet" in capsys.readouterr().err
+
+    def test_newer_store_format_is_refused(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        StoreWriter(tmp_path / "s", layout=ECS_LAYOUT).close()
+        with sqlite3.connect(tmp_path / "s" / INDEX_NAME) as db:
+            db.execute("UPDATE meta SET value = '2' WHERE key = 'format_version'")
+
+        assert 1 == run_search(["--store", str(tmp_path / "s")])
+        assert "newer kubelogs" in capsys.readouterr().err
+
+    def test_damaged_index_is_a_runtime_error(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        (tmp_path / "s").mkdir()
+        (tmp_path / "s" / INDEX_NAME).write_bytes(b"garbage" * 1000)
+
+        assert 2 == run_search(["--store", str(tmp_path / "s")])
+        assert "cannot be read" in capsys.readouterr().err
+
+
+class TestCommandLine:
+    """Through `python -m kubelogs`, as users run it."""
+
+    def test_search_json_through_the_cli(self, store: Path) -> None:
+        r = kubelogs("search", "--store", str(store), "-o", "json", "--limit", "3", "error")
+
+        with StoreReader(store) as reader:
+            expected = "".join(h.doc.decode() + "\n" for h in reader.search("error", limit=3))
+        assert 0 == r.returncode, r.stderr
+        assert expected == r.stdout
+
+    def test_syntax_error_exit_code_through_the_cli(self, store: Path) -> None:
+        r = kubelogs("search", "--store", str(store), '"unterminated')
+
+        assert 1 == r.returncode
+        assert "^" in r.stderr
+
+    def test_follow_prints_new_matches_until_interrupted(self, tmp_path: Path) -> None:
+        path = tmp_path / "s"
+        with StoreWriter(path, layout=ECS_LAYOUT) as writer:
+            writer.write([WriteGroup("f", [0], [1], [b'{"message":"first hello"}'])])
+            with subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "kubelogs",
+                    "search",
+                    "--store",
+                    str(path),
+                    "-f",
+                    "-o",
+                    "json",
+                    "hello",
+                ],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            ) as proc:
+                try:
+                    assert proc.stdout is not None
+                    first = proc.stdout.readline()
+                    writer.write(
+                        [
+                            WriteGroup(
+                                "f",
+                                [1, 2],
+                                [2, 3],
+                                [b'{"message":"nope"}', b'{"message":"second hello"}'],
+                            )
+                        ]
+                    )
+                    second = proc.stdout.readline()
+                    proc.send_signal(signal.SIGINT)
+                    wait_for(lambda: proc.poll() is not None, timeout=30, what="search to exit")
+                finally:
+                    if proc.poll() is None:
+                        proc.kill()
+                    err = proc.communicate()[1]
+
+        assert '{"message":"first hello"}\n' == first
+        assert '{"message":"second hello"}\n' == second
+        assert 0 == proc.returncode, err

@@ -1,0 +1,164 @@
+"""The `local` sink stores batches, acknowledges after the commit, and flushes on time."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from kubelogs.codecs.document import encode_documents
+from kubelogs.config.base import BuildContext
+from kubelogs.config.registry import lookup
+from kubelogs.pipeline.acks import AckToken
+from kubelogs.pipeline.channels import Channel
+from kubelogs.pipeline.event import Batch
+from kubelogs.sinks.local import LocalSink, LocalSinkConfig
+from kubelogs.store import StoreReader
+from kubelogs.telemetry.metrics import Metrics
+from support.store_docs import make_batches
+
+
+def build(tmp_path: Path, **config: object) -> tuple[LocalSink, Metrics]:
+    metrics = Metrics()
+    cfg = LocalSinkConfig.model_validate({"type": "local", "inputs": ["x"], **config})
+    cx = BuildContext(component_id="store", data_dir=tmp_path, node_name="n", metrics=metrics)
+    return cfg.build(cx), metrics
+
+
+def sent(metrics: Metrics) -> float:
+    value = metrics.registry.get_sample_value(
+        "kubelogs_component_sent_events_total",
+        {"component_id": "store", "component_kind": "sink", "component_type": "local"},
+    )
+    return value or 0.0
+
+
+class Acks:
+    def __init__(self) -> None:
+        self.done: list[int] = []
+        self.event = asyncio.Event()
+
+    def token(self, n: int) -> AckToken:
+        def on_done() -> None:
+            self.done.append(n)
+            self.event.set()
+
+        return AckToken(on_done)
+
+
+def test_config_registers_and_has_documented_defaults(tmp_path: Path) -> None:
+    sink, _ = build(tmp_path)
+    reg = lookup("sink", "local")
+
+    assert reg is not None
+    assert reg.config is LocalSinkConfig
+    assert tmp_path / "store" == sink.path
+    assert 7 * 86400 == sink.config.retention
+    assert 5 * 2**30 == sink.config.max_size
+    assert "ecs" == sink.config.schema_
+
+
+def test_config_accepts_units_and_rejects_unknown_keys(tmp_path: Path) -> None:
+    sink, _ = build(tmp_path, path=str(tmp_path / "x"), retention="2d", max_size="64MiB")
+
+    assert tmp_path / "x" == sink.path
+    assert 2 * 86400 == sink.config.retention
+    assert 64 * 2**20 == sink.config.max_size
+    with pytest.raises(ValueError, match="extra"):
+        LocalSinkConfig.model_validate({"type": "local", "inputs": ["x"], "nope": 1})
+
+
+def test_sink_stores_everything_and_acks_after_commit(tmp_path: Path) -> None:
+    asyncio.run(_sink_stores_everything_and_acks_after_commit(tmp_path))
+
+
+async def _sink_stores_everything_and_acks_after_commit(tmp_path: Path) -> None:
+    batches = make_batches(seed=4, containers=3, lines=400, per_batch=50)
+    sink, metrics = build(tmp_path, block_docs=300)
+    acks = Acks()
+    channel = Channel("store", capacity=1000)
+    channel.add_producer()
+    for i, b in enumerate(batches):
+        await channel.put(b.derive(ack=acks.token(i)))
+    channel.close_producer()
+
+    await asyncio.wait_for(sink.run(channel), timeout=60)
+
+    expected = sorted(d for b in batches for d in encode_documents(b))
+    with StoreReader(tmp_path / "store") as reader:
+        stored = sorted(h.doc for h in reader.search("", limit=0))
+        by_label = reader.count(f"kubernetes.namespace:{batches[0].ctx.namespace}")
+    assert expected == stored
+    assert sorted(range(len(batches))) == sorted(acks.done)
+    assert len(expected) == sent(metrics)
+    assert sum(len(b) for b in batches if b.ctx.namespace == batches[0].ctx.namespace) == (by_label)
+
+
+def test_sink_flushes_after_the_interval_without_more_input(tmp_path: Path) -> None:
+    """A lone batch becomes durable (and acked) while the input is still open."""
+    asyncio.run(_sink_flushes_after_the_interval_without_more_input(tmp_path))
+
+
+async def _sink_flushes_after_the_interval_without_more_input(tmp_path: Path) -> None:
+    batch = make_batches(seed=4, containers=1, lines=10, per_batch=10)[0]
+    sink, _ = build(tmp_path, flush_interval="50ms")
+    acks = Acks()
+    channel = Channel("store", capacity=10)
+    channel.add_producer()
+    await channel.put(batch.derive(ack=acks.token(0)))
+    task = asyncio.create_task(sink.run(channel))
+
+    await asyncio.wait_for(acks.event.wait(), timeout=30)
+    with StoreReader(tmp_path / "store") as reader:
+        stored = reader.count("")
+    channel.close_producer()
+    await asyncio.wait_for(task, timeout=30)
+
+    assert len(batch) == stored
+    assert [0] == acks.done
+
+
+def test_resent_batches_are_acked_but_not_stored_twice(tmp_path: Path) -> None:
+    asyncio.run(_resent_batches_are_acked_but_not_stored_twice(tmp_path))
+
+
+async def _resent_batches_are_acked_but_not_stored_twice(tmp_path: Path) -> None:
+    batches: list[Batch] = make_batches(seed=6, containers=2, lines=200, per_batch=40)
+    for _ in range(2):  # the second run is the replay after a restart
+        sink, _ = build(tmp_path)
+        acks = Acks()
+        channel = Channel("store", capacity=1000)
+        channel.add_producer()
+        for i, b in enumerate(batches):
+            await channel.put(b.derive(ack=acks.token(i)))
+        channel.close_producer()
+        await asyncio.wait_for(sink.run(channel), timeout=60)
+        assert len(batches) == len(acks.done)
+
+    with StoreReader(tmp_path / "store") as reader:
+        assert sum(len(b) for b in batches) == reader.count("")
+
+
+def test_fluentd_schema_store_searches_the_log_field(tmp_path: Path) -> None:
+    asyncio.run(_fluentd_schema_store_searches_the_log_field(tmp_path))
+
+
+async def _fluentd_schema_store_searches_the_log_field(tmp_path: Path) -> None:
+    batches = make_batches(seed=8, containers=2, lines=100, per_batch=50)
+    sink, _ = build(tmp_path, schema="fluentd")
+    channel = Channel("store", capacity=100)
+    channel.add_producer()
+    for b in batches:
+        await channel.put(b)
+    channel.close_producer()
+    await asyncio.wait_for(sink.run(channel), timeout=60)
+    ns = batches[0].ctx.namespace
+
+    with StoreReader(tmp_path / "store") as reader:
+        assert "log" == reader.layout.message_field
+        assert sum(len(b) for b in batches if b.ctx.namespace == ns) == reader.count(
+            f"kubernetes.namespace_name:{ns}"
+        )
+        hits = reader.search("stream:stderr", limit=0)
+    assert all(b'"stream":"stderr"' in h.doc and b'"log":' in h.doc for h in hits)

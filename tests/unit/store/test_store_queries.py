@@ -1,0 +1,241 @@
+"""Search answers agree with a brute-force evaluation of the same question.
+
+Each query in the table comes with an independent Python predicate over the decoded
+document; the store (block pruning, label shortcuts, token filters, prefilters, exact
+matcher) must return exactly the documents the predicate accepts.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+
+from kubelogs.codecs.timestamps import parse_rfc3339_ns
+from kubelogs.store import ECS_LAYOUT, StoreReader, StoreWriter
+from kubelogs.store.reader import Hit
+from support.store_docs import Dataset, make_dataset
+
+T0 = "2025-01-15T10:00:01Z"
+T0_NS = 1_736_935_201_000_000_000
+
+
+def words(doc: dict[str, Any]) -> list[str]:
+    return re.findall(r"\w+", doc["message"].lower())
+
+
+def has_phrase(doc: dict[str, Any], phrase: str) -> bool:
+    want = re.findall(r"\w+", phrase.lower())
+    got = words(doc)
+    return any(got[i : i + len(want)] == want for i in range(len(got) - len(want) + 1))
+
+
+def status(doc: dict[str, Any]) -> int:
+    return int(doc.get("http", {}).get("status", -1))
+
+
+def ts(doc: dict[str, Any]) -> int:
+    ns = parse_rfc3339_ns(doc["@timestamp"].encode())
+    assert ns is not None
+    return ns
+
+
+Predicate = Callable[[dict[str, Any]], bool]
+CASES: list[tuple[str, Predicate]] = [
+    ("", lambda d: True),
+    ("error", lambda d: "error" in words(d)),
+    ("ERROR", lambda d: "error" in words(d)),
+    ('"request failed"', lambda d: has_phrase(d, "request failed")),
+    ("message:timed", lambda d: "timed" in words(d)),
+    ("ord*", lambda d: any(w.startswith("ord") for w in words(d))),
+    ("kubernetes.namespace:payments", lambda d: d["kubernetes"]["namespace"] == "payments"),
+    ("kubernetes.namespace:pay*", lambda d: d["kubernetes"]["namespace"].startswith("pay")),
+    ("kubernetes.namespace:Payments", lambda d: False),
+    ("stream:stderr", lambda d: d.get("stream") == "stderr"),
+    (
+        "stream:stdout and not kubernetes.container.name:app",
+        lambda d: d.get("stream") == "stdout" and d["kubernetes"]["container"]["name"] != "app",
+    ),
+    ("kubernetes.labels.app:orders", lambda d: d["kubernetes"]["labels"]["app"] == "orders"),
+    ("kubernetes.labels.app:*", lambda d: True),
+    ("http.status >= 500", lambda d: status(d) >= 500),
+    ("http.status:404", lambda d: status(d) == 404),
+    ("http.status < 201 and level:error", lambda d: 0 <= status(d) < 201 and d["level"] == "error"),
+    ("level:error or level:warn", lambda d: d.get("level") in ("error", "warn")),
+    ("user_id:*", lambda d: "user_id" in d),
+    ("not user_id:*", lambda d: "user_id" not in d),
+    (
+        "(error or exception) and kubernetes.namespace:default",
+        lambda d: (
+            bool({"error", "exception"} & set(words(d)))
+            and d["kubernetes"]["namespace"] == "default"
+        ),
+    ),
+    (
+        "java.lang.NullPointerException",
+        lambda d: has_phrase(d, "java lang nullpointerexception"),
+    ),
+    (f"@timestamp >= {T0}", lambda d: ts(d) >= T0_NS),
+    (
+        f"@timestamp < {T0} or stream:stderr",
+        lambda d: ts(d) < T0_NS or d.get("stream") == "stderr",
+    ),
+    ("host.name:node-1 and cache", lambda d: "cache" in words(d)),
+    ("nosuchwordanywhere", lambda d: False),
+]
+
+
+@pytest.fixture(scope="module")
+def dataset() -> Dataset:
+    return make_dataset(seed=5, containers=6, lines=1500, per_batch=200)
+
+
+@pytest.fixture(scope="module")
+def store(dataset: Dataset, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("queries") / "store"
+    with StoreWriter(path, layout=ECS_LAYOUT, block_docs=700) as writer:
+        for i in range(0, len(dataset.groups), 5):
+            writer.write(dataset.groups[i : i + 5])
+    return path
+
+
+@pytest.fixture(scope="module")
+def decoded(dataset: Dataset) -> list[tuple[bytes, dict[str, Any]]]:
+    return [(d, msgspec.json.decode(d)) for d in dataset.docs]
+
+
+@pytest.mark.parametrize(("query", "predicate"), CASES, ids=[q or "<all>" for q, _ in CASES])
+def test_query_matches_brute_force(
+    store: Path,
+    decoded: list[tuple[bytes, dict[str, Any]]],
+    query: str,
+    predicate: Predicate,
+) -> None:
+    expected = sorted(raw for raw, doc in decoded if predicate(doc))
+
+    with StoreReader(store) as reader:
+        count = reader.count(query)
+        every = [h.doc for h in reader.search(query, limit=0)]
+
+    assert len(expected) == count
+    assert expected == sorted(every)
+    assert len(every) == len(set(every))
+
+
+def test_dataset_exercises_the_interesting_cases(
+    decoded: list[tuple[bytes, dict[str, Any]]],
+) -> None:
+    """Guard against a dataset where the table trivially passes (all or nothing)."""
+    for query, predicate in CASES:
+        n = sum(1 for _, d in decoded if predicate(d))
+        if query in ("", "kubernetes.labels.app:*"):
+            assert n == len(decoded)
+        elif query not in ("nosuchwordanywhere", "kubernetes.namespace:Payments"):
+            assert 0 < n < len(decoded), query
+
+
+def test_limit_returns_the_newest_matches_oldest_first(store: Path) -> None:
+    with StoreReader(store) as reader:
+        everything = reader.search("stream:stdout", limit=0)
+        newest = reader.search("stream:stdout", limit=25)
+
+    assert everything == sorted(everything)
+    assert everything[-25:] == newest
+
+
+def test_iteration_is_in_time_order(store: Path) -> None:
+    with StoreReader(store) as reader:
+        times = [h.time_ns for h in reader.iter_matches("")]
+
+    assert times == sorted(times)
+
+
+def test_since_and_until_bound_the_time_column(store: Path, dataset: Dataset) -> None:
+    times = sorted(t for g in dataset.groups for t in g.times)
+    lo, hi = times[100], times[-100]
+
+    with StoreReader(store) as reader:
+        q = reader.prepare("", since_ns=lo, until_ns=hi)
+        count = reader.count(q)
+        hits = reader.search(q, limit=0)
+
+    assert sum(1 for t in times if lo <= t <= hi) == count
+    assert all(lo <= h.time_ns <= hi for h in hits)
+
+
+class TestPruning:
+    """Queries read only blocks that can match (the reason for the block index)."""
+
+    @staticmethod
+    def _counting(reader: StoreReader) -> list[int]:
+        reads: list[int] = []
+        original = reader._read_block
+
+        def read(ref: Any) -> Any:
+            reads.append(ref.id)
+            return original(ref)
+
+        reader._read_block = read  # type: ignore[method-assign]
+        return reads
+
+    def test_label_count_comes_from_the_index(self, store: Path) -> None:
+        with StoreReader(store) as reader:
+            reads = self._counting(reader)
+            count = reader.count("kubernetes.namespace:payments or stream:stderr")
+
+        assert count > 0
+        assert [] == reads
+
+    def test_rare_word_reads_few_blocks(self, store: Path, dataset: Dataset) -> None:
+        doc = msgspec.json.decode(dataset.docs[len(dataset.docs) // 3])
+        rare = re.findall(r"[0-9a-f]{16,}|\d{6,}", doc["message"])[0]
+        with StoreReader(store) as reader:
+            total_blocks = reader.stats().blocks
+            reads = self._counting(reader)
+            count = reader.count(rare)
+
+        assert count >= 1
+        assert total_blocks >= 10
+        assert len(reads) <= 2
+
+    def test_label_condition_skips_blocks_without_the_label(self, tmp_path: Path) -> None:
+        """Blocks written from one namespace only are never read for another."""
+        ds = make_dataset(seed=9, containers=4, lines=400, per_batch=100)
+        namespaces = {g.labels["kubernetes.namespace"] for g in ds.groups}
+        assert len(namespaces) >= 2
+        with StoreWriter(tmp_path / "s", layout=ECS_LAYOUT) as writer:
+            for group in ds.groups:
+                writer.write([group])  # one source per block
+        target = sorted(namespaces)[0]
+        with StoreReader(tmp_path / "s") as reader:
+            reads = self._counting(reader)
+            hits = reader.search(f"kubernetes.namespace:{target} and not error", limit=0)
+            blocks = reader.stats().blocks
+
+        assert hits
+        assert set(reads) <= {h.block for h in hits}
+        assert len(reads) < blocks
+
+
+def test_hits_are_hashable_sortable_records(store: Path) -> None:
+    with StoreReader(store) as reader:
+        a, b = reader.search("", limit=2)
+
+    assert isinstance(a, Hit)
+    assert a < b
+
+
+def test_store_without_token_filters_gives_the_same_answers(
+    tmp_path: Path, dataset: Dataset, store: Path
+) -> None:
+    path = tmp_path / "nofilter"
+    with StoreWriter(path, layout=ECS_LAYOUT, block_docs=700, token_filters=False) as writer:
+        writer.write(dataset.groups)
+
+    for query in ("error", '"request failed"', "nosuchwordanywhere", "ord* and stream:stderr"):
+        with StoreReader(path) as plain, StoreReader(store) as filtered:
+            assert filtered.count(query) == plain.count(query)
