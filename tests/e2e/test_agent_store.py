@@ -197,3 +197,54 @@ def test_search_follow_prints_lines_written_after_it_started(tmp_path: Path) -> 
         assert agent.stop() == 0
 
     assert ["fresh one", "fresh three"] == [json.loads(x)["message"] for x in lines]
+
+
+def test_live_generator_with_rotation_is_stored_exactly_once(tmp_path: Path) -> None:
+    """`kubelogs generate --rate` appends and rotates kubelet-style while the agent runs:
+    the store ends up with exactly the records the generator reports."""
+    node = tmp_path / "node"
+    cfg = store_config(tmp_path, node)
+    store = tmp_path / "store"
+    with Agent(cfg, tmp_path / "agent.log") as agent:
+        agent.wait_ready()
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "kubelogs",
+                "generate",
+                str(node),
+                "--rate",
+                "3000",
+                "--duration",
+                "4s",
+                "--rotate-size",
+                "64KiB",
+                "--max-rotated",
+                "1000",
+                "--containers",
+                "4",
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            timeout=120,
+        )
+        manifest = json.loads((node / "manifest.json").read_text())
+        wait_for(lambda: stored_count(store) >= manifest["records"], timeout=60, what="all")
+        assert agent.stop() == 0
+    rotated = sum(len(f["rotated"]) for f in manifest["files"])
+
+    assert rotated >= 4
+    assert 0 == sum(f["deleted_records"] for f in manifest["files"])
+    assert manifest["records"] == stored_count(store)
+    docs = stored_docs(store)
+    per_container = Counter(
+        (
+            d["kubernetes"]["namespace"],
+            d["kubernetes"]["pod"]["name"],
+            d["kubernetes"]["container"]["name"],
+        )
+        for d in docs
+    )
+    expected = {(f["namespace"], f["pod"], f["container"]): f["records"] for f in manifest["files"]}
+    assert expected == dict(per_container)

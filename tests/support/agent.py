@@ -82,6 +82,23 @@ class Agent:
         assert port is not None
         return port
 
+    def wait_ready(self) -> Agent:
+        """Until /readyz answers 200: the first scan is done, later files are new."""
+        import urllib.error
+        import urllib.request
+
+        port = self.api_port
+
+        def ready() -> bool:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5) as r:
+                    return bool(r.status == 200)
+            except (urllib.error.URLError, ConnectionError):
+                return False
+
+        wait_for(ready, what="the agent to be ready")
+        return self
+
     def stop(self, timeout: float = 60) -> int:
         assert self.proc is not None
         self.proc.send_signal(signal.SIGTERM)

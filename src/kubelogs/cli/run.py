@@ -57,17 +57,15 @@ def _exit_even_if_a_writer_is_stuck(loop: asyncio.AbstractEventLoop, rc: int) ->
     nobody reads, a hung NFS mount). Checkpoints are already saved at this point, so the
     process exits instead of waiting for that thread forever."""
     import os
-    import threading
 
-    stuck = [t for t in threading.enumerate() if t is not threading.main_thread() and t.is_alive()]
-    if not stuck:
-        loop.run_until_complete(loop.shutdown_default_executor())
-        loop.close()
-        return
-    log.warning("%d writer thread(s) still blocked after shutdown; exiting anyway", len(stuck))
-    logging.shutdown()
-    sys.stderr.flush()
-    os._exit(rc)
+    try:
+        loop.run_until_complete(asyncio.wait_for(loop.shutdown_default_executor(), 5))
+    except TimeoutError:
+        log.warning("a writer thread is still blocked after shutdown; exiting anyway")
+        logging.shutdown()
+        sys.stderr.flush()
+        os._exit(rc)
+    loop.close()
 
 
 async def serve(cfg: object) -> int:

@@ -133,6 +133,10 @@ async def run_pipeline(
         for n in transforms:
             await n.runtime.start()
             started.append(n)
+        for n in nodes.values():
+            prepare = getattr(n.runtime, "prepare", None) if n.kind == "source" else None
+            if prepare is not None:
+                await prepare()
         async with asyncio.TaskGroup() as tg:
             pipeline_tasks: list[asyncio.Task[None]] = []
             for n in nodes.values():

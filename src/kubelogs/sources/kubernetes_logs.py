@@ -119,6 +119,9 @@ class KubernetesLogsSource:
         )
         self.tailer = Tailer(settings, shared_checkpoint_store(cx.shared, cx.data_dir), cx.metrics)
 
+    async def prepare(self) -> None:
+        self.tailer.prepare()
+
     async def run(self, out: Output, stopping: asyncio.Event) -> None:
         await self.tailer.run(out, stopping)
 

@@ -175,6 +175,8 @@ class Tailer:
         self.finished: dict[str, Checkpoint] = {}
         self._deleted_keys: list[str] = []
         self._pending_finished: list[Checkpoint] = []
+        self._ignored: set[str] = set()
+        """Rotated files that were already there at the first start (not ours to read)."""
         self._line_cap = settings.max_line_size + 1024
         self._started = False
         self._last_gc = 0.0
@@ -182,11 +184,17 @@ class Tailer:
 
     # -- lifecycle ---------------------------------------------------------------------
 
-    async def run(self, out: Output, stopping: asyncio.Event) -> None:
-        s = self.s
+    def prepare(self) -> None:
+        """The first scan: checkpoints loaded, files (and unfinished rotated ones) opened.
+        Done before the pipeline reports ready, so that files created after /readyz
+        answers are never mistaken for history."""
         if not self._started:
             self._startup()
             self._started = True
+
+    async def run(self, out: Output, stopping: asyncio.Event) -> None:
+        s = self.s
+        self.prepare()
         loop = asyncio.get_running_loop()
         next_scan = loop.time() + s.glob_interval
         next_ckpt = loop.time() + s.checkpoint_interval
@@ -268,7 +276,9 @@ class Tailer:
                     used.add(f.key)
                     continue
                 if row is None and os.path.dirname(real) not in followed_dirs:
-                    self._discard(f)  # first start: history before us is not ours to read
+                    # First start: history before us is not ours to read.
+                    self._ignored.add(f.key)
+                    self._discard(f)
                     continue
                 self._activate(f, row.offset if row else 0)
                 used.add(f.key)
@@ -373,6 +383,8 @@ class Tailer:
                 self._mark_rotated(have)
             row = self.rows.get(f.key)
             self._activate(f, row.offset if row else 0)
+            if have is not None:
+                self._adopt_unseen_rotations(real, factory)
         for link, f in list(self.by_link.items()):
             if link not in current:
                 self._mark_rotated(f)
@@ -387,6 +399,31 @@ class Tailer:
                     del self.finished[key]
                     self.rows.pop(key, None)
                     self._deleted_keys.append(key)
+
+    def _adopt_unseen_rotations(self, real: str, factory: ContextFactory) -> None:
+        """A file can be created and rotated away again between two scans (a busy
+        container, a small rotate size): it was never seen under its live name. Every
+        rotated sibling that is not open, not finished and not ignored is such a file."""
+        for sib in self._siblings(real):
+            try:
+                st = os.stat(sib)
+            except OSError:
+                continue
+            if (st.st_dev, st.st_ino) in self.by_inode:
+                continue
+            f = self._open(sib, sib, factory, rotated=True)
+            if f is None:
+                continue
+            row = self.rows.get(f.key) or self._row_of_copy(f)
+            if (
+                f.key in self._ignored
+                or f.key in self.finished
+                or (row is not None and row.finished)
+            ):
+                self._discard(f)
+                continue
+            log.info("reading %s, rotated before it was seen under its live name", sib)
+            self._activate(f, row.offset if row is not None else 0)
 
     def _mark_rotated(self, f: TailedFile) -> None:
         f.rotated = True
@@ -431,6 +468,7 @@ class Tailer:
         f.parser = _make_parser(self.s.format, head, self.s.max_line_size)
         f.ctx = f.factory(f.link, f.path, f.key, make_id_prefix(self.s.node_name, f.key))
         self.files.append(f)
+        log.debug("following %s from %d%s", f.path, start, " (rotated)" if f.rotated else "")
         self.by_inode[(f.dev, f.ino)] = f
         if not f.rotated:
             self.by_link[f.link] = f
@@ -626,6 +664,7 @@ class Tailer:
         f.parser.flush(cols)
         batch = self._emit(f, cols)
         os.close(f.fd)
+        log.debug("released %s at %d", f.disk_path, f.pos)
         f.fd = -1
         self.by_inode.pop((f.dev, f.ino), None)
         if self.by_link.get(f.link) is f:
