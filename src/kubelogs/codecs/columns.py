@@ -6,10 +6,14 @@ from typing import Any
 
 
 class Columns:
-    __slots__ = ("fields", "flags", "messages", "offsets", "streams", "times")
+    __slots__ = ("fields", "flags", "messages", "offsets", "streams", "times", "tstrs")
 
     def __init__(self) -> None:
         self.times: list[int] = []
+        self.tstrs: list[bytes] = []
+        """The same times as RFC 3339 ASCII bytes (``...nnnnnnnnnZ``), kept from the
+        runtime's own text when it is already in that form, so documents need no
+        formatting (and the hot path no decoding)."""
         self.messages: list[str] = []
         self.streams: list[str] = []
         self.offsets: list[int] = []

@@ -15,13 +15,22 @@ from __future__ import annotations
 import time
 
 from kubelogs.codecs.columns import Columns
-from kubelogs.codecs.timestamps import parse_rfc3339_ns
+from kubelogs.codecs.timestamps import format_timestamp, parse_rfc3339_ns
 
 _STREAMS = {b"stdout": "stdout", b"stderr": "stderr"}
 
 
 class CriParser:
-    __slots__ = ("_first_off", "_first_ts", "_parts", "_size", "_stream", "_truncated", "max_size")
+    __slots__ = (
+        "_first_off",
+        "_first_ts",
+        "_first_tstr",
+        "_parts",
+        "_size",
+        "_stream",
+        "_truncated",
+        "max_size",
+    )
 
     def __init__(self, max_size: int) -> None:
         self.max_size = max_size
@@ -29,6 +38,7 @@ class CriParser:
         self._size = 0
         self._first_off = -1
         self._first_ts = 0
+        self._first_tstr = b""
         self._stream = ""
         self._truncated = False
 
@@ -46,6 +56,7 @@ class CriParser:
         """Parse complete physical lines starting at byte `offset`; return the offset after
         them. `truncated` marks the (single) line as cut by the tailer's line cap."""
         times, messages, streams, offsets = cols.times, cols.messages, cols.streams, cols.offsets
+        tstrs = cols.tstrs
         max_size = self.max_size
         for line in lines:
             nxt = offset + len(line) + 1
@@ -66,6 +77,10 @@ class CriParser:
                 elif truncated:
                     cols.flag(row, "truncated")
                 times.append(ts)
+                tsb = parts[0]
+                tstrs.append(
+                    tsb if len(tsb) == 30 and tsb[29] == 90 else format_timestamp(ts).encode()
+                )
                 messages.append(msg.decode("utf-8", "replace"))
                 streams.append(stream)  # type: ignore[arg-type]
                 offsets.append(offset)
@@ -73,6 +88,7 @@ class CriParser:
                 if self._first_off < 0:
                     self._first_off = offset
                     self._first_ts = ts
+                    self._first_tstr = format_timestamp(ts).encode()
                     self._stream = stream  # type: ignore[assignment]
                 room = max_size - self._size
                 if len(msg) > room:
@@ -91,6 +107,7 @@ class CriParser:
     def _emit(self, cols: Columns) -> None:
         row = len(cols.messages)
         cols.times.append(self._first_ts)
+        cols.tstrs.append(self._first_tstr)
         cols.messages.append(b"".join(self._parts).decode("utf-8", "replace"))
         cols.streams.append(self._stream)
         cols.offsets.append(self._first_off)
@@ -110,7 +127,9 @@ class CriParser:
         if len(line) > self.max_size:
             line = line[: self.max_size]
             cols.flag(row, "truncated")
-        cols.times.append(time.time_ns())
+        now = time.time_ns()
+        cols.times.append(now)
+        cols.tstrs.append(format_timestamp(now).encode())
         cols.messages.append(line.decode("utf-8", "replace"))
         cols.streams.append("")
         cols.offsets.append(offset)

@@ -13,7 +13,7 @@ import time
 import msgspec
 
 from kubelogs.codecs.columns import Columns
-from kubelogs.codecs.timestamps import parse_rfc3339_ns
+from kubelogs.codecs.timestamps import format_timestamp, parse_rfc3339_ns
 
 
 class _DockerLine(msgspec.Struct):
@@ -71,7 +71,8 @@ class DockerJsonParser:
                     self._malformed(line, offset, cols)
                     offset = nxt
                     continue
-            ts = parse_rfc3339_ns(d.time.encode()) if d.time else None
+            tsb = d.time.encode()
+            ts = parse_rfc3339_ns(tsb) if tsb else None
             if ts is None:
                 self._malformed(line, offset, cols)
                 offset = nxt
@@ -86,6 +87,9 @@ class DockerJsonParser:
                     msg = _cut(encoded, max_size)
                     cols.flag(row, "truncated")
                 times.append(ts)
+                cols.tstrs.append(
+                    tsb if len(tsb) == 30 and tsb[29] == 90 else format_timestamp(ts).encode()
+                )
                 messages.append(msg)
                 streams.append(d.stream)
                 offsets.append(offset)
@@ -111,6 +115,7 @@ class DockerJsonParser:
     def _emit(self, cols: Columns) -> None:
         row = len(cols.messages)
         cols.times.append(self._first_ts)
+        cols.tstrs.append(format_timestamp(self._first_ts).encode())
         cols.messages.append("".join(self._parts))
         cols.streams.append(self._stream)
         cols.offsets.append(self._first_off)
@@ -128,7 +133,9 @@ class DockerJsonParser:
         if len(line) > self.max_size:
             line = line[: self.max_size]
             truncated = True
-        cols.times.append(time.time_ns())
+        now = time.time_ns()
+        cols.times.append(now)
+        cols.tstrs.append(format_timestamp(now).encode())
         cols.messages.append(line.decode("utf-8", "replace"))
         cols.streams.append("")
         cols.offsets.append(offset)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 
 from kubelogs.codecs.columns import Columns
+from kubelogs.codecs.timestamps import format_timestamp
 
 
 class PlainParser:
@@ -28,6 +29,8 @@ class PlainParser:
 
     def feed(self, lines: list[bytes], offset: int, cols: Columns, truncated: bool = False) -> int:
         now = time.time_ns()
+        now_str = format_timestamp(now).encode()
+        tstrs = cols.tstrs
         times, messages, streams, offsets = cols.times, cols.messages, cols.streams, cols.offsets
         max_size = self.max_size
         for line in lines:
@@ -40,6 +43,7 @@ class PlainParser:
                     line = line[:max_size]
                     cols.flag(row, "truncated")
                 times.append(now)
+                tstrs.append(now_str)
                 messages.append(line.decode("utf-8", "replace"))
                 streams.append("")
                 offsets.append(offset)

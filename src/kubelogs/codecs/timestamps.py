@@ -55,3 +55,17 @@ def parse_rfc3339_ns(ts: bytes) -> int | None:
     else:
         return None
     return (sec - offset) * 1_000_000_000 + frac_ns
+
+
+_FMT_CACHE: dict[int, str] = {}
+
+
+def format_timestamp(ns: int) -> str:
+    """RFC 3339 UTC with nanoseconds: ``2021-02-15T10:00:00.123456789Z``."""
+    sec, frac = divmod(ns, 1_000_000_000)
+    prefix = _FMT_CACHE.get(sec)
+    if prefix is None:
+        if len(_FMT_CACHE) > 4096:
+            _FMT_CACHE.clear()
+        prefix = _FMT_CACHE[sec] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
+    return f"{prefix}.{frac:09d}Z"

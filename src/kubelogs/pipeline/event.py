@@ -88,6 +88,10 @@ class Batch:
     """Sparse: row -> parsed fields added beside `message`."""
     ack: AckToken | None = None
     end_offset: int = 0
+    tstrs: list[bytes] | None = None
+    """Optional: `times` as RFC 3339 ASCII bytes with nanoseconds (``...Z``, nothing to
+    escape), when the source had them already; encoders format `times` themselves when
+    this is None."""
     """Where the source may resume once this batch is acknowledged."""
 
     def __len__(self) -> int:

@@ -641,6 +641,7 @@ class Tailer:
             fields=None,
             ack=f.ledger.track(end),
             end_offset=end,
+            tstrs=cols.tstrs,
         )
 
     def _maybe_release(self, f: TailedFile) -> Batch | None:
