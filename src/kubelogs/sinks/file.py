@@ -8,6 +8,7 @@ use the event ids of a store sink instead.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import BinaryIO, Literal
 
@@ -18,6 +19,8 @@ from kubelogs.config.registry import register
 from kubelogs.pipeline.runtime import Input
 from kubelogs.sinks.ndjson_writer import run_ndjson
 from kubelogs.telemetry.metrics import ComponentMetrics
+
+log = logging.getLogger("kubelogs.sinks")
 
 
 @register("sink", "file", "Documents appended to a file as NDJSON.")
@@ -35,11 +38,40 @@ class FileSinkConfig(SinkConfig):
         return FileSink(self, ComponentMetrics(cx.metrics, cx.component_id, "sink", "file"))
 
 
+def _cut_torn_tail(path: Path) -> None:
+    """A crash in the middle of a write leaves a last line without its newline. It was
+    never acknowledged, so it will be sent again: cut it off, so that the next document
+    does not run into it and every line stays one valid JSON document."""
+    try:
+        with open(path, "r+b") as f:
+            size = f.seek(0, 2)
+            if size == 0:
+                return
+            pos = size
+            while pos > 0:
+                step = min(65536, pos)
+                f.seek(pos - step)
+                chunk = f.read(step)
+                nl = chunk.rfind(b"\n")
+                if nl >= 0:
+                    cut = pos - step + nl + 1
+                    break
+                pos -= step
+            else:
+                cut = 0
+            if cut != size:
+                log.warning("%s ended with a torn line (%d bytes); cut it off", path, size - cut)
+                f.truncate(cut)
+    except FileNotFoundError:
+        return
+
+
 class FileSink:
     def __init__(self, config: FileSinkConfig, metrics: ComponentMetrics) -> None:
         self.config = config
         self.metrics = metrics
         config.path.parent.mkdir(parents=True, exist_ok=True)
+        _cut_torn_tail(config.path)
         self._stream: BinaryIO = open(config.path, "ab")  # noqa: SIM115 (closed in close())
 
     async def run(self, inp: Input) -> None:
