@@ -369,8 +369,7 @@ def test_exclude_namespaces_and_read_from_end(node: Path, tmp_path: Path) -> Non
         extra_source={"exclude_namespaces": ["kube-system"], "read_from": "end"},
     )
     with Agent(cfg, tmp_path / "agent.log") as agent:
-        api = agent.api_port
-        wait_for(lambda: b"kubelogs_files_open" in _get(api, "/metrics"), what="metrics")
+        agent.wait_ready()  # the first scan is done: "new" is written after it
         kept.write("new")
         dropped.write("new-system")
         wait_messages(out, ["new"])

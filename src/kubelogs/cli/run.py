@@ -7,6 +7,7 @@ import asyncio
 import logging
 import signal
 import sys
+from typing import Any
 
 from kubelogs.config.errors import ConfigError, ConfigInvalid
 
@@ -39,7 +40,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     setup_logging(cfg.root.log.level, cfg.root.log.format)
+    from concurrent.futures import ThreadPoolExecutor
+
     loop = asyncio.new_event_loop()
+    executor = ThreadPoolExecutor(thread_name_prefix="kubelogs-io")
+    loop.set_default_executor(executor)
     try:
         rc = loop.run_until_complete(serve(cfg))
     except ConfigError as exc:
@@ -48,19 +53,24 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"error: {exc}", file=sys.stderr)
         rc = 2
-    _exit_even_if_a_writer_is_stuck(loop, rc)
+    _exit_even_if_a_writer_is_stuck(loop, executor, rc)
     return rc
 
 
-def _exit_even_if_a_writer_is_stuck(loop: asyncio.AbstractEventLoop, rc: int) -> None:
+def _exit_even_if_a_writer_is_stuck(
+    loop: asyncio.AbstractEventLoop, executor: Any, rc: int
+) -> None:
     """After the grace period a sink thread may still be blocked in a write (a pipe that
     nobody reads, a hung NFS mount). Checkpoints are already saved at this point, so the
-    process exits instead of waiting for that thread forever."""
+    process exits instead of waiting for that thread forever (which is what both
+    `loop.shutdown_default_executor()` and the interpreter's exit would do)."""
     import os
+    import threading
 
-    try:
-        loop.run_until_complete(asyncio.wait_for(loop.shutdown_default_executor(), 5))
-    except TimeoutError:
+    closer = threading.Thread(target=executor.shutdown, kwargs={"wait": True}, daemon=True)
+    closer.start()
+    closer.join(5)
+    if closer.is_alive():
         log.warning("a writer thread is still blocked after shutdown; exiting anyway")
         logging.shutdown()
         sys.stderr.flush()

@@ -27,7 +27,7 @@ import fnmatch
 import logging
 from dataclasses import replace
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -37,14 +37,13 @@ from kubelogs.config.units import Duration
 from kubelogs.kubernetes.document_meta import PodMeta, encode_meta
 from kubelogs.kubernetes.errors import KubernetesError
 from kubelogs.kubernetes.metadata_cache import CachedPod, PodCache
-from kubelogs.kubernetes.pod_watcher import (
-    PodWatcher,
-    WatcherSettings,
-    WatcherTuning,
-    get_pod_watcher,
-)
 from kubelogs.pipeline.event import Batch, FileContext
 from kubelogs.telemetry.metrics import ComponentMetrics
+
+if TYPE_CHECKING:
+    # The watcher brings aiohttp: imported when the transform is built, not when the
+    # config is read (the agent without metadata never loads it).
+    from kubelogs.kubernetes.pod_watcher import PodWatcher, WatcherSettings
 
 log = logging.getLogger("kubelogs.kubernetes")
 
@@ -116,6 +115,8 @@ class KubernetesMetadataConfig(TransformConfig):
         return self
 
     def watcher_settings(self, default_node: str) -> WatcherSettings:
+        from kubelogs.kubernetes.pod_watcher import WatcherSettings
+
         return WatcherSettings(
             api_server=self.api_server,
             token_file=str(self.token_file) if self.token_file else None,
@@ -126,6 +127,8 @@ class KubernetesMetadataConfig(TransformConfig):
         )
 
     def build(self, cx: BuildContext) -> KubernetesMetadataTransform:
+        from kubelogs.kubernetes.pod_watcher import WatcherTuning, get_pod_watcher
+
         tuning = WatcherTuning(grace_period=self.cache_grace_period, page_size=self.page_size)
         watcher = get_pod_watcher(
             cx.shared, self.watcher_settings(cx.node_name), data_dir=cx.data_dir, tuning=tuning
