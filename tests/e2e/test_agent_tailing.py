@@ -223,49 +223,14 @@ def test_sigterm_drains_and_restart_resends_nothing(node: Path, tmp_path: Path) 
 
 def test_kill9_loop_with_writer_rotating_loses_nothing(node: Path, tmp_path: Path) -> None:
     """kill -9 at random moments while a writer appends and rotates: every line arrives."""
-    import random
-    import threading
+    from support.chaos import RotatingWriter, kill9_cycles
 
     pods = [PodLog(node, pod=f"busy-{i}-abcde") for i in range(3)]
     out = tmp_path / "out.ndjson"
     cfg = tail_config(tmp_path, include=containers_glob(node), out=out)
-    written: list[str] = []
-    stop = threading.Event()
-
-    def writer() -> None:
-        rng = random.Random(7)
-        n = 0
-        while not stop.is_set():
-            for p in pods:
-                batch = [f"{p.pod}-{n + i}" for i in range(rng.randint(1, 40))]
-                p.write(*batch)
-                written.extend(batch)
-                n += len(batch)
-                if rng.random() < 0.05:
-                    p.rotate()
-            stop.wait(0.005)
-
-    t = threading.Thread(target=writer)
-    t.start()
-    rng = random.Random(11)
-    try:
-        for cycle in range(10):
-            agent = Agent(cfg, tmp_path / f"agent{cycle}.log").start()
-            before = count_lines(out)
-            wait_for(lambda b=before: count_lines(out) > b, timeout=60, what="progress")
-            # kill at a random moment after progress was made
-            deadline_lines = count_lines(out) + rng.randint(0, 3000)
-            wait_for(
-                lambda d=deadline_lines, a=agent: (
-                    count_lines(out) >= d or a.proc.poll() is not None
-                ),
-                timeout=30,
-                what="more progress",
-            )
-            agent.kill9()
-    finally:
-        stop.set()
-        t.join()
+    with RotatingWriter(pods, seed=7) as writer:
+        kill9_cycles(cfg, tmp_path, lambda: count_lines(out), cycles=10, seed=11, spread=3000)
+    written = writer.written
     with Agent(cfg, tmp_path / "final.log") as agent:
         wait_messages(out, written, timeout=120)
         assert agent.stop() == 0

@@ -8,7 +8,6 @@ Namespace, pod, pod uid, container and container id come from the path
 
 from __future__ import annotations
 
-import asyncio
 import glob
 import logging
 from typing import TYPE_CHECKING, Literal
@@ -17,13 +16,10 @@ from pydantic import Field
 
 from kubelogs.config.base import BuildContext
 from kubelogs.config.registry import register
-from kubelogs.kubernetes.document_meta import encode_meta
 from kubelogs.kubernetes.paths import parse_log_path
 from kubelogs.pipeline.event import FileContext
-from kubelogs.pipeline.runtime import Output
-from kubelogs.sources.tail_options import TailOptions
-from kubelogs.tailing.checkpoints import shared_checkpoint_store
-from kubelogs.tailing.tailer import ContextFactory, Tailer, TailSettings
+from kubelogs.sources.tail_options import TailingSource, TailOptions, file_context
+from kubelogs.tailing.tailer import ContextFactory
 
 if TYPE_CHECKING:
     from kubelogs.kubernetes.pod_files import PodFileGlob
@@ -50,12 +46,10 @@ class KubernetesLogsConfig(TailOptions):
         return KubernetesLogsSource(self, cx)
 
 
-class KubernetesLogsSource:
+class KubernetesLogsSource(TailingSource):
     def __init__(self, config: KubernetesLogsConfig, cx: BuildContext) -> None:
         self.config = config
-        node = cx.node_name
         excluded = set(config.exclude_namespaces)
-        source_id = cx.component_id
 
         def accept(path: str) -> bool:
             if not excluded:
@@ -64,10 +58,9 @@ class KubernetesLogsSource:
             return info is None or info.namespace not in excluded
 
         def context(link: str, real: str, key: str, id_prefix: str) -> FileContext:
-            info = parse_log_path(link)
-            real_info = parse_log_path(real)
             ns = pod = uid = container = cid = ""
-            for i in (real_info, info):
+            # The real path names the pod uid, the /var/log/containers link the container id.
+            for i in (parse_log_path(real), parse_log_path(link)):
                 if i is None:
                     continue
                 ns = ns or i.namespace
@@ -75,58 +68,28 @@ class KubernetesLogsSource:
                 uid = uid or i.pod_uid
                 container = container or i.container
                 cid = cid or i.container_id
-            ecs, fluentd = encode_meta(
-                namespace=ns,
-                pod=pod,
-                pod_uid=uid,
-                container=container,
-                container_id=cid,
-                node=node,
-            )
-            return FileContext(
-                source_id=source_id,
+            return file_context(
+                source_id=cx.component_id,
+                node=cx.node_name,
                 path=real,
-                file_key=key,
+                key=key,
                 id_prefix=id_prefix,
-                node=node,
                 namespace=ns,
                 pod=pod,
                 pod_uid=uid,
                 container=container,
                 container_id=cid,
-                meta_ecs=ecs,
-                meta_fluentd=fluentd,
             )
 
-        self._pod_files = _PodFileFinder(config, cx, source_id) if config.pod_files else None
-        settings = TailSettings(
-            source_id=source_id,
-            source_type="kubernetes_logs",
+        pod_files = _PodFileFinder(config, cx) if config.pod_files else None
+        self.tailer = config.build_tailer(
+            cx,
             include=list(config.include),
-            exclude=list(config.exclude),
-            read_from=config.read_from,
-            max_line_size=config.max_line_size,
             format="auto",
-            node_name=node,
             context_factory=context,
             accept=accept,
-            read_chunk=config.read_chunk,
-            glob_interval=config.glob_interval,
-            poll_interval=config.poll_interval,
-            rotate_wait=config.rotate_wait,
-            checkpoint_interval=config.checkpoint_interval,
-            extra_paths=self._pod_files.paths if self._pod_files else (lambda: ()),
+            extra_paths=pod_files.paths if pod_files else None,
         )
-        self.tailer = Tailer(settings, shared_checkpoint_store(cx.shared, cx.data_dir), cx.metrics)
-
-    async def prepare(self) -> None:
-        self.tailer.prepare()
-
-    async def run(self, out: Output, stopping: asyncio.Event) -> None:
-        await self.tailer.run(out, stopping)
-
-    async def close(self) -> None:
-        self.tailer.close()
 
 
 class _PodFileFinder:
@@ -137,11 +100,11 @@ class _PodFileFinder:
     `glob_interval` and an annotation change takes effect without a restart.
     """
 
-    def __init__(self, config: KubernetesLogsConfig, cx: BuildContext, source_id: str) -> None:
+    def __init__(self, config: KubernetesLogsConfig, cx: BuildContext) -> None:
         self._config = config
         self._shared = cx.shared
         self._node = cx.node_name
-        self._source_id = source_id
+        self._source_id = cx.component_id
         self._version = -1
         self._globs: list[PodFileGlob] = []
         self._warned: set[str] = set()
@@ -180,26 +143,16 @@ class _PodFileFinder:
         node, source_id = self._node, self._source_id
 
         def context(link: str, real: str, key: str, id_prefix: str) -> FileContext:
-            ecs, fluentd = encode_meta(
-                namespace=g.namespace,
-                pod=g.pod,
-                pod_uid=g.pod_uid,
-                container=g.container,
-                container_id="",
-                node=node,
-            )
-            return FileContext(
+            return file_context(
                 source_id=source_id,
-                path=real,
-                file_key=key,
-                id_prefix=id_prefix,
                 node=node,
+                path=real,
+                key=key,
+                id_prefix=id_prefix,
                 namespace=g.namespace,
                 pod=g.pod,
                 pod_uid=g.pod_uid,
                 container=g.container,
-                meta_ecs=ecs,
-                meta_fluentd=fluentd,
             )
 
         return context

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable, Iterable
 from typing import Literal
 
 from pydantic import Field
 
-from kubelogs.config.base import SourceConfig
+from kubelogs.config.base import BuildContext, SourceConfig
 from kubelogs.config.units import Duration, Size
+from kubelogs.kubernetes.document_meta import encode_meta
+from kubelogs.pipeline.event import FileContext
+from kubelogs.pipeline.runtime import Output
+from kubelogs.tailing.checkpoints import shared_checkpoint_store
+from kubelogs.tailing.tailer import ContextFactory, Tailer, TailSettings
 
 
 class TailOptions(SourceConfig):
@@ -28,3 +35,87 @@ class TailOptions(SourceConfig):
     """How long a rotated file that is not deleted is still watched for late writes."""
     checkpoint_interval: Duration = 1.0
     """How often acknowledged offsets are written to the checkpoint database."""
+
+    def build_tailer(
+        self,
+        cx: BuildContext,
+        *,
+        include: list[str],
+        format: str,
+        context_factory: ContextFactory,
+        accept: Callable[[str], bool] | None = None,
+        extra_paths: Callable[[], Iterable[tuple[str, ContextFactory]]] | None = None,
+    ) -> Tailer:
+        """The tailing engine with these options, sharing the process's checkpoints."""
+        settings = TailSettings(
+            source_id=cx.component_id,
+            source_type=self.type,
+            include=include,
+            exclude=list(self.exclude),
+            read_from=self.read_from,
+            max_line_size=self.max_line_size,
+            format=format,
+            node_name=cx.node_name,
+            context_factory=context_factory,
+            accept=accept or (lambda _path: True),
+            read_chunk=self.read_chunk,
+            glob_interval=self.glob_interval,
+            poll_interval=self.poll_interval,
+            rotate_wait=self.rotate_wait,
+            checkpoint_interval=self.checkpoint_interval,
+            extra_paths=extra_paths or (lambda: ()),
+        )
+        return Tailer(settings, shared_checkpoint_store(cx.shared, cx.data_dir), cx.metrics)
+
+
+def file_context(
+    *,
+    source_id: str,
+    node: str,
+    path: str,
+    key: str,
+    id_prefix: str,
+    namespace: str = "",
+    pod: str = "",
+    pod_uid: str = "",
+    container: str = "",
+    container_id: str = "",
+) -> FileContext:
+    """The context of one file, with the metadata its path tells encoded once."""
+    ecs, fluentd = encode_meta(
+        namespace=namespace,
+        pod=pod,
+        pod_uid=pod_uid,
+        container=container,
+        container_id=container_id,
+        node=node,
+    )
+    return FileContext(
+        source_id=source_id,
+        path=path,
+        file_key=key,
+        id_prefix=id_prefix,
+        node=node,
+        namespace=namespace,
+        pod=pod,
+        pod_uid=pod_uid,
+        container=container,
+        container_id=container_id,
+        meta_ecs=ecs,
+        meta_fluentd=fluentd,
+    )
+
+
+class TailingSource:
+    """A source that is a `Tailer`: the runner's hooks delegate to it."""
+
+    tailer: Tailer
+
+    async def prepare(self) -> None:
+        self.tailer.prepare()
+
+    async def run(self, out: Output, stopping: asyncio.Event) -> None:
+        await self.tailer.run(out, stopping)
+
+    async def close(self) -> None:
+        self.tailer.close()
