@@ -3,15 +3,14 @@
 Builds realistic documents first (generated container lines, Kubernetes metadata,
 `encode_documents`), then times only `StoreWriter.write`, as the `local` sink calls it
 (groups of 1,000 events per file, 20,000 documents per block). Reports documents per
-second (wall and CPU), bytes on disk per 1M documents against the raw NDJSON size, and
-the time of ``--count`` and ``--limit 100`` searches for a rare word and for a namespace.
+second (wall and CPU), bytes on disk per 1M documents against the raw NDJSON size (and
+how much of it is the message columns), and the time of ``--count`` and ``--limit 100``
+searches for a rare word (a trace id), a namespace, a common word, and both.
 
     uv run python bench/store_bench.py --docs 2000000
 
 Run it with the allocator settings the agent's image uses (PERFORMANCE.md) to measure
 what the agent gets: ``MALLOC_MMAP_THRESHOLD_=268435456 MALLOC_TRIM_THRESHOLD_=1073741824``.
-The ingest rate is reported with and without the per-block word filters, which cost about
-two thirds of the write CPU.
 """
 
 from __future__ import annotations
@@ -21,6 +20,7 @@ import functools
 import itertools
 import random
 import shutil
+import sqlite3
 import sys
 import tempfile
 import time
@@ -131,37 +131,41 @@ def main() -> int:
     pick = a.docs // (a.containers * 1000) // 3
     rare_word = ""
     namespace = ""
-    for filters in (False, True):  # the store queried below is the one with filters
-        shutil.rmtree(store, ignore_errors=True)
-        writer = StoreWriter(store, layout=ECS_LAYOUT, token_filters=filters)
-        n = raw = 0
-        wall = cpu = 0.0
-        for k, call in enumerate(write_calls(a.docs, a.containers, a.seed, 1000)):
-            n += sum(len(g.docs) for g in call)
-            raw += sum(sum(map(len, g.docs)) + len(g.docs) for g in call)
-            if k == pick:  # remember something rare to search for later
-                doc = next(d for g in call for d in g.docs if b"trace_id" in d)
-                message = msgspec.json.decode(doc)["message"]
-                rare_word = msgspec.json.decode(message)["trace_id"]
-                namespace = call[0].labels["kubernetes.namespace"]
-            w0, c0 = time.perf_counter(), time.process_time()
-            writer.write(call)
-            wall += time.perf_counter() - w0
-            cpu += time.process_time() - c0
-        writer.close()
-        disk = sum(p.stat().st_size for p in store.rglob("*") if p.is_file())
-        print(
-            f"ingest {n:,} docs ({raw / n:.0f} B avg as NDJSON), token filters "
-            f"{'on' if filters else 'off'}: {n / wall:,.0f} docs/s wall, {n / cpu:,.0f} "
-            f"docs/s per CPU-second; disk {disk / n * 1e6 / 2**20:.1f} MiB per 1M docs vs "
-            f"raw NDJSON {raw / n * 1e6 / 2**20:.1f} MiB ({raw / disk:.1f}x smaller)"
-        )
+    shutil.rmtree(store, ignore_errors=True)
+    writer = StoreWriter(store, layout=ECS_LAYOUT)
+    n = raw = 0
+    wall = cpu = 0.0
+    for k, call in enumerate(write_calls(a.docs, a.containers, a.seed, 1000)):
+        n += sum(len(g.docs) for g in call)
+        raw += sum(sum(map(len, g.docs)) + len(g.docs) for g in call)
+        if k == pick:  # remember something rare to search for later
+            doc = next(d for g in call for d in g.docs if b"trace_id" in d)
+            message = msgspec.json.decode(doc)["message"]
+            rare_word = msgspec.json.decode(message)["trace_id"]
+            namespace = call[0].labels["kubernetes.namespace"]
+        w0, c0 = time.perf_counter(), time.process_time()
+        writer.write(call)
+        wall += time.perf_counter() - w0
+        cpu += time.process_time() - c0
+    writer.close()
+    disk = sum(p.stat().st_size for p in store.rglob("*") if p.is_file())
+    with sqlite3.connect(store / "index.sqlite") as db:
+        text, data = db.execute("SELECT sum(text_len), sum(data_len) FROM blocks").fetchone()
+    per_m = 1e6 / n / 2**20
+    print(
+        f"ingest {n:,} docs ({raw / n:.0f} B avg as NDJSON): {n / wall:,.0f} docs/s wall, "
+        f"{n / cpu:,.0f} docs/s per CPU-second; disk {disk * per_m:.1f} MiB per 1M docs "
+        f"(documents {data * per_m:.1f}, message columns {text * per_m:.1f}) vs raw NDJSON "
+        f"{raw * per_m:.1f} MiB ({raw / disk:.1f}x smaller)"
+    )
 
     with StoreReader(store) as reader:
         for label, query in (
             ("rare word", rare_word),
             ("namespace", f"kubernetes.namespace:{namespace}"),
+            ("common word", "error"),
             ("word+namespace", f"error and kubernetes.namespace:{namespace}"),
+            ("absent word", "nosuchwordanywhere"),
         ):
             t_count, count = timed(functools.partial(reader.count, query))
             t_search, hits = timed(functools.partial(reader.search, query, limit=100))

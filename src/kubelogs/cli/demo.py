@@ -21,8 +21,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from kubelogs.config.units import parse_duration
-
 EXAMPLES = [
     ("the newest 20 lines", "--limit 20"),
     ("Java stack traces", "'NullPointerException or SQLTransientConnectionException'"),
@@ -42,6 +40,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from kubelogs.config.units import parse_duration
+
     try:
         duration = parse_duration(args.duration) if args.duration else None
     except ValueError as exc:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-from kubelogs.config.errors import ConfigFileError, ConfigInvalid
-from kubelogs.config.loader import load_config
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -16,6 +14,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Imported here: building the CLI parser must stay cheap for every command.
+    from kubelogs.config.errors import ConfigFileError, ConfigInvalid
+    from kubelogs.config.loader import load_config
+
     try:
         cfg = load_config(args.config)
     except ConfigFileError as exc:

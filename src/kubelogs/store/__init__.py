@@ -1,11 +1,13 @@
 """The embedded local store and its query language.
 
 Built like VictoriaLogs and Loki rather than like a database of rows: documents are
-appended as zstd-compressed columnar blocks to segment files, and a small SQLite index
-records per block its place, time range, label values and token filter, so a query
-reads only blocks that can match. See `store.writer` for the durability and exactly-once
-invariants, `store.reader` for search, `store.planner` for how queries prune, and
-`store.query` for the language shared with the Elasticsearch compiler.
+appended as zstd-compressed columnar blocks to segment files, each with a separately
+compressed column of its lower-cased messages, and a small SQLite index records per
+block its place, time range and label values, so a query reads only blocks that can
+match, and a word search reads the message columns before any document. See
+`store.writer` for the durability and exactly-once invariants, `store.reader` for
+search, `store.planner` for how queries prune, `store.column` for the message column,
+and `store.query` for the language shared with the Elasticsearch compiler.
 
 The reading side (`StoreReader`, `parse_query`, `Hit`) is imported on first use: it
 pulls in the query parser (lark), which an agent that only writes never needs.

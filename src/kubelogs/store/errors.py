@@ -2,7 +2,7 @@
 
 StoreError                  anything the store refuses to do; the message is one sentence
  +-- StoreNotFound          no store at the given path (search before the agent ever ran)
- +-- StoreVersionError      the store was written by a newer kubelogs (format too new)
+ +-- StoreVersionError      the store has another format (newer, or a pre-release one)
  +-- StoreCorruptError      the index cannot be read (not SQLite, missing tables, ...)
  +-- StoreLockedError       another process is already writing to this store
  +-- StoreLayoutError       a writer's document layout differs from the store's

@@ -7,8 +7,8 @@ What it records, and why each table exists:
 - ``segments``: one row per segment file, with its size, event time range and when it
   was last written to, so retention can pick whole files to delete without reading them.
 - ``blocks``: one row per block: where its record is (segment, offset, lengths), CRC-32
-  of the filter and of the data, time range and document count. Queries select blocks
-  by time here.
+  of the message column and of the data, time range and document count. Queries select
+  blocks by time here.
 - ``label_sets`` / ``block_labels``: the distinct combinations of indexed label values
   (namespace, pod, container, stream, node) and, per block, how many documents of each
   it holds, so ``kubernetes.namespace:X`` selects blocks (and counts) from the index.
@@ -35,7 +35,9 @@ from kubelogs.store.errors import (
 )
 
 FORMAT_VERSION = 1
-"""Bump when a change would make an older kubelogs misread the store."""
+"""Bump when a change would make an older kubelogs misread the store. (Before the first
+release, development builds wrote format 1 with a Bloom filter where the message column
+is now; `read_layout` recognises those stores by their index and refuses them.)"""
 INDEX_NAME = "index.sqlite"
 SEGMENTS_DIR = "segments"
 LOCK_NAME = "writer.lock"
@@ -56,9 +58,9 @@ CREATE TABLE blocks (
     id INTEGER PRIMARY KEY,
     segment INTEGER NOT NULL,
     offset INTEGER NOT NULL,
-    bloom_len INTEGER NOT NULL,
+    text_len INTEGER NOT NULL,
     data_len INTEGER NOT NULL,
-    bloom_crc INTEGER NOT NULL,
+    text_crc INTEGER NOT NULL,
     data_crc INTEGER NOT NULL,
     min_time INTEGER NOT NULL,
     max_time INTEGER NOT NULL,
@@ -87,7 +89,7 @@ class Layout:
     """Which document fields the store understands, fixed when the store is created."""
 
     message_field: str
-    """The text that bare words and phrases search (and the token filters cover)."""
+    """The text that bare words and phrases search (and the message column holds)."""
     label_fields: tuple[str, ...]
     """Fields constant per source file and indexed per block (namespace, pod, ...)."""
     stream_field: str = "stream"
@@ -201,6 +203,7 @@ def read_layout(conn: sqlite3.Connection, store: Path) -> Layout:
     """Check the format version and return the store's layout."""
     try:
         rows = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+        block_columns = {r[0] for r in conn.execute("SELECT name FROM pragma_table_info('blocks')")}
     except sqlite3.DatabaseError as exc:
         raise StoreCorruptError(f"{store}: the store index is damaged ({exc})") from exc
     try:
@@ -212,5 +215,11 @@ def read_layout(conn: sqlite3.Connection, store: Path) -> Layout:
         raise StoreVersionError(
             f"{store}: written by a newer kubelogs (store format {version}; this version "
             f"reads up to {FORMAT_VERSION}); upgrade kubelogs to read it"
+        )
+    if "bloom_len" in block_columns:
+        raise StoreVersionError(
+            f"{store}: written by a development version of kubelogs (blocks with Bloom "
+            "filters, which this version cannot read); delete the directory or use another "
+            "path, and the agent starts a new store"
         )
     return layout

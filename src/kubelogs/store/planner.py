@@ -11,15 +11,21 @@ A query is *partially evaluated* against facts, in three steps of growing cost:
    label set; label sets that make the query false are excluded in SQL, so such blocks are
    never read, and a run whose label set makes the query *true* is counted without
    decompressing anything.
-3. **Token filter** - a word or phrase in the message whose words are not all in a
-   block's Bloom filter is false for that block.
+3. **Message column** - a word, phrase or wildcard of the message whose needles
+   (`store.column.needles`) do not all occur in a block's message column is false for
+   every document of that block (`with_column`); this holds anywhere in the query,
+   under ``not`` and ``or`` too. Then the lines of the column that can hold a match
+   select the rows to decode (`message_lines`): those holding the needles of the terms
+   a match requires (``and``), or of one of the alternatives (``or``); ``not`` selects
+   nothing, so a term under it never narrows the rows.
 
 What is left (the *residual*) is compiled once per distinct residual by
-`store.matcher.compile_matcher` and run per document, after a cheap substring test on
-the raw JSON (`Prefilter`) that rejects most non-matching documents without decoding
-them. Partial evaluation only substitutes facts the exact matcher would compute from the
-document itself, so pruning never changes an answer (tests check this against a
-brute-force count).
+`store.matcher.compile_matcher` and run per selected document, after a cheap substring
+test on the raw JSON (`Prefilter`) that rejects most non-matching documents without
+decoding them (a residual that looks only at the message decodes only the message:
+`needs_only_message`). Partial evaluation only substitutes facts the exact matcher would
+compute from the document itself, so pruning never changes an answer (tests check this
+against a brute-force count).
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from dataclasses import dataclass
 
 import msgspec
 
-from kubelogs.store import bloom
+from kubelogs.store.column import lines_with, needles
 from kubelogs.store.index import Layout
 from kubelogs.store.matcher import (
     TIMESTAMP_FIELD,
@@ -86,21 +92,72 @@ def with_labels(node: Residual, labels: Mapping[str, str], layout: Layout) -> Re
     return _substitute(node, leaf)
 
 
-def with_bloom(node: Residual, blob: bytes, layout: Layout) -> Residual:
-    """Rule out words and phrases of the message that a block's filter says are absent."""
+def with_column(node: Residual, column: bytes, layout: Layout) -> Residual:
+    """Rule out message terms with a needle absent from a block's message column."""
 
     def leaf(n: Node) -> Residual:
-        if (
-            isinstance(n, Match)
-            and (n.field is None or n.field == layout.message_field)
-            and not n.wildcard
-        ):
-            words = bloom.filter_words(n.value)
-            if words and not bloom.may_contain(blob, words):
-                return False
+        term = _message_term(n, layout)
+        if term is not None:
+            for needle in needles(term.value, term.phrase):
+                if needle not in column:
+                    return False
         return n
 
     return _substitute(node, leaf)
+
+
+def message_lines(node: Residual, column: bytes, layout: Layout) -> list[int] | None:
+    """The lines of a block's message column (ascending; line ``i`` is document ``i``)
+    that may hold a document matching `node`, or None when any may.
+
+    A message term selects the lines holding all its needles; ``and`` intersects (the
+    needles of its message terms are looked for on the same line at once), ``or``
+    unites when each of its items selects; ``not`` and other fields select nothing."""
+    rows = _lines(node, column, layout)
+    return None if rows is None else sorted(rows)
+
+
+def _lines(node: Residual, column: bytes, layout: Layout) -> set[int] | None:
+    if node is False:
+        return set()
+    if isinstance(node, And):
+        together: list[bytes] = []
+        rest: list[Node] = []
+        for item in node.items:
+            term = _message_term(item, layout)
+            if term is not None:
+                together.extend(needles(term.value, term.phrase))
+            else:
+                rest.append(item)
+        rows = set(lines_with(column, tuple(dict.fromkeys(together)))) if together else None
+        for item in rest:
+            if rows is not None and not rows:
+                break
+            more = _lines(item, column, layout)
+            if more is not None:
+                rows = more if rows is None else rows & more
+        return rows
+    if isinstance(node, Or):
+        union: set[int] = set()
+        for item in node.items:
+            more = _lines(item, column, layout)
+            if more is None:
+                return None
+            union |= more
+        return union
+    term = _message_term(node, layout) if not isinstance(node, bool) else None
+    if term is not None:
+        required = needles(term.value, term.phrase)
+        if required:
+            return set(lines_with(column, required))
+    return None
+
+
+def _message_term(node: Node, layout: Layout) -> Match | None:
+    """`node` if it is a word, phrase or wildcard of the message."""
+    if isinstance(node, Match) and (node.field is None or node.field == layout.message_field):
+        return node
+    return None
 
 
 def with_span(node: Residual, min_time: int, max_time: int) -> Residual:
@@ -119,16 +176,27 @@ def with_span(node: Residual, min_time: int, max_time: int) -> Residual:
 
 
 def uses_message(node: Node, layout: Layout) -> bool:
-    """Whether the token filter can decide anything for `node`."""
+    """Whether the message column can decide anything for `node`."""
     if isinstance(node, And | Or):
         return any(uses_message(n, layout) for n in node.items)
     if isinstance(node, Not):
         return uses_message(node.item, layout)
-    return (
-        isinstance(node, Match)
-        and (node.field is None or node.field == layout.message_field)
-        and not node.wildcard
-    )
+    term = _message_term(node, layout)
+    return term is not None and bool(needles(term.value, term.phrase))
+
+
+def needs_only_message(node: Node, layout: Layout) -> bool:
+    """Whether `compile_matcher(node)` reads no field of a document but the message
+    (``@timestamp`` ranges and existence use the time column, not the document)."""
+    if isinstance(node, And | Or):
+        return all(needs_only_message(n, layout) for n in node.items)
+    if isinstance(node, Not):
+        return needs_only_message(node.item, layout)
+    if isinstance(node, Match):
+        return (node.field or layout.message_field) == layout.message_field
+    if isinstance(node, Exists | Range):
+        return node.field in (layout.message_field, TIMESTAMP_FIELD)
+    return isinstance(node, MatchAll)
 
 
 def _substitute(node: Residual, leaf: _Leaf) -> Residual:

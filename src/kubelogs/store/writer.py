@@ -20,6 +20,14 @@ generated test tree from another year) is kept for the full retention. It runs i
 most every `retention_interval` seconds and takes one short transaction plus an
 ``unlink``; a reader that still holds the file open finishes reading it.
 
+Cost (PERFORMANCE.md): `write` does Python work per group, per run of equal label values
+and per block, never per document. A *piece* is the new events of one group: its
+documents are joined and measured (``bytes.join``, ``array``) and handed at once to the
+block's streaming zstd compressor while they are still in the CPU cache; its messages
+become lines of the block's message column (`store.column`: ``str.join``,
+``bytes.lower``). Blocks are cut from consecutive pieces, splitting one where a block
+fills up; runs of equal label values (a stream change) are found by C-level scans.
+
 Resource handling: the writer owns the lock file descriptor, the current segment's file
 descriptor and the SQLite connection; `close` releases all three (it is also a context
 manager). Error handling: an I/O or SQLite error during `write` rolls the transaction back,
@@ -32,17 +40,18 @@ import fcntl
 import os
 import sqlite3
 import time
+from array import array
 from bisect import bisect_right
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from itertools import chain, compress
+from itertools import accumulate, groupby
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
 import msgspec
 
-from kubelogs.store import bloom
+from kubelogs.store.column import column_lines, encode_column
 from kubelogs.store.errors import StoreError, StoreLockedError
 from kubelogs.store.index import (
     LOCK_NAME,
@@ -55,9 +64,8 @@ from kubelogs.store.index import (
 from kubelogs.store.segments import (
     SEGMENT_HEADER_SIZE,
     BlockCodec,
-    Run,
+    block_trailer,
     checksum,
-    encode_block,
     segment_header,
     segment_name,
 )
@@ -67,6 +75,11 @@ _T = TypeVar("_T")
 DEFAULT_BLOCK_DOCS = 20_000
 DEFAULT_BLOCK_BYTES = 16 * 1024 * 1024
 """Uncompressed bytes per block at most: bounds memory when documents are large."""
+_MIN_TIME = -(2**63)
+_MAX_TIME = 2**63 - 1
+_DOCS_HASH_LOG = 12
+"""zstd match-finder table for document blocks at level 1: smaller than the level's own,
+and faster (`BlockCodec`)."""
 DEFAULT_SEGMENT_SPAN = 3600.0
 """A segment takes new blocks for at most an hour, so age retention frees space steadily
 even when little is written."""
@@ -92,7 +105,9 @@ class WriteGroup:
     Queries on indexed fields are answered from `labels` and `streams`, not from the
     documents, so both must say what the documents say (None: no document has one)."""
     messages: Sequence[str] | None = None
-    """Per-event message text for the token filter; decoded from `docs` when None."""
+    """Per-event message text for the message column: the documents' message field,
+    exactly (searches skip what the column does not hold); decoded from `docs` when
+    None, which costs a JSON decode per document."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,20 +122,98 @@ class WriteResult:
 
 
 @dataclass(slots=True)
-class _PendingRun:
-    label_set: int
-    times: list[int]
-    docs: list[bytes]
-    messages: list[str]
+class _Piece:
+    """Consecutive new events of one group, in order: what blocks are made of.
+
+    `prepare` joins its documents (and measures them right after, while they are in the
+    CPU cache); the block being built compresses them at once (`_Block.add`)."""
+
+    runs: list[tuple[int, int]]
+    """(label set, documents) of consecutive documents sharing their label values."""
+    times: Sequence[int]
+    docs: Sequence[bytes]
+    messages: Sequence[str]
+    data: bytes = b""
+    """The documents concatenated (after `prepare`)."""
+    lengths: array[int] = field(default_factory=lambda: array("I"))
+
+    def prepare(self) -> None:
+        self.data = b"".join(self.docs)
+        self.lengths = array("I", map(len, self.docs))
+
+    def split(self, k: int) -> tuple[_Piece, _Piece]:
+        """The first `k` events (0 < k < len(docs)) and the rest, both prepared."""
+        head_runs: list[tuple[int, int]] = []
+        tail_runs: list[tuple[int, int]] = []
+        left = k
+        for label_set, count in self.runs:
+            if left >= count:
+                head_runs.append((label_set, count))
+            elif left > 0:
+                head_runs.append((label_set, left))
+                tail_runs.append((label_set, count - left))
+            else:
+                tail_runs.append((label_set, count))
+            left -= count
+        cut = sum(self.lengths[:k])
+        head = _Piece(head_runs, self.times[:k], self.docs[:k], self.messages[:k])
+        tail = _Piece(tail_runs, self.times[k:], self.docs[k:], self.messages[k:])
+        head.data, tail.data = self.data[:cut], self.data[cut:]
+        head.lengths, tail.lengths = self.lengths[:k], self.lengths[k:]
+        return head, tail
+
+
+class _Block:
+    """A block being built: pieces are compressed as they are added (`BlockCodec.stream`),
+    the message column and the trailer when it is finished."""
+
+    def __init__(self, codec: BlockCodec) -> None:
+        self._stream = codec.stream()
+        self._frames: list[bytes] = []
+        self.runs: list[tuple[int, int]] = []
+        self.per_label: dict[int, int] = {}
+        self.times: array[int] = array("q")
+        self.lengths: array[int] = array("I")
+        self.lines: list[bytes] = []
+        self.docs = 0
+        self.size = 0
+        self.min_time = _MAX_TIME
+        self.max_time = _MIN_TIME
+
+    def add(self, piece: _Piece) -> None:
+        frame = self._stream.compress(piece.data)
+        if frame:
+            self._frames.append(frame)
+        for label_set, count in piece.runs:
+            if self.runs and self.runs[-1][0] == label_set:
+                self.runs[-1] = (label_set, self.runs[-1][1] + count)
+            else:
+                self.runs.append((label_set, count))
+            self.per_label[label_set] = self.per_label.get(label_set, 0) + count
+        self.times += array("q", piece.times)  # faster than extending from a list
+        self.lengths += piece.lengths
+        self.min_time = min(self.min_time, min(piece.times))
+        self.max_time = max(self.max_time, max(piece.times))
+        self.lines.append(column_lines(piece.messages))
+        self.docs += len(piece.docs)
+        self.size += len(piece.data)
+        piece.data = b""  # compressed now: free it early
+
+    def finish(self) -> tuple[bytes, int]:
+        """The compressed documents frame and the uncompressed block's size."""
+        trailer = block_trailer(self.runs, self.times, self.lengths)
+        self._frames.append(self._stream.compress(trailer))
+        self._frames.append(self._stream.flush())
+        return b"".join(self._frames), self.size + len(trailer)
 
 
 @dataclass(slots=True)
 class _BlockRow:
     segment: int
     offset: int
-    bloom_len: int
+    text_len: int
     data_len: int
-    bloom_crc: int
+    text_crc: int
     data_crc: int
     min_time: int
     max_time: int
@@ -131,7 +224,7 @@ class _BlockRow:
 
     @property
     def record_len(self) -> int:
-        return self.bloom_len + self.data_len
+        return self.text_len + self.data_len
 
 
 @dataclass(slots=True)
@@ -164,7 +257,6 @@ class StoreWriter:
         segment_bytes: int | None = None,
         segment_span: float = DEFAULT_SEGMENT_SPAN,
         compression_level: int = 1,
-        token_filters: bool = True,
         retention_interval: float = 10.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -177,10 +269,12 @@ class StoreWriter:
         self.segment_span = segment_span
         self.retention_interval = retention_interval
         self._clock = clock
-        self._codec = BlockCodec(compression_level)
-        self.token_filters = token_filters
-        """Build a word filter per block. It costs about two thirds of the write CPU and
-        lets word searches skip blocks; without it they scan every block in range."""
+        self._codec = BlockCodec(
+            compression_level, hash_log=_DOCS_HASH_LOG if compression_level == 1 else None
+        )
+        self._column_codec = BlockCodec(1)
+        self._label_texts: dict[tuple[tuple[tuple[str, str], ...], str], str] = {}
+        """Canonical label-set text per (group labels, stream): JSON once per combination."""
         if self.path.exists() and not self.path.is_dir():
             raise StoreError(f"{self.path}: exists and is not a directory")
         (self.path / SEGMENTS_DIR).mkdir(parents=True, exist_ok=True)
@@ -215,6 +309,7 @@ class StoreWriter:
         self._message_decoder = msgspec.json.Decoder(
             msgspec.defstruct("_Message", [(self.layout.message_field, Any, None)])
         )
+        self._label_fields = frozenset(self.layout.label_fields)
         self._last_retention = clock()
 
     # -- public API ------------------------------------------------------------------
@@ -229,14 +324,15 @@ class StoreWriter:
         self._require_conn()
         marks: dict[str, int] = {}
         new_labels: dict[str, int] = {}
-        runs: list[_PendingRun] = []
+        pieces: list[_Piece] = []
         written = skipped = 0
         for group in groups:
             kept, n_skipped = self._select_new(group, marks)
             skipped += n_skipped
             if kept is not None:
-                written += self._add_runs(group, kept, runs, new_labels)
-        if not runs:
+                pieces.append(self._piece(group, kept, new_labels))
+                written += kept[1] - kept[0]
+        if not pieces:
             self._maybe_retain()
             return WriteResult(0, skipped, 0, 0)
 
@@ -245,8 +341,8 @@ class StoreWriter:
         blocks: list[_BlockRow] = []
         touched: list[_Segment] = []
         try:
-            for block_runs in self._blocks(runs):
-                blocks.append(self._append_block(block_runs, touched))
+            for block in self._blocks(pieces):
+                blocks.append(self._append_block(block, touched))
             for seg in touched:
                 os.fdatasync(seg.fd)
             self._commit(blocks, new_labels, marks, touched)
@@ -337,7 +433,11 @@ class StoreWriter:
     ) -> tuple[tuple[int, int] | None, int]:
         """The index range of `group` above its mark, and how many events were dropped."""
         n = len(group.offsets)
-        if not (n == len(group.times) == len(group.docs)):
+        if not (
+            n == len(group.times) == len(group.docs)
+            and (group.messages is None or n == len(group.messages))
+            and (group.streams is None or n == len(group.streams))
+        ):
             raise ValueError(f"write group {group.source_key!r}: columns differ in length")
         if n == 0:
             return None, 0
@@ -352,57 +452,53 @@ class StoreWriter:
         marks[key] = max(mark, offsets[n - 1])
         return (start, n), start
 
-    def _label_id(self, labels: dict[str, str], new_labels: dict[str, int]) -> int:
-        text = canonical_labels(labels)
+    def _label_id(
+        self,
+        base: tuple[tuple[str, str], ...],
+        stream: str,
+        new_labels: dict[str, int],
+    ) -> int:
+        key = (base, stream)
+        text = self._label_texts.get(key)
+        if text is None:
+            labels = {k: v for k, v in base if v}
+            if stream:
+                labels[self.layout.stream_field] = stream
+            if len(self._label_texts) >= 65536:
+                self._label_texts.clear()
+            text = self._label_texts[key] = canonical_labels(labels)
         label_id = self._label_ids.get(text) or new_labels.get(text)
         if label_id is None:
             label_id = new_labels[text] = self._next_label_id
             self._next_label_id += 1
         return label_id
 
-    def _add_runs(
-        self,
-        group: WriteGroup,
-        kept: tuple[int, int],
-        runs: list[_PendingRun],
-        new_labels: dict[str, int],
-    ) -> int:
+    def _piece(
+        self, group: WriteGroup, kept: tuple[int, int], new_labels: dict[str, int]
+    ) -> _Piece:
+        """The events `kept` of `group`, with their runs of equal label values."""
         start, end = kept
-        unknown = set(group.labels) - set(self.layout.label_fields)
-        if unknown:
+        n = end - start
+        if not self._label_fields.issuperset(group.labels):
+            unknown = set(group.labels) - self._label_fields
             raise ValueError(f"write group {group.source_key!r}: not label fields: {unknown}")
-        times = _part(group.times, start, end)
+        base = tuple(group.labels.items())
         docs = _part(group.docs, start, end)
         if group.messages is not None:
             messages = _part(group.messages, start, end)
         else:
             messages = self._messages_of(docs)
-        streams = group.streams[start:end] if group.streams is not None else None
-        base = {k: v for k, v in group.labels.items() if v}
-        if not streams or streams.count(streams[0]) == len(streams):
-            labels = dict(base)
-            if streams and streams[0]:
-                labels[self.layout.stream_field] = streams[0]
-            runs.append(_PendingRun(self._label_id(labels, new_labels), times, docs, messages))
-            return len(docs)
-        # Mixed streams (stack traces on stderr between stdout lines): one run per value,
-        # selected with C-level `map`/`compress` rather than a Python loop per event.
-        for stream in dict.fromkeys(streams):
-            keep = list(map(stream.__eq__, streams))
-            labels = dict(base)
-            if stream:
-                labels[self.layout.stream_field] = stream
-            runs.append(
-                _PendingRun(
-                    self._label_id(labels, new_labels),
-                    list(compress(times, keep)),
-                    list(compress(docs, keep)),
-                    list(compress(messages, keep)),
-                )
-            )
-        return len(docs)
+        streams = _part(group.streams, start, end) if group.streams is not None else None
+        if not streams or streams.count(streams[0]) == n:
+            runs = [(self._label_id(base, streams[0] if streams else "", new_labels), n)]
+        else:
+            # Mixed streams (stack traces on stderr between stdout lines): one run per
+            # stretch of equal values, in order, found by C-level scans.
+            ids = {s: self._label_id(base, s, new_labels) for s in set(streams)}
+            runs = _stretches(streams, ids)
+        return _Piece(runs, _part(group.times, start, end), docs, messages)
 
-    def _messages_of(self, docs: list[bytes]) -> list[str]:
+    def _messages_of(self, docs: Sequence[bytes]) -> list[str]:
         decode = self._message_decoder.decode
         field_name = self.layout.message_field
         out: list[str] = []
@@ -414,70 +510,58 @@ class StoreWriter:
             out.append(value if isinstance(value, str) else "")
         return out
 
-    def _blocks(self, runs: list[_PendingRun]) -> Iterable[list[_PendingRun]]:
-        """Cut runs into blocks of at most `block_docs` documents / `block_bytes`."""
-        block: list[_PendingRun] = []
-        docs = size = 0
-        for run in runs:
-            pos = 0
-            n = len(run.docs)
-            while pos < n:
-                take = min(n - pos, self.block_docs - docs)
-                chunk = run.docs[pos : pos + take]
-                chunk_size = sum(map(len, chunk))
-                if size + chunk_size > self.block_bytes and take > 1:
-                    # Fit by average size: good enough, blocks need not be exact.
-                    avg = max(1, chunk_size // take)
-                    take = max(1, min(take, (self.block_bytes - size) // avg))
-                    chunk = run.docs[pos : pos + take]
-                    chunk_size = sum(map(len, chunk))
-                if pos == 0 and take == n:
-                    block.append(run)
-                else:
-                    block.append(
-                        _PendingRun(
-                            run.label_set,
-                            run.times[pos : pos + take],
-                            chunk,
-                            run.messages[pos : pos + take],
-                        )
-                    )
-                pos += take
-                docs += take
-                size += chunk_size
-                if docs >= self.block_docs or size >= self.block_bytes:
+    def _blocks(self, pieces: list[_Piece]) -> Iterator[_Block]:
+        """Pieces added to blocks of at most `block_docs` documents / `block_bytes`
+        (split where a block fills up), each yielded when full or at the end."""
+        block = _Block(self._codec)
+        for piece in pieces:
+            piece.prepare()
+            while True:
+                n, nbytes = len(piece.docs), len(piece.data)
+                if block.docs + n <= self.block_docs and block.size + nbytes <= self.block_bytes:
+                    block.add(piece)
+                    if block.docs >= self.block_docs or block.size >= self.block_bytes:
+                        yield block
+                        block = _Block(self._codec)
+                    break
+                # The first documents that fit (at least one in an empty block).
+                room = self.block_docs - block.docs
+                ends = list(accumulate(piece.lengths[:room]))
+                take = min(room, bisect_right(ends, self.block_bytes - block.size))
+                if take == 0 and not block.docs:
+                    take = 1  # a document larger than `block_bytes` is a block alone
+                if take >= n:
+                    block.add(piece)
                     yield block
-                    block, docs, size = [], 0, 0
-        if block:
+                    block = _Block(self._codec)
+                    break
+                if take > 0:
+                    head, piece = piece.split(take)
+                    block.add(head)
+                yield block
+                block = _Block(self._codec)
+        if block.docs:
             yield block
 
-    def _append_block(self, runs: list[_PendingRun], touched: list[_Segment]) -> _BlockRow:
-        raw = encode_block([Run(r.label_set, r.times, r.docs) for r in runs])
-        frame = self._codec.compress(raw)
-        filt = (
-            bloom.build(list(chain.from_iterable(r.messages for r in runs)))
-            if self.token_filters
-            else b""
-        )
+    def _append_block(self, block: _Block, touched: list[_Segment]) -> _BlockRow:
+        frame, raw_bytes = block.finish()
+        column = self._column_codec.compress(encode_column(block.lines))
         seg = self._writable_segment(touched)
         offset = seg.size
-        _write_all(seg.fd, [filt, frame], offset)
-        seg.size += len(filt) + len(frame)
-        per_label: dict[int, int] = {}
-        for r in runs:
-            per_label[r.label_set] = per_label.get(r.label_set, 0) + len(r.docs)
+        _write_all(seg.fd, [column, frame], offset)
+        seg.size += len(column) + len(frame)
         return _BlockRow(
             segment=seg.id,
             offset=offset,
-            bloom_len=len(filt),
+            text_len=len(column),
             data_len=len(frame),
-            bloom_crc=checksum(filt),
+            text_crc=checksum(column),
             data_crc=checksum(frame),
-            min_time=min(min(r.times) for r in runs),
-            max_time=max(max(r.times) for r in runs),
-            docs=sum(len(r.docs) for r in runs),
-            raw_bytes=len(raw),
-            labels=per_label,
+            min_time=block.min_time,
+            max_time=block.max_time,
+            docs=block.docs,
+            raw_bytes=raw_bytes,
+            labels=block.per_label,
         )
 
     def _writable_segment(self, touched: list[_Segment]) -> _Segment:
@@ -531,15 +615,15 @@ class StoreWriter:
                     )
             for b in blocks:
                 block_id = conn.execute(
-                    "INSERT INTO blocks (segment, offset, bloom_len, data_len, bloom_crc, "
+                    "INSERT INTO blocks (segment, offset, text_len, data_len, text_crc, "
                     "data_crc, min_time, max_time, docs, raw_bytes) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         b.segment,
                         b.offset,
-                        b.bloom_len,
+                        b.text_len,
                         b.data_len,
-                        b.bloom_crc,
+                        b.text_crc,
                         b.data_crc,
                         b.min_time,
                         b.max_time,
@@ -615,7 +699,7 @@ class StoreWriter:
         conn = self._require_conn()
         ends = dict(
             conn.execute(
-                "SELECT s.id, coalesce(max(b.offset + b.bloom_len + b.data_len), ?) "
+                "SELECT s.id, coalesce(max(b.offset + b.text_len + b.data_len), ?) "
                 "FROM segments s LEFT JOIN blocks b ON b.segment = s.id GROUP BY s.id",
                 (SEGMENT_HEADER_SIZE,),
             ).fetchall()
@@ -644,12 +728,35 @@ class StoreWriter:
         return self._conn
 
 
-def _part(column: Sequence[_T], start: int, end: int) -> list[_T]:
-    """`column[start:end]` as a list, without a copy when that is all of a list (the
-    writer never modifies what it is given)."""
-    if start == 0 and end == len(column) and isinstance(column, list):
+def _stretches(values: Sequence[str], ids: dict[str, int]) -> list[tuple[int, int]]:
+    """(ids[value], length) of each stretch of equal consecutive `values`.
+
+    With two distinct values (stdout and stderr), each stretch ends where the other value
+    next occurs: one `index` scan in C per stretch, Python work per stretch only."""
+    if len(ids) != 2:
+        return [(ids[value], len(list(same))) for value, same in groupby(values)]
+    n = len(values)
+    current = values[0]
+    other = next(v for v in ids if v != current)
+    out: list[tuple[int, int]] = []
+    pos = 0
+    while pos < n:
+        try:
+            end = values.index(other, pos)
+        except ValueError:
+            end = n
+        out.append((ids[current], end - pos))
+        pos = end
+        current, other = other, current
+    return out
+
+
+def _part(column: Sequence[_T], start: int, end: int) -> Sequence[_T]:
+    """`column[start:end]`, without a copy when that is all of it (the writer never
+    modifies what it is given)."""
+    if start == 0 and end == len(column):
         return column
-    return list(column[start:end])
+    return column[start:end]
 
 
 def _fsync_dir(path: Path) -> None:

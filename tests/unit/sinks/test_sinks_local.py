@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from pathlib import Path
 
 import pytest
@@ -86,10 +87,14 @@ async def _sink_stores_everything_and_acks_after_commit(tmp_path: Path) -> None:
     await asyncio.wait_for(sink.run(channel), timeout=60)
 
     expected = sorted(d for b in batches for d in encode_documents(b))
+    word = re.findall(r"\w+", batches[1].messages[3])[-1].lower()
+    with_word = [m for b in batches for m in b.messages if word in re.findall(r"\w+", m.lower())]
     with StoreReader(tmp_path / "store") as reader:
         stored = sorted(h.doc for h in reader.search("", limit=0))
         by_label = reader.count(f"kubernetes.namespace:{batches[0].ctx.namespace}")
+        by_word = reader.count(word)
     assert expected == stored
+    assert 0 < len(with_word) == by_word
     assert sorted(range(len(batches))) == sorted(acks.done)
     assert len(expected) == sent(metrics)
     assert sum(len(b) for b in batches if b.ctx.namespace == batches[0].ctx.namespace) == (by_label)
@@ -155,10 +160,13 @@ async def _fluentd_schema_store_searches_the_log_field(tmp_path: Path) -> None:
     await asyncio.wait_for(sink.run(channel), timeout=60)
     ns = batches[0].ctx.namespace
 
+    word = re.findall(r"\w+", batches[0].messages[0])[-1].lower()
+    with_word = [m for b in batches for m in b.messages if word in re.findall(r"\w+", m.lower())]
     with StoreReader(tmp_path / "store") as reader:
         assert "log" == reader.layout.message_field
         assert sum(len(b) for b in batches if b.ctx.namespace == ns) == reader.count(
             f"kubernetes.namespace_name:{ns}"
         )
+        assert 0 < len(with_word) == reader.count(word) == reader.count(f"log:{word}")
         hits = reader.search("stream:stderr", limit=0)
     assert all(b'"stream":"stderr"' in h.doc and b'"log":' in h.doc for h in hits)

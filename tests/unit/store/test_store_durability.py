@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from kubelogs.store import (
@@ -142,11 +144,11 @@ class TestCrashRecovery:
         self._write_two(path, dataset)
         (seg,) = segment_files(path)
         with sqlite3.connect(path / INDEX_NAME) as db:
-            offset, bloom_len, data_len = db.execute(
-                "SELECT offset, bloom_len, data_len FROM blocks ORDER BY id LIMIT 1"
+            offset, text_len, data_len = db.execute(
+                "SELECT offset, text_len, data_len FROM blocks ORDER BY id LIMIT 1"
             ).fetchone()
         with open(seg, "r+b") as f:
-            f.seek(offset + bloom_len + data_len // 2)
+            f.seek(offset + text_len + data_len // 2)
             byte = f.read(1)
             f.seek(-1, os.SEEK_CUR)
             f.write(bytes([byte[0] ^ 0xFF]))
@@ -158,6 +160,37 @@ class TestCrashRecovery:
         assert 1 == corrupt
         assert 0 < len(served) < len(dataset.docs)
         assert set(served) <= set(dataset.docs)
+
+    def test_damaged_message_column_changes_no_answer(
+        self, tmp_path: Path, dataset: Dataset
+    ) -> None:
+        """A column that fails its checksum is not used: the block's documents (intact)
+        are searched without it, so word searches still find everything."""
+        path = tmp_path / "s"
+        self._write_two(path, dataset)
+        (seg,) = segment_files(path)
+        with sqlite3.connect(path / INDEX_NAME) as db:
+            rows = db.execute("SELECT offset, text_len FROM blocks").fetchall()
+        with open(seg, "r+b") as f:
+            for offset, text_len in rows:  # every column: no word search may use one
+                f.seek(offset + text_len // 2)
+                byte = f.read(1)
+                f.seek(-1, os.SEEK_CUR)
+                f.write(bytes([byte[0] ^ 0xFF]))
+        messages = [msgspec.json.decode(d)["message"].lower() for d in dataset.docs]
+        word = re.findall(r"\w+", messages[len(messages) // 2])[0]
+        pairs = zip(dataset.docs, messages, strict=True)
+        expected = [d for d, m in pairs if word in re.findall(r"\w+", m)]
+
+        with StoreReader(path) as reader:
+            found = [h.doc for h in reader.search(word, limit=0)]
+            everything = reader.count("")
+            corrupt = reader.corrupt_blocks
+
+        assert 0 == corrupt
+        assert len(dataset.docs) == everything
+        assert 0 < len(expected) < len(dataset.docs)
+        assert sorted(expected) == sorted(found)
 
     def test_segment_without_index_rows_is_deleted(self, tmp_path: Path, dataset: Dataset) -> None:
         """A segment created by a write that crashed before its first commit."""
@@ -200,6 +233,19 @@ class TestRefusals:
         (tmp_path / "empty").mkdir()
         with pytest.raises(StoreNotFound, match="not a kubelogs store"):
             StoreReader(tmp_path / "empty")
+
+    def test_pre_release_bloom_filter_store_is_refused(self, tmp_path: Path) -> None:
+        """Development builds kept a Bloom filter where the message column now is."""
+        path = tmp_path / "s"
+        StoreWriter(path, layout=ECS_LAYOUT).close()
+        with sqlite3.connect(path / INDEX_NAME) as db:
+            db.execute("ALTER TABLE blocks RENAME COLUMN text_len TO bloom_len")
+            db.execute("ALTER TABLE blocks RENAME COLUMN text_crc TO bloom_crc")
+
+        with pytest.raises(StoreVersionError, match=r"development version.*delete"):
+            StoreReader(path)
+        with pytest.raises(StoreVersionError, match="Bloom filters"):
+            StoreWriter(path, layout=ECS_LAYOUT)
 
     def test_newer_format_version_is_refused(self, tmp_path: Path) -> None:
         path = tmp_path / "s"

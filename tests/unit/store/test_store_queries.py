@@ -1,7 +1,7 @@
 """Search answers agree with a brute-force evaluation of the same question.
 
 Each query in the table comes with an independent Python predicate over the decoded
-document; the store (block pruning, label shortcuts, token filters, prefilters, exact
+document; the store (block pruning, label shortcuts, message columns, prefilters, exact
 matcher) must return exactly the documents the predicate accepts.
 """
 
@@ -16,7 +16,10 @@ import msgspec
 import pytest
 
 from kubelogs.codecs.timestamps import parse_rfc3339_ns
-from kubelogs.store import ECS_LAYOUT, StoreReader, StoreWriter
+from kubelogs.store import ECS_LAYOUT, StoreReader, StoreWriter, WriteGroup
+from kubelogs.store.matcher import compile_matcher
+from kubelogs.store.planner import split_time
+from kubelogs.store.query_parser import parse_query
 from kubelogs.store.reader import Hit
 from support.store_docs import Dataset, make_dataset
 
@@ -202,6 +205,64 @@ class TestPruning:
         assert total_blocks >= 10
         assert len(reads) <= 2
 
+    def test_word_only_outside_messages_reads_no_block(
+        self, store: Path, decoded: list[tuple[bytes, dict[str, Any]]]
+    ) -> None:
+        """Every document's JSON holds "pods" (its log path), no message does: the message
+        columns answer without decompressing any block."""
+        assert all(b"pods" in raw for raw, _ in decoded)
+        with StoreReader(store) as reader:
+            reads = self._counting(reader)
+            count = reader.count("pods")
+            hits = reader.search("pods or nosuchword", limit=10)
+
+        assert 0 == count
+        assert [] == hits
+        assert [] == reads
+
+    def test_word_search_looks_only_at_lines_holding_the_word(
+        self, store: Path, decoded: list[tuple[bytes, dict[str, Any]]]
+    ) -> None:
+        """The word "orders" is in many documents' JSON (namespace, labels) but in fewer
+        messages: only documents whose message holds it are looked at."""
+        in_message = {raw for raw, d in decoded if "orders" in d["message"].lower()}
+        in_json = {raw for raw, _ in decoded if b"orders" in raw.lower()}
+        assert len(in_message) < len(in_json)
+
+        with StoreReader(store) as reader:
+            looked_at: list[bytes] = []
+            original = reader._match
+
+            def match(q: Any, block: Any, plan: Any, i: int) -> Any:
+                looked_at.append(block.doc(i))
+                return original(q, block, plan, i)
+
+            reader._match = match  # type: ignore[method-assign]
+            count = reader.count("orders and not kubernetes.namespace:nosuch")
+
+        assert sum(1 for _, d in decoded if "orders" in words(d)) == count
+        assert in_message == set(looked_at)
+        assert len(in_message) == len(looked_at)
+
+    def test_words_on_different_lines_of_a_block_decode_nothing(self, tmp_path: Path) -> None:
+        """Both words occur in the block, never in one message: no document is read."""
+        docs = [b'{"message":"alpha %d"}' % i for i in range(50)]
+        docs += [b'{"message":"beta %d"}' % i for i in range(50)]
+        messages = [msgspec.json.decode(d)["message"] for d in docs]
+        n = len(docs)
+        with StoreWriter(tmp_path / "s", layout=ECS_LAYOUT) as writer:
+            writer.write([WriteGroup("f", list(range(n)), list(range(n)), docs, messages=messages)])
+        with StoreReader(tmp_path / "s") as reader:
+            reads = self._counting(reader)
+            both = reader.count("alpha and beta")
+            reads_for_both = list(reads)
+            either = reader.count("alpha or beta")
+            alpha_not_beta = reader.count("alpha and not beta")
+
+        assert (0, n, 50) == (both, either, alpha_not_beta)
+        assert [] == reads_for_both
+        assert 2 == len(reads)  # the other two need the documents
+
     def test_label_condition_skips_blocks_without_the_label(self, tmp_path: Path) -> None:
         """Blocks written from one namespace only are never read for another."""
         ds = make_dataset(seed=9, containers=4, lines=400, per_batch=100)
@@ -229,13 +290,55 @@ def test_hits_are_hashable_sortable_records(store: Path) -> None:
     assert a < b
 
 
-def test_store_without_token_filters_gives_the_same_answers(
-    tmp_path: Path, dataset: Dataset, store: Path
-) -> None:
-    path = tmp_path / "nofilter"
-    with StoreWriter(path, layout=ECS_LAYOUT, block_docs=700, token_filters=False) as writer:
-        writer.write(dataset.groups)
+ODD_DOCS = [
+    b'{"message":"hello world"}',
+    b'{"message":null}',
+    b'{"other":"hello"}',
+    b'{"message":["hello"]}',
+    b'{"message":5}',
+    b"[1,2]",
+    b'{"message":"HELLO","message":"bye"}',
+    b'{"message":"Hello\\nWorld"}',
+    b"not json",
+]
 
-    for query in ("error", '"request failed"', "nosuchwordanywhere", "ord* and stream:stderr"):
-        with StoreReader(path) as plain, StoreReader(store) as filtered:
-            assert filtered.count(query) == plain.count(query)
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "hello",
+        "world",
+        '"hello world"',
+        "bye",
+        "message:*",
+        "not message:*",
+        "message:5",
+        "hel*",
+        "not hello",
+        "hello or other:hello",
+        f"@timestamp >= {T0} and hello",
+    ],
+)
+def test_documents_of_any_shape_are_matched_as_the_matcher_says(tmp_path: Path, query: str) -> None:
+    """Message-only decoding and the column agree with the matcher on the whole document
+    (missing, null, non-string and duplicate messages, non-objects, invalid JSON)."""
+    times = [T0_NS - 5 + i for i in range(len(ODD_DOCS))]
+    with StoreWriter(tmp_path / "s", layout=ECS_LAYOUT) as writer:
+        writer.write([WriteGroup("", list(range(len(ODD_DOCS))), times, ODD_DOCS)])
+    node, lo, hi = split_time(parse_query(query))
+    matcher = compile_matcher(node, "message")
+    expected = []
+    for doc, t in zip(ODD_DOCS, times, strict=True):
+        try:
+            decoded = msgspec.json.decode(doc)
+        except msgspec.DecodeError:
+            continue
+        if isinstance(decoded, dict) and lo <= t <= hi and matcher(decoded, t):
+            expected.append(doc)
+
+    with StoreReader(tmp_path / "s") as reader:
+        found = sorted(h.doc for h in reader.search(query, limit=0))
+        count = reader.count(query)
+
+    assert sorted(expected) == found
+    assert len(expected) == count
