@@ -6,7 +6,6 @@ import argparse
 import sys
 
 
-
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("validate", help="check a config file and print every problem")
     p.add_argument("-c", "--config", required=True, help="the config file")
