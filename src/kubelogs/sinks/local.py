@@ -148,15 +148,15 @@ class LocalSink:
     async def _flush(self, writer: StoreWriter, batches: list[Batch]) -> None:
         backoff = 0.5
         while True:
-            # The write runs to completion even if this task is cancelled: closing the
-            # store under a write in progress would be a crash of our own making.
-            write = asyncio.ensure_future(asyncio.to_thread(self._write, writer, batches))
+            # Written on the event loop's thread, on purpose: encoding and compressing
+            # are CPU work under the GIL, so a worker thread adds no parallelism, and its
+            # GIL hand-offs with the reading source cost ~2.4 us per line (measured:
+            # 111k -> 153k lines per CPU-second for the agent into the store). A block
+            # takes tens of milliseconds; the fsync in the commit is the only wait.
+            # Being synchronous, a write is never interrupted by cancellation either.
             try:
-                nbytes = await asyncio.shield(write)
+                nbytes = self._write(writer, batches)
                 break
-            except asyncio.CancelledError:
-                await asyncio.gather(write, return_exceptions=True)
-                raise
             except (OSError, sqlite3.Error) as exc:
                 self.metrics.error(type(exc).__name__, "sending")
                 log.warning("local store %s: write failed, retrying: %s", self.path, exc)
@@ -172,7 +172,7 @@ class LocalSink:
         self.metrics.sent_bytes.inc(nbytes)
 
     def _write(self, writer: StoreWriter, batches: list[Batch]) -> int:
-        """Encode and store (runs in a worker thread)."""
+        """Encode and store one group of batches (the commit makes them durable)."""
         schema = self.config.schema_
         groups = [
             WriteGroup(
