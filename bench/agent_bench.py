@@ -110,7 +110,21 @@ def run_once(
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     lines = manifest["lines"]
+    store_bytes = (
+        sum(f.stat().st_size for f in (work / "store").rglob("*") if f.is_file())
+        if sink == "local"
+        else 0
+    )
+    extra = (
+        {
+            "store_bytes_per_1M_lines": store_bytes / (lines / 1e6),
+            "store_pct_of_raw": 100.0 * store_bytes / manifest["bytes"],
+        }
+        if sink == "local"
+        else {}
+    )
     return {
+        **extra,
         "lines_per_cpu_s": lines / cpu,
         "cpu_s_per_1M_lines": cpu / (lines / 1e6),
         "cpu_s_per_GB": cpu / (manifest["bytes"] / 1e9),
