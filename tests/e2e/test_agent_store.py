@@ -118,7 +118,9 @@ def test_demo_stores_everything_it_wrote_and_its_searches_work(tmp_path: Path) -
     manifest = json.loads((base / "node" / "manifest.json").read_text())
     store = base / "store"
     printed = [
-        ln.strip() for ln in r.stdout.splitlines() if ln.strip().startswith("kubelogs search")
+        ln.strip().split("kubelogs search", 1)[1]
+        for ln in r.stdout.splitlines()
+        if "kubelogs search --store" in ln
     ]
 
     assert manifest["records"] > 0
@@ -127,7 +129,7 @@ def test_demo_stores_everything_it_wrote_and_its_searches_work(tmp_path: Path) -
     for cmd in printed:
         if "--follow" in cmd:
             continue
-        args = __import__("shlex").split(cmd)[4:]
+        args = __import__("shlex").split(cmd)[2:]
         res = search(store, *args)
         assert 0 == res.returncode, (cmd, res.stderr)
         assert res.stdout.strip(), cmd

@@ -143,10 +143,19 @@ async def _demo(base: Path, rate: float, containers: int, duration: float | None
         f"stored {stored} in {store}\n"
     )
     print("Try these (the store stays until you delete it):")
+    prefix = _command_prefix()
     for what, q in EXAMPLES:
-        print(f"  # {what}\n  kubelogs search --store {store} {q}")
+        print(f"  # {what}\n  {prefix} search --store {store} {q}")
     print(f"\nThe node log tree is in {tree}; rm -rf {base} removes everything.")
     return 0
+
+
+def _command_prefix() -> str:
+    """How the user can run kubelogs from their shell: under `uv run` the virtual
+    environment is not on their PATH, so the examples say `uv run kubelogs`."""
+    import os
+
+    return "uv run kubelogs" if os.environ.get("UV_RUN_RECURSION_DEPTH") else "kubelogs"
 
 
 def _sent(pipeline: Any) -> int:
