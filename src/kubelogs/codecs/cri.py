@@ -12,8 +12,6 @@ tells the tailer where the checkpoint must stay while it is incomplete.
 
 from __future__ import annotations
 
-import time
-
 from kubelogs.codecs.columns import Columns
 from kubelogs.codecs.timestamps import format_timestamp, parse_rfc3339_ns
 
@@ -105,14 +103,15 @@ class CriParser:
         return offset
 
     def _emit(self, cols: Columns) -> None:
-        row = len(cols.messages)
-        cols.times.append(self._first_ts)
-        cols.tstrs.append(self._first_tstr)
-        cols.messages.append(b"".join(self._parts).decode("utf-8", "replace"))
-        cols.streams.append(self._stream)
-        cols.offsets.append(self._first_off)
-        if self._truncated:
-            cols.flag(row, "truncated")
+        message = b"".join(self._parts).decode("utf-8", "replace")
+        cols.add(
+            self._first_ts,
+            self._first_tstr,
+            message,
+            self._stream,
+            self._first_off,
+            truncated=self._truncated,
+        )
         self.reset()
 
     def flush(self, cols: Columns) -> None:
@@ -123,14 +122,4 @@ class CriParser:
     def _malformed(self, line: bytes, offset: int, cols: Columns) -> None:
         # A broken line ends any partial sequence before it: emit what we have.
         self.flush(cols)
-        row = len(cols.messages)
-        if len(line) > self.max_size:
-            line = line[: self.max_size]
-            cols.flag(row, "truncated")
-        now = time.time_ns()
-        cols.times.append(now)
-        cols.tstrs.append(format_timestamp(now).encode())
-        cols.messages.append(line.decode("utf-8", "replace"))
-        cols.streams.append("")
-        cols.offsets.append(offset)
-        cols.flag(row, "malformed")
+        cols.add_malformed(line, offset, self.max_size, truncated=False)

@@ -8,8 +8,6 @@ per line). A line that is not valid JSON of that shape is kept as the message an
 
 from __future__ import annotations
 
-import time
-
 import msgspec
 
 from kubelogs.codecs.columns import Columns
@@ -113,14 +111,14 @@ class DockerJsonParser:
         return offset
 
     def _emit(self, cols: Columns) -> None:
-        row = len(cols.messages)
-        cols.times.append(self._first_ts)
-        cols.tstrs.append(format_timestamp(self._first_ts).encode())
-        cols.messages.append("".join(self._parts))
-        cols.streams.append(self._stream)
-        cols.offsets.append(self._first_off)
-        if self._truncated:
-            cols.flag(row, "truncated")
+        cols.add(
+            self._first_ts,
+            format_timestamp(self._first_ts).encode(),
+            "".join(self._parts),
+            self._stream,
+            self._first_off,
+            truncated=self._truncated,
+        )
         self.reset()
 
     def flush(self, cols: Columns) -> None:
@@ -129,16 +127,4 @@ class DockerJsonParser:
 
     def _malformed(self, line: bytes, offset: int, cols: Columns, truncated: bool = False) -> None:
         self.flush(cols)
-        row = len(cols.messages)
-        if len(line) > self.max_size:
-            line = line[: self.max_size]
-            truncated = True
-        now = time.time_ns()
-        cols.times.append(now)
-        cols.tstrs.append(format_timestamp(now).encode())
-        cols.messages.append(line.decode("utf-8", "replace"))
-        cols.streams.append("")
-        cols.offsets.append(offset)
-        cols.flag(row, "malformed")
-        if truncated:
-            cols.flag(row, "truncated")
+        cols.add_malformed(line, offset, self.max_size, truncated=truncated)
