@@ -31,9 +31,9 @@ from typing import TypeVar
 import msgspec
 
 from kubelogs.codecs.document import encode_documents
-from kubelogs.kubernetes.document_meta import encode_meta
-from kubelogs.pipeline.event import Batch, FileContext, make_id_prefix
+from kubelogs.pipeline.event import Batch, make_id_prefix
 from kubelogs.sinks.local import labels_from_meta
+from kubelogs.sources.tail_options import file_context
 from kubelogs.store import ECS_LAYOUT, StoreReader, StoreWriter, WriteGroup
 from kubelogs.testing.generate import container_lines, plan_containers
 
@@ -49,27 +49,18 @@ def write_calls(
     sources = []
     for c in plan:
         path = f"/var/log/pods/{c.namespace}_{c.pod}_{c.pod_uid}/{c.name}/0.log"
-        ecs, fluentd = encode_meta(
-            namespace=c.namespace,
-            pod=c.pod,
-            pod_uid=c.pod_uid,
-            container=c.name,
-            container_id=c.container_id,
-            node="node-bench-1",
-        )
-        ctx = FileContext(
+        ctx = file_context(
             source_id="bench",
-            path=path,
-            file_key=f"1:{c.container_id[:8]}:x",
-            id_prefix=make_id_prefix("node-bench-1", path),
             node="node-bench-1",
+            path=path,
+            key=f"1:{c.container_id[:8]}:x",
+            id_prefix=make_id_prefix("node-bench-1", path),
             namespace=c.namespace,
             pod=c.pod,
             pod_uid=c.pod_uid,
             container=c.name,
-            meta_ecs=ecs,
-            meta_fluentd=fluentd,
         )
+        ecs = ctx.meta_ecs
         lines = (ln for ln in container_lines(seed, c, 2 * n_docs // containers) if ln.final)
         sources.append((ctx, lines, labels_from_meta(ecs, ECS_LAYOUT)))
     offsets = [0] * len(sources)

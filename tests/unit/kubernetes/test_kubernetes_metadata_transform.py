@@ -11,10 +11,10 @@ import pytest
 from pydantic import ValidationError
 
 from kubelogs.config.base import BuildContext
-from kubelogs.kubernetes.document_meta import encode_meta
 from kubelogs.kubernetes.resources import Namespace, Pod
 from kubelogs.pipeline.acks import AckToken
 from kubelogs.pipeline.event import Batch, FileContext
+from kubelogs.sources.tail_options import file_context
 from kubelogs.telemetry.metrics import Metrics
 from kubelogs.testing.fake_apiserver import container_id_for, make_namespace, make_pod
 from kubelogs.transforms.kubernetes_metadata import (
@@ -35,27 +35,17 @@ def file_ctx(
     node: str = "node-1",
     key: str = "1:100:f00d",
 ) -> FileContext:
-    ecs, fluentd = encode_meta(
-        namespace=namespace,
-        pod=pod,
-        pod_uid=uid,
-        container=container,
-        container_id=container_id,
-        node=node,
-    )
-    return FileContext(
+    return file_context(
         source_id="containers",
-        path=f"/var/log/pods/{namespace}_{pod}_{uid}/{container}/0.log",
-        file_key=key,
-        id_prefix="abc",
         node=node,
+        path=f"/var/log/pods/{namespace}_{pod}_{uid}/{container}/0.log",
+        key=key,
+        id_prefix="abc",
         namespace=namespace,
         pod=pod,
         pod_uid=uid,
         container=container,
         container_id=container_id,
-        meta_ecs=ecs,
-        meta_fluentd=fluentd,
     )
 
 
