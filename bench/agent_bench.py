@@ -53,6 +53,7 @@ def run_once(
     work: Path,
     extra_transform: dict | None,
     env_extra: dict[str, str],
+    profile: Path | None = None,
 ) -> dict[str, float]:
     data_dir = work / "data"
     shutil.rmtree(data_dir, ignore_errors=True)
@@ -85,7 +86,15 @@ def run_once(
     t0 = time.monotonic()
     with open(log_path, "w") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "kubelogs", "run", "-c", str(cfg_path)],
+            [
+                sys.executable,
+                *(["-m", "cProfile", "-o", str(profile)] if profile else []),
+                "-m",
+                "kubelogs",
+                "run",
+                "-c",
+                str(cfg_path),
+            ],
             stderr=log,
             stdout=subprocess.DEVNULL,
             env=env,
@@ -200,7 +209,15 @@ def main() -> int:
     ap.add_argument(
         "--no-malloc-env", action="store_true", help="do not set the glibc malloc thresholds"
     )
+    ap.add_argument(
+        "--profile",
+        type=Path,
+        metavar="FILE",
+        help="run the agent under cProfile and write its stats to FILE (slower; one run)",
+    )
     a = ap.parse_args()
+    if a.profile:
+        a.repeat = 1
     work = Path(tempfile.mkdtemp(prefix="kubelogs-bench-"))
     root = a.root or work / "tree"
     if a.root is None:
@@ -231,7 +248,8 @@ def main() -> int:
     if a.metadata:
         server, transform = start_apiserver(root, work)
     results = [
-        run_once(root, manifest, a.sink, work, transform, env_extra) for _ in range(a.repeat)
+        run_once(root, manifest, a.sink, work, transform, env_extra, a.profile)
+        for _ in range(a.repeat)
     ]
     if server is not None:
         server.stop()

@@ -25,7 +25,13 @@ class Dataset:
     batches: list[Batch]
     groups: list[WriteGroup]
     docs: list[bytes]
-    """Every document, in write order."""
+    """Every document, in write order, as `encode_documents` makes it: what the store
+    must give back."""
+
+    def docs_of(self, groups: list[WriteGroup]) -> list[bytes]:
+        """The documents of some of `groups` (encoded from their batches)."""
+        batch_of = {id(g): b for g, b in zip(self.groups, self.batches, strict=True)}
+        return [d for g in groups for d in encode_documents(batch_of[id(g)])]
 
 
 def make_batches(
@@ -97,24 +103,28 @@ def make_batches(
 
 
 def groups_of(batches: list[Batch], schema: Schema = "ecs") -> list[WriteGroup]:
+    """Events groups, as the local sink builds them."""
     layout = layout_for(schema)
-    return [
-        WriteGroup(
-            b.ctx.file_key,
-            b.offsets,
-            b.times,
-            encode_documents(b, schema),
-            labels=labels_from_meta(
-                b.ctx.meta_fluentd if schema == "fluentd" else b.ctx.meta_ecs, layout
-            ),
-            streams=b.streams,
-            messages=b.messages,
+    groups = []
+    for b in batches:
+        meta = b.ctx.meta_fluentd if schema == "fluentd" else b.ctx.meta_ecs
+        groups.append(
+            WriteGroup(
+                b.ctx.file_key,
+                b.offsets,
+                b.times,
+                labels=labels_from_meta(meta, layout),
+                streams=b.streams,
+                messages=b.messages,
+                path=b.ctx.path,
+                meta=meta,
+                flags=b.flags,
+                fields=b.fields,
+            )
         )
-        for b in batches
-    ]
+    return groups
 
 
 def make_dataset(**kwargs: int) -> Dataset:
     batches = make_batches(**kwargs)
-    groups = groups_of(batches)
-    return Dataset(batches, groups, [d for g in groups for d in g.docs])
+    return Dataset(batches, groups_of(batches), [d for b in batches for d in encode_documents(b)])

@@ -11,7 +11,6 @@ the agent drain what was written, and stops it cleanly; the store is kept for se
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import signal
 import sys
@@ -40,7 +39,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from kubelogs.config.units import parse_duration
+    import asyncio
+
+    from kubelogs.config.unit_parsers import parse_duration
 
     try:
         duration = parse_duration(args.duration) if args.duration else None
@@ -83,6 +84,8 @@ def _config(base: Path) -> Any:
 
 
 async def _demo(base: Path, rate: float, containers: int, duration: float | None) -> int:
+    import asyncio
+
     from kubelogs.pipeline.runner import build_pipeline, run_pipeline
     from kubelogs.testing.generate import run_live
 

@@ -58,7 +58,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from kubelogs.config.units import parse_duration, parse_size
+    from kubelogs.config.unit_parsers import parse_duration, parse_size
     from kubelogs.testing.generate import generate_tree, run_live
 
     err = sys.stderr

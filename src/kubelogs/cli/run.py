@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import signal
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kubelogs.config.errors import ConfigError, ConfigInvalid
 
 log = logging.getLogger("kubelogs")
+
+if TYPE_CHECKING:
+    import asyncio  # imported when a command runs: `kubelogs search` starts faster
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -26,6 +28,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import asyncio
+
     from kubelogs.config.loader import load_effective_config
     from kubelogs.telemetry.logging import setup_logging
 
@@ -79,6 +83,8 @@ def _exit_even_if_a_writer_is_stuck(
 
 
 async def serve(cfg: object) -> int:
+    import asyncio
+
     from kubelogs.config.loader import Config
     from kubelogs.pipeline.runner import build_pipeline, run_pipeline
     from kubelogs.telemetry.api import ApiServer

@@ -5,6 +5,11 @@ Thin on purpose: parse arguments, call `kubelogs.store`, map errors to exit code
 query syntax error prints the query with a caret under the column at fault. Text output
 is ``time namespace/pod/container message``, coloured only on a terminal (rich is
 imported only then); ``--output json`` prints each stored document byte for byte.
+
+``--count`` and ``--limit N`` on a store of many blocks fork one process per CPU (at most
+four; ``KUBELOGS_SEARCH_WORKERS`` overrides, ``1`` keeps one process), each searching a
+share of the blocks (`store.parallel`): a word search is CPU-bound on decompressing and
+lower-casing message columns. ``--limit 0`` and ``--follow`` stream in one process.
 """
 
 from __future__ import annotations
@@ -65,7 +70,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from kubelogs.config.units import parse_duration
+    from kubelogs.config.unit_parsers import parse_duration
     from kubelogs.store import (
         QueryError,
         QuerySyntaxError,
@@ -131,17 +136,28 @@ def run(args: argparse.Namespace) -> int:
     try:
         with reader:
             prepared = reader.prepare(node, since_ns=bounds[0], until_ns=bounds[1])
+            position = reader.last_block()
+            prepared.until_block = position
+            workers = _workers(reader)
             if args.count:
+                if workers > 1:
+                    counts = _sharded(reader, prepared, workers, lambda r, q: r.count(q))
+                    print(sum(n for n, _ in counts))
+                    return _warn_corrupt(sum(bad for _, bad in counts))
                 print(reader.count(prepared))
                 return _warn_corrupt(reader.corrupt_blocks)
             out = _printer(args.output, reader.layout.message_field)
-            position = reader.last_block()
-            prepared.until_block = position
-            hits: Iterable[Any] = (
-                reader.iter_matches(prepared)
-                if args.limit == 0
-                else reader.search(prepared, limit=args.limit)
-            )
+            hits: Iterable[Any]
+            corrupt = 0
+            if args.limit == 0:
+                hits = reader.iter_matches(prepared)
+            elif workers > 1:
+                limit = args.limit
+                shards = _sharded(reader, prepared, workers, lambda r, q: r.search(q, limit=limit))
+                hits = sorted(h for found, _ in shards for h in found)[-limit:]
+                corrupt = sum(bad for _, bad in shards)
+            else:
+                hits = reader.search(prepared, limit=args.limit)
             for hit in hits:
                 out(hit.time_ns, hit.doc)
             sys.stdout.flush()
@@ -155,7 +171,7 @@ def run(args: argparse.Namespace) -> int:
                         sys.stdout.flush()
                 except KeyboardInterrupt:
                     return 0
-            return _warn_corrupt(reader.corrupt_blocks)
+            return _warn_corrupt(reader.corrupt_blocks + corrupt)
     except QueryError as exc:
         print(f"kubelogs search: invalid query: {exc}", file=err)
         return 1
@@ -164,6 +180,40 @@ def run(args: argparse.Namespace) -> int:
             raise
         print(f"kubelogs search: {exc}", file=err)
         return 2
+
+
+_PARALLEL_BLOCKS = 16
+"""Fewer blocks than this are searched in one process: forking would cost more."""
+
+
+def _workers(reader: Any) -> int:
+    """Processes for a search of the whole store: one per CPU for a store of many blocks
+    (`store.parallel`); `KUBELOGS_SEARCH_WORKERS` overrides (1: no fork)."""
+    from kubelogs.store.parallel import MAX_WORKERS, cpu_workers
+
+    override = os.environ.get("KUBELOGS_SEARCH_WORKERS", "")
+    if override.isdigit():
+        return max(1, min(int(override), MAX_WORKERS))
+    if reader.stats().blocks < _PARALLEL_BLOCKS:
+        return 1
+    return cpu_workers()
+
+
+def _sharded(reader: Any, prepared: Any, workers: int, work: Callable[[Any, Any], Any]) -> Any:
+    """`work(reader, query)` in `workers` processes, each on a share of the blocks of
+    the same snapshot (`store.parallel`)."""
+    from dataclasses import replace
+
+    from kubelogs.store.parallel import run_sharded, shard_ranges
+
+    def shard_work(shard_reader: Any, block_range: tuple[int, int]) -> Any:
+        q = shard_reader.prepare(prepared.node, since_ns=prepared.lo, until_ns=prepared.hi)
+        return work(
+            shard_reader, replace(q, until_block=prepared.until_block, block_range=block_range)
+        )
+
+    shards = shard_ranges(reader.block_sizes(prepared.until_block), workers)
+    return run_sharded(reader.path, shard_work, shards)
 
 
 def _store_path(explicit: str | None) -> Path:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import platform
-from importlib import metadata
 
 from kubelogs import __version__
 
@@ -17,6 +16,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run(_args: argparse.Namespace) -> int:
+    from importlib import metadata
+
     print(f"kubelogs {__version__} (Python {platform.python_version()})")
     for dist in _DEPENDENCIES:
         try:

@@ -11,6 +11,7 @@ Two field layouts: ``ecs`` (Filebeat-style, the default) and ``fluentd``
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from itertools import chain, repeat
 from typing import Any, Literal
 
@@ -21,7 +22,7 @@ from kubelogs.pipeline.event import Batch
 
 Schema = Literal["ecs", "fluentd"]
 
-__all__ = ["Schema", "encode_documents", "encode_ndjson", "format_timestamp"]
+__all__ = ["Schema", "encode_documents", "encode_ndjson", "format_timestamp", "render_ndjson"]
 
 _encoder = msgspec.json.Encoder()
 _json_encode = _encoder.encode
@@ -33,7 +34,7 @@ _RESERVED = frozenset(
 _STREAM_PART = {"stdout": b',"stream":"stdout"', "stderr": b',"stream":"stderr"', "": b""}
 
 
-def _members(fields: dict[str, Any]) -> bytes:
+def _members(fields: Mapping[str, Any]) -> bytes:
     """Encode parsed fields as JSON object members (no braces), for splicing.
 
     A parsed key that collides with a field kubelogs writes itself is renamed
@@ -43,12 +44,12 @@ def _members(fields: dict[str, Any]) -> bytes:
     return _json_encode(fields)[1:-1]
 
 
-def _column(values: list[Any]) -> list[bytes]:
+def _column(values: Sequence[Any]) -> list[bytes]:
     """Each value JSON-encoded, in one C call (messages cannot contain a raw newline)."""
     return _encode_lines(values).split(b"\n")
 
 
-def _stream_parts(streams: list[str]) -> list[bytes]:
+def _stream_parts(streams: Sequence[str]) -> list[bytes]:
     get = _STREAM_PART.get
     parts = list(map(get, streams))
     if None in parts:
@@ -61,50 +62,84 @@ def _stream_parts(streams: list[str]) -> list[bytes]:
 
 def encode_ndjson(batch: Batch, schema: Schema = "ecs") -> bytes:
     """The batch as newline-delimited JSON, one document per line."""
-    n = len(batch.messages)
+    ctx = batch.ctx
+    return render_ndjson(
+        schema,
+        path=ctx.path,
+        meta=ctx.meta_fluentd if schema == "fluentd" else ctx.meta_ecs,
+        times=batch.times,
+        tstrs=batch.tstrs,
+        messages=batch.messages,
+        streams=batch.streams,
+        offsets=batch.offsets,
+        flags=batch.flags,
+        fields=batch.fields,
+    )
+
+
+def render_ndjson(
+    schema: Schema,
+    *,
+    path: str,
+    meta: bytes,
+    times: Sequence[int],
+    tstrs: Sequence[bytes] | None,
+    messages: Sequence[str],
+    streams: Sequence[str],
+    offsets: Sequence[int],
+    flags: Mapping[int, Sequence[str]] | None = None,
+    fields: Mapping[int, Mapping[str, Any]] | None = None,
+) -> bytes:
+    """Documents from event columns and their file's constant parts: what
+    `encode_ndjson` does for a batch, and what the local store does to give back the
+    documents it keeps as columns (`store.block`), so both produce the same bytes.
+
+    `meta` is the schema's pre-encoded metadata members (`FileContext.meta_ecs` or
+    `meta_fluentd`); `tstrs`, when given, are the timestamps exactly as the runtime
+    wrote them, else they are formatted from `times` (nanosecond precision)."""
+    n = len(messages)
     if n == 0:
         return b""
-    ctx = batch.ctx
-    ts = batch.tstrs
+    ts: Sequence[bytes] | None = tstrs
     if ts is None or len(ts) != n:
-        ts = [format_timestamp(t).encode() for t in batch.times]
-    msgs = _column(batch.messages)
-    streams = _stream_parts(batch.streams)
-    flags = batch.flags or {}
-    fields = batch.fields or {}
+        ts = [format_timestamp(t).encode() for t in times]
+    msgs = _column(messages)
+    stream_parts = _stream_parts(streams)
+    flags = flags or {}
+    fields = fields or {}
     if schema == "ecs":
-        meta = b"," + ctx.meta_ecs if ctx.meta_ecs else b""
-        tail = b"}" + meta + b"}\n"
+        meta_part = b"," + meta if meta else b""
+        tail = b"}" + meta_part + b"}\n"
         tails: list[bytes] | repeat[bytes] = repeat(tail, n)
         if flags or fields:
             tails = [tail] * n
             for i in set(flags) | set(fields):
                 t = b',"flags":' + _json_encode(list(flags[i])) if i in flags else b""
-                t += b"}" + meta
+                t += b"}" + meta_part
                 if fields.get(i):
                     t += b"," + _members(fields[i])
                 tails[i] = t + b"}\n"
-        path_part = b',"log":{"file":{"path":' + _json_encode(ctx.path) + b'},"offset":'
-        offs = _column(batch.offsets)
+        path_part = b',"log":{"file":{"path":' + _json_encode(path) + b'},"offset":'
+        offs = _column(offsets)
         pieces = zip(
             repeat(b'{"@timestamp":"', n),
             ts,
             repeat(b'","message":', n),
             msgs,
-            streams,
+            stream_parts,
             repeat(path_part, n),
             offs,
             tails,
             strict=False,  # the encoded columns end with one empty element; n rows count
         )
     else:
-        meta = b"," + ctx.meta_fluentd if ctx.meta_fluentd else b""
-        tail = meta + b"}\n"
+        meta_part = b"," + meta if meta else b""
+        tail = meta_part + b"}\n"
         tails = repeat(tail, n)
         if flags or fields:
             tails = [tail] * n
             for i in set(flags) | set(fields):
-                t = meta
+                t = meta_part
                 if i in flags:
                     t += b',"flags":' + _json_encode(list(flags[i]))
                 if fields.get(i):
@@ -115,7 +150,7 @@ def encode_ndjson(batch: Batch, schema: Schema = "ecs") -> bytes:
             ts,
             repeat(b'","log":', n),
             msgs,
-            streams,
+            stream_parts,
             repeat(b',"time":"', n),
             ts,
             repeat(b'"', n),

@@ -25,15 +25,15 @@ from typing import Any, Literal
 import msgspec
 from pydantic import Field
 
-from kubelogs.codecs.document import Schema, encode_documents
+from kubelogs.codecs.document import Schema
 from kubelogs.config.base import BuildContext, SinkConfig
 from kubelogs.config.registry import register
 from kubelogs.config.units import Duration, Size
 from kubelogs.pipeline.event import Batch
 from kubelogs.pipeline.runtime import Input
+from kubelogs.store import StoreWriter, WriteGroup
 from kubelogs.store.index import ECS_LAYOUT, FLUENTD_LAYOUT, Layout
 from kubelogs.store.matcher import get_field
-from kubelogs.store.writer import StoreWriter, WriteGroup
 from kubelogs.telemetry.metrics import ComponentMetrics
 
 log = logging.getLogger(__name__)
@@ -61,12 +61,11 @@ class LocalSinkConfig(SinkConfig):
     """Field names of the stored documents (DESIGN.md section 5). Fixed when the store is
     created: a store keeps one schema."""
     block_docs: int = Field(20_000, ge=1, le=1_000_000)
-    """Documents per compressed block. Larger blocks compress better and index smaller;
-    smaller ones make searches of a narrow time range read less. Each block also keeps
-    its messages, lower-cased, as a separately compressed column: a word or phrase search
-    reads that column first and decodes only the blocks and documents that contain the
-    words. The column is always written; it adds about half to the disk the documents
-    take (bench/store_bench.py: 20 of 57 MiB per million container lines)."""
+    """Events per compressed block. Larger blocks compress better and index smaller;
+    smaller ones make searches of a narrow time range read less. A block keeps its
+    events as columns (messages, times, offsets; each file's metadata once) and renders
+    documents when they are read; a word or phrase search reads only the message
+    column of each block first."""
     flush_interval: Duration = 1.0
     """How long events wait for a block to fill before they are written anyway: the
     delay between a line being read and it being searchable (and acknowledged)."""
@@ -172,17 +171,21 @@ class LocalSink:
         self.metrics.sent_bytes.inc(nbytes)
 
     def _write(self, writer: StoreWriter, batches: list[Batch]) -> int:
-        """Encode and store one group of batches (the commit makes them durable)."""
-        schema = self.config.schema_
+        """Store one group of batches as event columns (the commit makes them durable);
+        the store renders their documents with the schema when they are read."""
+        fluentd = self.config.schema_ == "fluentd"
         groups = [
             WriteGroup(
                 source_key=b.ctx.file_key,
                 offsets=b.offsets,
                 times=b.times,
-                docs=encode_documents(b, schema),
                 labels=self._labels_of(b),
                 streams=b.streams,
                 messages=b.messages,
+                path=b.ctx.path,
+                meta=b.ctx.meta_fluentd if fluentd else b.ctx.meta_ecs,
+                flags=b.flags,
+                fields=b.fields,
             )
             for b in batches
             if len(b)

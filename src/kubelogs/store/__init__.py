@@ -1,13 +1,15 @@
 """The embedded local store and its query language.
 
-Built like VictoriaLogs and Loki rather than like a database of rows: documents are
-appended as zstd-compressed columnar blocks to segment files, each with a separately
-compressed column of its lower-cased messages, and a small SQLite index records per
+Built like VictoriaLogs and Loki rather than like a database of rows: events are
+appended as zstd-compressed columnar blocks to segment files (the messages in a column of
+their own, times and offsets delta-encoded, each file's metadata once per block, and
+documents rendered from the columns when read), and a small SQLite index records per
 block its place, time range and label values, so a query reads only blocks that can
-match, and a word search reads the message columns before any document. See
-`store.writer` for the durability and exactly-once invariants, `store.reader` for
-search, `store.planner` for how queries prune, `store.column` for the message column,
-and `store.query` for the language shared with the Elasticsearch compiler.
+match, and a word search reads the message columns before anything else. See
+`store.writer` for the durability and exactly-once invariants, `store.block` for the
+block format, `store.reader` for search, `store.planner` for how queries prune,
+`store.column` for the message column, and `store.query` for the language shared with
+the Elasticsearch compiler.
 
 The reading side (`StoreReader`, `parse_query`, `Hit`) is imported on first use: it
 pulls in the query parser (lark), which an agent that only writes never needs.
@@ -24,11 +26,11 @@ from kubelogs.store.errors import StoreLayoutError as StoreLayoutError
 from kubelogs.store.errors import StoreLockedError as StoreLockedError
 from kubelogs.store.errors import StoreNotFound as StoreNotFound
 from kubelogs.store.errors import StoreVersionError as StoreVersionError
+from kubelogs.store.group import WriteGroup as WriteGroup
 from kubelogs.store.index import ECS_LAYOUT as ECS_LAYOUT
 from kubelogs.store.index import FLUENTD_LAYOUT as FLUENTD_LAYOUT
 from kubelogs.store.index import Layout as Layout
 from kubelogs.store.writer import StoreWriter as StoreWriter
-from kubelogs.store.writer import WriteGroup as WriteGroup
 from kubelogs.store.writer import WriteResult as WriteResult
 
 if TYPE_CHECKING:

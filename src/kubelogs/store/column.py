@@ -1,67 +1,54 @@
 """The per-block message column: how a word search skips blocks and documents.
 
-Every block stores, beside its documents, its messages lower-cased and joined by ``\\n``
-(one line per document, in block order), UTF-8, compressed as a zstd frame of its own
-(`store.segments`). A search for a word or phrase of the message decompresses only this
-column - a fraction of the block - and looks for the query's *needles* with
-`bytes.find` / ``in`` at C speed: a block where a needle of a required term does not
-occur is skipped without decompressing its documents, and in the others only the lines
-that contain every needle are decoded and matched (`lines_with`).
+Every block stores its messages as a column of their own (`store.block`): joined by
+``\\n`` (one line per row, in block order; a newline inside a message is stored as a
+space), UTF-8, original case, compressed as a zstd frame of its own. A search for a word
+or phrase of the message decompresses only this column, lower-cases it (`lowered`) and
+looks for the query's *needles* with `bytes.find` / ``in`` at C speed: a block where a
+needle of a required term does not occur is skipped without reading the rest of it, and
+in the others only the lines that contain every needle are matched (`lines_with`).
 
 Cost is what shapes it (PERFORMANCE.md: per-line Python work is the budget): the writer
-builds the column with ``str.join``, ``str.lower``, ``str.encode`` and zstd over whole
-pieces and blocks, with no Python work per document or per word; reading it is a
-decompression and a few substring searches per block.
+builds the column with ``str.join`` and ``str.encode`` over whole blocks, with no Python
+work per document or per word; reading it is a decompression, a ``bytes.lower`` and a
+few substring searches per block.
 
 The column is a prefilter only: `store.matcher` decides every match. It must never rule
 out a document the matcher accepts, and these are the reasons it does not:
 
 - **Case folding.** The matcher compares ``str.lower()`` of the message with the
-  ``str.lower()`` of the query value; the column is ``str.lower()`` of the messages
-  joined by ``\\n`` (a piece of a block at a time; ``bytes.lower`` when the piece is
-  ASCII, which folds ASCII exactly like ``str.lower``). Lower-casing a concatenation
-  equals concatenating the lower-cased parts when the separator is neither cased nor
-  case-ignorable (only the final-sigma rule looks at neighbours, and it stops at such a
-  character); ``\\n`` and the space are neither. So a document's line is its lower-cased
-  message, except for the next point.
-- **Lines.** A newline inside a message becomes a space, so that line ``i`` is document
-  ``i``. Needles never contain a newline (a value that would need one gets no needle), so
-  this hides no occurrence, and an occurrence never spans two lines.
+  ``str.lower()`` of the query value; `lowered` is ``str.lower()`` of the column (or
+  ``bytes.lower`` when it is ASCII, which folds ASCII exactly like ``str.lower``).
+  Lower-casing a concatenation equals concatenating the lower-cased parts when the
+  separator is neither cased nor case-ignorable (only the final-sigma rule looks at
+  neighbours, and it stops at such a character); ``\\n`` and the space are neither.
+  So a lowered line is its lower-cased message, except for the next point.
+- **Lines.** A newline inside a message is a space in the column, so that line ``i`` is
+  row ``i``. Needles never contain a newline (a value that would need one gets no
+  needle), so this hides no occurrence, and an occurrence never spans two lines.
 - **Needles** (`needles`) are substrings the lower-cased message must contain for the
   matcher to accept it: the ``\\w+`` words of a word or phrase (the matcher's regex
   requires each of them literally), the literal parts of a wildcard value (``conn*ref``),
   or the whole lower-cased value when it has no word character (a substring match).
 - **Encoding.** Both sides are encoded with ``surrogatepass``, character by character, so
   a substring of the text is a substring of its bytes, even with lone surrogates.
-
-A message is taken from `WriteGroup.messages`, which must be the documents' message
-field (the local sink passes the very strings it encoded); without it the writer decodes
-the documents.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 from kubelogs.store.matcher import WORD_RE
 
 _ERRORS = "surrogatepass"
 
 
-def column_lines(messages: Sequence[str]) -> bytes:
-    """`messages` as lines of the column: lower-cased, one per message (newlines inside
-    one made spaces), UTF-8; a block's column is these of its pieces joined by ``\\n``."""
-    if "\n" in "".join(messages):  # a copy and `memchr`: cheaper than counting lines
-        messages = [m.replace("\n", " ") for m in messages]
-    text = "\n".join(messages)
-    if text.isascii():  # known without a scan; `bytes.lower` is faster, and the same here
-        return text.encode("ascii").lower()
-    return text.lower().encode("utf-8", _ERRORS)
-
-
-def encode_column(pieces: Iterable[bytes]) -> bytes:
-    """A block's column (uncompressed) from the `column_lines` of its pieces, in order."""
-    return b"\n".join(pieces)
+def lowered(column: bytes) -> bytes:
+    """The column lower-cased as the matcher lower-cases messages (one line per row
+    still: no character lower-cases to or from a newline)."""
+    if column.isascii():  # then `bytes.lower` folds exactly as `str.lower`, and faster
+        return column.lower()
+    return column.decode("utf-8", _ERRORS).lower().encode("utf-8", _ERRORS)
 
 
 def needles(value: str, phrase: bool) -> tuple[bytes, ...]:

@@ -27,6 +27,7 @@ import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 
+from kubelogs.codecs.document import Schema
 from kubelogs.store.errors import (
     StoreCorruptError,
     StoreLayoutError,
@@ -34,10 +35,11 @@ from kubelogs.store.errors import (
     StoreVersionError,
 )
 
-FORMAT_VERSION = 1
-"""Bump when a change would make an older kubelogs misread the store. (Before the first
-release, development builds wrote format 1 with a Bloom filter where the message column
-is now; `read_layout` recognises those stores by their index and refuses them.)"""
+FORMAT_VERSION = 2
+"""Bump when a change would make an older kubelogs misread the store. 2: columnar blocks
+(`store.block`). Before the first release, development builds wrote format 1 (blocks of
+documents beside a lower-cased message column, earlier a Bloom filter); this version
+refuses those stores with a message that says what to do."""
 INDEX_NAME = "index.sqlite"
 SEGMENTS_DIR = "segments"
 LOCK_NAME = "writer.lock"
@@ -94,6 +96,8 @@ class Layout:
     """Fields constant per source file and indexed per block (namespace, pod, ...)."""
     stream_field: str = "stream"
     """A per-event field that is indexed like a label (``stdout``/``stderr``)."""
+    schema: Schema = "ecs"
+    """How documents are rendered from the stored columns (`codecs.document`)."""
 
     @property
     def indexed(self) -> frozenset[str]:
@@ -105,6 +109,7 @@ class Layout:
                 "message_field": self.message_field,
                 "label_fields": list(self.label_fields),
                 "stream_field": self.stream_field,
+                "schema": self.schema,
             },
             sort_keys=True,
         )
@@ -112,7 +117,10 @@ class Layout:
     @classmethod
     def from_json(cls, text: str) -> Layout:
         data = json.loads(text)
-        return cls(data["message_field"], tuple(data["label_fields"]), data["stream_field"])
+        schema = data.get("schema", "ecs")
+        if schema not in ("ecs", "fluentd"):
+            raise ValueError(f"unknown document schema {schema!r}")
+        return cls(data["message_field"], tuple(data["label_fields"]), data["stream_field"], schema)
 
 
 ECS_LAYOUT = Layout(
@@ -134,6 +142,7 @@ FLUENTD_LAYOUT = Layout(
         "kubernetes.host",
         "host.name",
     ),
+    schema="fluentd",
 )
 
 
@@ -203,7 +212,6 @@ def read_layout(conn: sqlite3.Connection, store: Path) -> Layout:
     """Check the format version and return the store's layout."""
     try:
         rows = dict(conn.execute("SELECT key, value FROM meta").fetchall())
-        block_columns = {r[0] for r in conn.execute("SELECT name FROM pragma_table_info('blocks')")}
     except sqlite3.DatabaseError as exc:
         raise StoreCorruptError(f"{store}: the store index is damaged ({exc})") from exc
     try:
@@ -216,10 +224,10 @@ def read_layout(conn: sqlite3.Connection, store: Path) -> Layout:
             f"{store}: written by a newer kubelogs (store format {version}; this version "
             f"reads up to {FORMAT_VERSION}); upgrade kubelogs to read it"
         )
-    if "bloom_len" in block_columns:
+    if version < FORMAT_VERSION:
         raise StoreVersionError(
-            f"{store}: written by a development version of kubelogs (blocks with Bloom "
-            "filters, which this version cannot read); delete the directory or use another "
-            "path, and the agent starts a new store"
+            f"{store}: written by a development version of kubelogs (store format "
+            f"{version}, before columnar blocks), which this version cannot read; delete "
+            "the directory or use another path, and the agent starts a new store"
         )
     return layout

@@ -1,10 +1,13 @@
 """Reading the store: search, count and follow, from any process while a writer writes.
 
 Word searches: for a block in range whose query still depends on the message, the reader
-first reads, checks and decompresses only the block's message column (`store.column`):
-terms whose words are absent make the block's query false or true without its
-documents, and when the query requires words, only the lines holding them are decoded
-and matched, and a block without such a line is not decompressed at all.
+first reads, checks, decompresses and lower-cases only the block's message column
+(`store.column`): terms whose words are absent make the block's query false or true
+without the rest of the block, and when the query requires words, only the lines holding
+them are matched, and a block without such a line is not read further. A query on the
+message alone is matched on the column's messages; documents are rendered from the
+block's columns (`store.block`) only for queries on other fields and for the hits
+returned (at most `limit` per block for `search`), never for `count`.
 
 A reader opens the index read-only; every SQL statement sees a committed snapshot (WAL),
 and every block it lists was fsynced before that commit, so it is complete on disk. A
@@ -36,6 +39,8 @@ from typing import Any
 
 import msgspec
 
+from kubelogs.store.block import DecodedBlock
+from kubelogs.store.column import lowered
 from kubelogs.store.errors import StoreCorruptError
 from kubelogs.store.index import SEGMENTS_DIR, Layout, connect, read_layout
 from kubelogs.store.matcher import DocMatcher, compile_matcher
@@ -58,9 +63,7 @@ from kubelogs.store.query_parser import parse_query
 from kubelogs.store.segments import (
     BlockCodec,
     BlockCorrupt,
-    DecodedBlock,
     checksum,
-    decode_block,
     read_exact,
     segment_name,
 )
@@ -105,6 +108,9 @@ class PreparedQuery:
     known_label_sets: int
     until_block: int | None = None
     """Only blocks up to this id (a snapshot, so `--follow` can continue after it)."""
+    block_range: tuple[int, int] | None = None
+    """Only blocks with ids in this inclusive range, so that processes can share a
+    search (`store.parallel`)."""
     matchers: dict[Residual, tuple[DocMatcher | None, Prefilter]] = field(default_factory=dict)
     by_labels: dict[tuple[Residual, int], Residual] = field(default_factory=dict)
     """Memo of `with_labels` per (block residual, label set): blocks share both."""
@@ -120,6 +126,20 @@ class _RunPlan:
     rejects: Callable[[bytes], bool] | None
     """`prefilter.rejects`, None when it has nothing to check."""
     decode: Callable[[bytes], Any]
+    message_only: bool
+    """The matcher looks at the message alone: rows of events groups are matched on the
+    message column, without rendering their documents."""
+
+    def needs_doc(self, block: DecodedBlock, run: int) -> bool:
+        return self.matcher is not None and not (self.message_only and not block.is_raw(run))
+
+
+@dataclass(slots=True)
+class _Column:
+    """A block's message column as read, and lower-cased for the planner."""
+
+    text: bytes
+    lowered: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,8 +213,10 @@ class StoreReader:
                 elif r is not False:
                     need_data = True
             if need_data:
-                matches = self._block_matches(q, ref, residual, column, skip_index_counted=inside)
-                total += sum(1 for _ in matches)
+                _, matches = self._block_matches(
+                    q, ref, residual, column, skip_index_counted=inside
+                )
+                total += len(matches)
         return total
 
     def search(self, query: str | Node | PreparedQuery, *, limit: int = 100) -> list[Hit]:
@@ -209,7 +231,7 @@ class StoreReader:
             residual, column = self._block_residual(q, ref)
             if residual is False:
                 continue
-            for hit in self._block_hits(q, ref, residual, column):
+            for hit in self._block_hits(q, ref, residual, column, newest=limit):
                 if len(newest) < limit:
                     heapq.heappush(newest, hit)
                 elif hit > newest[0]:
@@ -250,6 +272,11 @@ class StoreReader:
                 hits.extend(self._block_hits(q, ref, residual, column))
         hits.sort()
         return hits, max(snapshot, after_block)
+
+    def block_sizes(self, until_block: int) -> list[tuple[int, int]]:
+        """(id, documents) of every block up to `until_block`, by id."""
+        rows = self._sql("SELECT id, docs FROM blocks WHERE id <= ? ORDER BY id", (until_block,))
+        return [(int(i), int(n)) for i, n in rows]
 
     def stats(self) -> StoreStats:
         conn = self._conn_()
@@ -318,6 +345,9 @@ class StoreReader:
         if q.until_block is not None:
             sql += " AND id <= ?"
             params.append(q.until_block)
+        if q.block_range is not None:
+            sql += " AND id BETWEEN ? AND ?"
+            params.extend(q.block_range)
         if q.label_sets is not None:
             sql += (
                 " AND id IN (SELECT block FROM block_labels WHERE label_set IN "
@@ -331,15 +361,18 @@ class StoreReader:
     def _block_labels(self, block: int) -> list[tuple[int, int]]:
         return self._sql("SELECT label_set, docs FROM block_labels WHERE block = ?", (block,))
 
-    def _block_residual(self, q: PreparedQuery, ref: _BlockRef) -> tuple[Residual, bytes | None]:
+    def _block_residual(self, q: PreparedQuery, ref: _BlockRef) -> tuple[Residual, _Column | None]:
         """The query as far as the block's time span and message column decide it, and
-        the column when it was read (None: not needed, or unusable)."""
+        the column when it was read (None: not needed). A block whose column cannot
+        be read is corrupt: False."""
         residual: Residual = with_span(q.node, ref.min_time, ref.max_time)
         column = None
         if not isinstance(residual, bool) and uses_message(residual, self.layout):
-            column = self._read_column(ref)
-            if column is not None:
-                residual = with_column(residual, column, self.layout)
+            text = self._read_text(ref)
+            if text is None:
+                return False, None
+            column = _Column(text, lowered(text))
+            residual = with_column(residual, column.lowered, self.layout)
         return residual, column
 
     def _run_residual(self, q: PreparedQuery, residual: Residual, label_set: int) -> Residual:
@@ -366,37 +399,46 @@ class StoreReader:
     # -- reading blocks ------------------------------------------------------------------
 
     def _block_hits(
-        self, q: PreparedQuery, ref: _BlockRef, residual: Residual, column: bytes | None
-    ) -> Iterator[Hit]:
-        for row, t, doc in self._block_matches(q, ref, residual, column):
-            yield Hit(t, ref.id, row, doc)
+        self,
+        q: PreparedQuery,
+        ref: _BlockRef,
+        residual: Residual,
+        column: _Column | None,
+        newest: int = 0,
+    ) -> list[Hit]:
+        """The block's matches with their documents; with `newest`, only that many of
+        the newest (documents are rendered for those alone)."""
+        block, matches = self._block_matches(q, ref, residual, column)
+        if block is None or not matches:
+            return []
+        if 0 < newest < len(matches):
+            matches = sorted(heapq.nlargest(newest, matches, key=lambda m: (m[1], m[0])))
+        docs = block.docs([row for row, _ in matches])
+        return [Hit(t, ref.id, row, doc) for (row, t), doc in zip(matches, docs, strict=True)]
 
     def _block_matches(
         self,
         q: PreparedQuery,
         ref: _BlockRef,
         residual: Residual,
-        column: bytes | None,
+        column: _Column | None,
         *,
         skip_index_counted: bool = False,
-    ) -> Iterator[tuple[int, int, bytes]]:
-        """(row, time, document) of the matches in one block.
+    ) -> tuple[DecodedBlock | None, list[tuple[int, int]]]:
+        """The block and the (row, time) of its matches, rows ascending.
 
         With `skip_index_counted`, runs whose label set alone makes the query true are
         left out (`count` took them from the index). With the block's message `column`,
         only rows whose line can match are looked at (`message_lines`), and a block
-        without any is not read."""
+        without any is not read further."""
         selected: list[int] | None = None
         if column is not None:
-            selected = message_lines(residual, column, self.layout)
-            if selected is not None:
-                if not selected:
-                    return
-                if selected[-1] >= ref.docs:
-                    selected = None  # more lines than documents: not a column to trust
-        block = self._read_block(ref)
+            selected = message_lines(residual, column.lowered, self.layout)
+            if selected is not None and not selected:
+                return None, []
+        block = self._read_block(ref, column.text if column is not None else None)
         if block is None:
-            return
+            return None, []
         plans: dict[int, _RunPlan | None] = {}
 
         def plan_of(label_set: int) -> _RunPlan | None:
@@ -407,27 +449,42 @@ class StoreReader:
             return plans[label_set]
 
         runs = block.runs
+        out: list[tuple[int, int]] = []
         if selected is not None:
             # Few rows, maybe many runs (mixed streams): go from each row to its run.
             run_ends = [end for _, _, end in runs]
+            work: list[tuple[int, _RunPlan, bool]] = []
             for i in selected:
-                plan = plan_of(runs[bisect_right(run_ends, i)][0])
+                run = bisect_right(run_ends, i)
+                plan = plan_of(runs[run][0])
                 if plan is not None:
-                    match = self._match(q, block, plan, i)
-                    if match is not None:
-                        yield match
-            return
-        for label_set, first, end in runs:
+                    work.append((i, plan, plan.needs_doc(block, run)))
+            wanted = [i for i, _, needs in work if needs]
+            docs = dict(zip(wanted, block.docs(wanted), strict=True)) if wanted else {}
+            for i, plan, _ in work:
+                match = self._match(q, block, plan, i, docs.get(i))
+                if match is not None:
+                    out.append(match)
+            return block, out
+        for run, (label_set, first, end) in enumerate(runs):
             plan = plan_of(label_set)
             if plan is None:
                 continue
+            if not plan.needs_doc(block, run):
+                for i in range(first, end):
+                    match = self._match(q, block, plan, i, None)
+                    if match is not None:
+                        out.append(match)
+                continue
+            data, starts = block.rendered()
             rows: Iterable[int] = range(first, end)
-            if plan.matcher is not None and plan.prefilter:
-                rows = candidate_rows(plan.prefilter, block.data, block.starts, first, end)
+            if plan.prefilter:
+                rows = candidate_rows(plan.prefilter, data, starts, first, end)
             for i in rows:
-                match = self._match(q, block, plan, i)
+                match = self._match(q, block, plan, i, data[starts[i] : starts[i + 1]])
                 if match is not None:
-                    yield match
+                    out.append(match)
+        return block, out
 
     def _plan(self, q: PreparedQuery, residual: Residual, column_checked: bool) -> _RunPlan:
         """How to test one document of a run whose query is `residual`."""
@@ -440,29 +497,37 @@ class StoreReader:
             decode: Callable[[bytes], Any] = _decode_json
             if not isinstance(residual, bool) and needs_only_message(residual, self.layout):
                 decode = self._decode_message
-            plan = q.plans[key] = _RunPlan(matcher, pre, pre.rejects if pre else None, decode)
+            only_message = decode is not _decode_json
+            plan = q.plans[key] = _RunPlan(
+                matcher, pre, pre.rejects if pre else None, decode, only_message
+            )
         return plan
 
     def _match(
-        self, q: PreparedQuery, block: DecodedBlock, plan: _RunPlan, i: int
-    ) -> tuple[int, int, bytes] | None:
-        """(row, time, document) if row `i` of `block` matches."""
+        self, q: PreparedQuery, block: DecodedBlock, plan: _RunPlan, i: int, doc: bytes | None
+    ) -> tuple[int, int] | None:
+        """(row, time) if row `i` of `block` matches; `doc` is its document when the plan
+        needs one (`_RunPlan.needs_doc`)."""
         t = block.times[i]
         if t < q.lo or t > q.hi:
             return None
-        starts = block.starts
-        doc = block.data[starts[i] : starts[i + 1]]
         matcher = plan.matcher
         if matcher is not None:
-            if plan.rejects is not None and plan.rejects(doc):
+            decoded: Any
+            if doc is None:
+                decoded = {self.layout.message_field: block.messages()[i]}
+            else:
+                if plan.rejects is not None and plan.rejects(doc):
+                    return None
+                try:
+                    decoded = plan.decode(doc)
+                except msgspec.DecodeError:
+                    return None
+                if not isinstance(decoded, dict):
+                    return None
+            if not matcher(decoded, t):
                 return None
-            try:
-                decoded = plan.decode(doc)
-            except msgspec.DecodeError:
-                return None
-            if not isinstance(decoded, dict) or not matcher(decoded, t):
-                return None
-        return i, t, doc
+        return i, t
 
     def _decode_message(self, doc: bytes) -> dict[str, Any]:
         """The document's message field only (what a query on the message needs): a
@@ -483,21 +548,27 @@ class StoreReader:
             self._fds[segment] = fd
         return fd
 
-    def _read_column(self, ref: _BlockRef) -> bytes | None:
-        """The block's message column, or None if it cannot be used: the block is then
-        searched without it (its documents have their own checksum)."""
+    def _read_text(self, ref: _BlockRef) -> bytes | None:
+        """The block's message column (decompressed), or None when it cannot be read
+        (counted in `corrupt_blocks`; the block is skipped)."""
         fd = self._fd(ref.segment)
         if fd is None:
             return None
         try:
             frame = read_exact(fd, ref.offset, ref.text_len)
             if checksum(frame) != ref.text_crc:
-                return None
+                raise BlockCorrupt("message column checksum mismatch")
             return self._codec.decompress(frame)
         except BlockCorrupt:
+            self.corrupt_blocks += 1
             return None
 
-    def _read_block(self, ref: _BlockRef) -> DecodedBlock | None:
+    def _read_block(self, ref: _BlockRef, text: bytes | None) -> DecodedBlock | None:
+        """The block, reading its message column too unless `text` is it already."""
+        if text is None:
+            text = self._read_text(ref)
+            if text is None:
+                return None
         fd = self._fd(ref.segment)
         if fd is None:
             return None
@@ -508,8 +579,8 @@ class StoreReader:
             raw = self._codec.decompress(frame, ref.raw_bytes)
             if len(raw) != ref.raw_bytes:
                 raise BlockCorrupt("block size differs from the index")
-            block = decode_block(raw)
-            if len(block.times) != ref.docs:
+            block = DecodedBlock(text, raw, self.layout.schema)
+            if block.rows != ref.docs:
                 raise BlockCorrupt("document count differs from the index")
         except BlockCorrupt:
             self.corrupt_blocks += 1

@@ -1,59 +1,29 @@
-"""Segment files and the block format: where the documents actually live.
+"""Segment files: where the blocks live.
 
 A store directory holds ``index.sqlite`` and ``segments/NNNNNNNN.seg``. A segment file
 is a 16-byte header (``KLSEG\\0\\0\\0``, format version, reserved) followed by records
 appended back to back; it is never rewritten, only appended to, truncated back to its
 indexed end after a crash, or deleted whole by retention.
 
-A record is the block's *message column* immediately followed by the block's zstd
-frame. Only the SQLite index knows where records are (offset, lengths, CRC-32 of both
-parts): bytes that no index row covers are garbage from a write the crash interrupted,
-and a part whose checksum does not match is never used.
-
-The message column is the block's messages, lower-cased, one line per document in block
-order (a newline inside a message becomes a space), UTF-8, compressed as a zstd frame of
-its own. A word or phrase search decompresses only this column (a few hundred kilobytes)
-and looks for the query's words with `bytes.find`; blocks where a required word does not
-occur are skipped without touching the documents, and in the others only the lines that
-contain it are decoded (`store.planner`, `store.reader`).
-
-A block, before compression, is columnar so that most queries never parse JSON::
-
-    the documents, concatenated (JSON, no separators)
-    n_docs x i64 time_ns
-    n_docs x u32 doc_length
-    n_runs x (u32 label_set_id, u32 doc_count)     runs: consecutive docs sharing labels
-    "KLB2" u32 n_runs u32 n_docs                   the trailer
-
-Runs let a query on namespace/pod/container/stream decide per run without decoding, and
-the time column answers time ranges exactly. The documents come first so that the writer
-can compress each piece of them as soon as it is joined, while it is in the CPU cache
-(`BlockCodec.stream`); the frame therefore has no content size, and the reader takes the
-block's size from the index.
+A record is a block's two parts back to back, each a zstd frame: the message column,
+then the block's data (`store.block`). Only the SQLite index knows where records are
+(offset, lengths, CRC-32 of both parts): bytes that no index row covers are garbage from
+a write the crash interrupted, and a part whose checksum does not match is never used.
 """
 
 from __future__ import annotations
 
 import os
 import struct
-import sys
 import zlib
-from array import array
-from collections.abc import Sequence
-from dataclasses import dataclass
-from itertools import accumulate
 
 import zstandard
 
 SEGMENT_MAGIC = b"KLSEG\x00\x00\x00"
-SEGMENT_FORMAT = 1
+SEGMENT_FORMAT = 2
+"""2: records are columnar blocks (`store.block`); 1 held documents."""
 SEGMENT_HEADER = struct.Struct("<8sII")
 SEGMENT_HEADER_SIZE = SEGMENT_HEADER.size  # 16
-
-_BLOCK_MAGIC = b"KLB2"
-_BLOCK_TRAILER = struct.Struct("<4sII")
-_RUN = struct.Struct("<II")
-_LITTLE = sys.byteorder == "little"
 
 
 def segment_name(segment_id: int) -> str:
@@ -66,65 +36,6 @@ def segment_header() -> bytes:
 
 class BlockCorrupt(Exception):
     """A record's bytes do not match the index (damaged disk, or cut by hand)."""
-
-
-def block_trailer(runs: Sequence[tuple[int, int]], times: array[int], lengths: array[int]) -> bytes:
-    """What follows a block's documents: `runs` are (label_set_id, doc_count), `times`
-    and `lengths` one entry per document. Modifies `times` and `lengths` on big-endian
-    machines (byte order)."""
-    if not _LITTLE:
-        times.byteswap()
-        lengths.byteswap()
-    run_table = b"".join([_RUN.pack(label_set, count) for label_set, count in runs])
-    trailer = _BLOCK_TRAILER.pack(_BLOCK_MAGIC, len(runs), len(times))
-    return b"".join([times.tobytes(), lengths.tobytes(), run_table, trailer])
-
-
-@dataclass(slots=True)
-class DecodedBlock:
-    """A block's columns; documents are sliced from `data` on demand."""
-
-    runs: list[tuple[int, int, int]]
-    """(label_set_id, first_doc, end_doc) per run."""
-    times: array[int]
-    starts: list[int]
-    """Byte offset in `data` of each document, plus the end (len = n_docs + 1)."""
-    data: bytes
-
-    def doc(self, i: int) -> bytes:
-        return self.data[self.starts[i] : self.starts[i + 1]]
-
-
-def decode_block(raw: bytes) -> DecodedBlock:
-    end = len(raw) - _BLOCK_TRAILER.size
-    if end < 0:
-        raise BlockCorrupt("block is cut short")
-    magic, n_runs, n_docs = _BLOCK_TRAILER.unpack_from(raw, end)
-    if magic != _BLOCK_MAGIC:
-        raise BlockCorrupt("block trailer has the wrong magic")
-    run_pos = end - _RUN.size * n_runs
-    length_pos = run_pos - 4 * n_docs
-    time_pos = length_pos - 8 * n_docs
-    if time_pos < 0:
-        raise BlockCorrupt("block columns do not fit in its length")
-    runs: list[tuple[int, int, int]] = []
-    first = 0
-    for label_set, count in _RUN.iter_unpack(raw[run_pos:end]):
-        runs.append((label_set, first, first + count))
-        first += count
-    if first != n_docs:
-        raise BlockCorrupt("block runs do not add up to its document count")
-    times = array("q")
-    times.frombytes(raw[time_pos:length_pos])
-    lengths = array("I")
-    lengths.frombytes(raw[length_pos:run_pos])
-    if not _LITTLE:
-        times.byteswap()
-        lengths.byteswap()
-    starts = list(accumulate(lengths, initial=0))
-    if starts[-1] != time_pos:
-        raise BlockCorrupt("block columns do not match its length")
-    return DecodedBlock(runs, times, starts, raw)
 
 
 class BlockCodec:

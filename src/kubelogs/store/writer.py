@@ -21,12 +21,11 @@ most every `retention_interval` seconds and takes one short transaction plus an
 ``unlink``; a reader that still holds the file open finishes reading it.
 
 Cost (PERFORMANCE.md): `write` does Python work per group, per run of equal label values
-and per block, never per document. A *piece* is the new events of one group: its
-documents are joined and measured (``bytes.join``, ``array``) and handed at once to the
-block's streaming zstd compressor while they are still in the CPU cache; its messages
-become lines of the block's message column (`store.column`: ``str.join``,
-``bytes.lower``). Blocks are cut from consecutive pieces, splitting one where a block
-fills up; runs of equal label values (a stream change) are found by C-level scans.
+and per block, never per event. A *piece* is the new events of one group; blocks are cut
+from consecutive pieces, splitting one where a block fills up, and each block's columns
+are built and encoded at once (`store.block`: ``str.join``, ``array``, ``map``) and
+compressed with zstd level 1; runs of equal label values (a stream change) are found by
+C-level scans.
 
 Resource handling: the writer owns the lock file descriptor, the current segment's file
 descriptor and the SQLite connection; `close` releases all three (it is also a context
@@ -40,10 +39,9 @@ import fcntl
 import os
 import sqlite3
 import time
-from array import array
 from bisect import bisect_right
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from itertools import accumulate, groupby
 from pathlib import Path
 from types import TracebackType
@@ -51,8 +49,9 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from kubelogs.store.column import column_lines, encode_column
+from kubelogs.store.block import BlockBuilder, Piece, Runs
 from kubelogs.store.errors import StoreError, StoreLockedError
+from kubelogs.store.group import WriteGroup
 from kubelogs.store.index import (
     LOCK_NAME,
     SEGMENTS_DIR,
@@ -64,7 +63,6 @@ from kubelogs.store.index import (
 from kubelogs.store.segments import (
     SEGMENT_HEADER_SIZE,
     BlockCodec,
-    block_trailer,
     checksum,
     segment_header,
     segment_name,
@@ -77,37 +75,9 @@ DEFAULT_BLOCK_BYTES = 16 * 1024 * 1024
 """Uncompressed bytes per block at most: bounds memory when documents are large."""
 _MIN_TIME = -(2**63)
 _MAX_TIME = 2**63 - 1
-_DOCS_HASH_LOG = 12
-"""zstd match-finder table for document blocks at level 1: smaller than the level's own,
-and faster (`BlockCodec`)."""
 DEFAULT_SEGMENT_SPAN = 3600.0
 """A segment takes new blocks for at most an hour, so age retention frees space steadily
 even when little is written."""
-
-
-@dataclass(slots=True)
-class WriteGroup:
-    """Consecutive events of one source file (offsets ascending) to store."""
-
-    source_key: str
-    """Stable identity of the file (`FileContext.file_key`): what the mark is kept for.
-    ``""`` means the events have no file position to deduplicate by: always stored."""
-    offsets: Sequence[int]
-    times: Sequence[int]
-    """Event time, integer nanoseconds since the epoch."""
-    docs: Sequence[bytes]
-    """The JSON documents, exactly as they are to be returned."""
-    labels: Mapping[str, str] = field(default_factory=dict)
-    """Values of the layout's label fields, the same for every event of the group; a
-    field a document does not have is left out."""
-    streams: Sequence[str] | None = None
-    """Per-event value of the layout's stream field (``""``: the document has none).
-    Queries on indexed fields are answered from `labels` and `streams`, not from the
-    documents, so both must say what the documents say (None: no document has one)."""
-    messages: Sequence[str] | None = None
-    """Per-event message text for the message column: the documents' message field,
-    exactly (searches skip what the column does not hold); decoded from `docs` when
-    None, which costs a JSON decode per document."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,92 +89,6 @@ class WriteResult:
     blocks: int
     bytes: int
     """Bytes appended to segment files."""
-
-
-@dataclass(slots=True)
-class _Piece:
-    """Consecutive new events of one group, in order: what blocks are made of.
-
-    `prepare` joins its documents (and measures them right after, while they are in the
-    CPU cache); the block being built compresses them at once (`_Block.add`)."""
-
-    runs: list[tuple[int, int]]
-    """(label set, documents) of consecutive documents sharing their label values."""
-    times: Sequence[int]
-    docs: Sequence[bytes]
-    messages: Sequence[str]
-    data: bytes = b""
-    """The documents concatenated (after `prepare`)."""
-    lengths: array[int] = field(default_factory=lambda: array("I"))
-
-    def prepare(self) -> None:
-        self.data = b"".join(self.docs)
-        self.lengths = array("I", map(len, self.docs))
-
-    def split(self, k: int) -> tuple[_Piece, _Piece]:
-        """The first `k` events (0 < k < len(docs)) and the rest, both prepared."""
-        head_runs: list[tuple[int, int]] = []
-        tail_runs: list[tuple[int, int]] = []
-        left = k
-        for label_set, count in self.runs:
-            if left >= count:
-                head_runs.append((label_set, count))
-            elif left > 0:
-                head_runs.append((label_set, left))
-                tail_runs.append((label_set, count - left))
-            else:
-                tail_runs.append((label_set, count))
-            left -= count
-        cut = sum(self.lengths[:k])
-        head = _Piece(head_runs, self.times[:k], self.docs[:k], self.messages[:k])
-        tail = _Piece(tail_runs, self.times[k:], self.docs[k:], self.messages[k:])
-        head.data, tail.data = self.data[:cut], self.data[cut:]
-        head.lengths, tail.lengths = self.lengths[:k], self.lengths[k:]
-        return head, tail
-
-
-class _Block:
-    """A block being built: pieces are compressed as they are added (`BlockCodec.stream`),
-    the message column and the trailer when it is finished."""
-
-    def __init__(self, codec: BlockCodec) -> None:
-        self._stream = codec.stream()
-        self._frames: list[bytes] = []
-        self.runs: list[tuple[int, int]] = []
-        self.per_label: dict[int, int] = {}
-        self.times: array[int] = array("q")
-        self.lengths: array[int] = array("I")
-        self.lines: list[bytes] = []
-        self.docs = 0
-        self.size = 0
-        self.min_time = _MAX_TIME
-        self.max_time = _MIN_TIME
-
-    def add(self, piece: _Piece) -> None:
-        frame = self._stream.compress(piece.data)
-        if frame:
-            self._frames.append(frame)
-        for label_set, count in piece.runs:
-            if self.runs and self.runs[-1][0] == label_set:
-                self.runs[-1] = (label_set, self.runs[-1][1] + count)
-            else:
-                self.runs.append((label_set, count))
-            self.per_label[label_set] = self.per_label.get(label_set, 0) + count
-        self.times += array("q", piece.times)  # faster than extending from a list
-        self.lengths += piece.lengths
-        self.min_time = min(self.min_time, min(piece.times))
-        self.max_time = max(self.max_time, max(piece.times))
-        self.lines.append(column_lines(piece.messages))
-        self.docs += len(piece.docs)
-        self.size += len(piece.data)
-        piece.data = b""  # compressed now: free it early
-
-    def finish(self) -> tuple[bytes, int]:
-        """The compressed documents frame and the uncompressed block's size."""
-        trailer = block_trailer(self.runs, self.times, self.lengths)
-        self._frames.append(self._stream.compress(trailer))
-        self._frames.append(self._stream.flush())
-        return b"".join(self._frames), self.size + len(trailer)
 
 
 @dataclass(slots=True)
@@ -269,10 +153,7 @@ class StoreWriter:
         self.segment_span = segment_span
         self.retention_interval = retention_interval
         self._clock = clock
-        self._codec = BlockCodec(
-            compression_level, hash_log=_DOCS_HASH_LOG if compression_level == 1 else None
-        )
-        self._column_codec = BlockCodec(1)
+        self._codec = BlockCodec(compression_level)
         self._label_texts: dict[tuple[tuple[tuple[str, str], ...], str], str] = {}
         """Canonical label-set text per (group labels, stream): JSON once per combination."""
         if self.path.exists() and not self.path.is_dir():
@@ -324,7 +205,7 @@ class StoreWriter:
         self._require_conn()
         marks: dict[str, int] = {}
         new_labels: dict[str, int] = {}
-        pieces: list[_Piece] = []
+        pieces: list[Piece] = []
         written = skipped = 0
         for group in groups:
             kept, n_skipped = self._select_new(group, marks)
@@ -432,13 +313,8 @@ class StoreWriter:
         self, group: WriteGroup, marks: dict[str, int]
     ) -> tuple[tuple[int, int] | None, int]:
         """The index range of `group` above its mark, and how many events were dropped."""
+        group.check()
         n = len(group.offsets)
-        if not (
-            n == len(group.times) == len(group.docs)
-            and (group.messages is None or n == len(group.messages))
-            and (group.streams is None or n == len(group.streams))
-        ):
-            raise ValueError(f"write group {group.source_key!r}: columns differ in length")
         if n == 0:
             return None, 0
         key = group.source_key
@@ -473,36 +349,35 @@ class StoreWriter:
             self._next_label_id += 1
         return label_id
 
-    def _piece(
-        self, group: WriteGroup, kept: tuple[int, int], new_labels: dict[str, int]
-    ) -> _Piece:
-        """The events `kept` of `group`, with their runs of equal label values."""
+    def _piece(self, group: WriteGroup, kept: tuple[int, int], new_labels: dict[str, int]) -> Piece:
+        """The rows `kept` of `group`, with their runs of equal label values."""
         start, end = kept
         n = end - start
         if not self._label_fields.issuperset(group.labels):
             unknown = set(group.labels) - self._label_fields
             raise ValueError(f"write group {group.source_key!r}: not label fields: {unknown}")
         base = tuple(group.labels.items())
-        docs = _part(group.docs, start, end)
-        if group.messages is not None:
-            messages = _part(group.messages, start, end)
-        else:
-            messages = self._messages_of(docs)
+        messages = group.messages
+        if messages is None:
+            assert group.docs is not None  # `WriteGroup.check`
+            messages = self._messages_of(group.docs, start)
         streams = _part(group.streams, start, end) if group.streams is not None else None
         if not streams or streams.count(streams[0]) == n:
-            runs = [(self._label_id(base, streams[0] if streams else "", new_labels), n)]
+            stream = streams[0] if streams else ""
+            runs = Runs([self._label_id(base, stream, new_labels)], [stream], [n])
         else:
             # Mixed streams (stack traces on stderr between stdout lines): one run per
             # stretch of equal values, in order, found by C-level scans.
             ids = {s: self._label_id(base, s, new_labels) for s in set(streams)}
             runs = _stretches(streams, ids)
-        return _Piece(runs, _part(group.times, start, end), docs, messages)
+        return Piece(group, messages, start, end, runs)
 
-    def _messages_of(self, docs: Sequence[bytes]) -> list[str]:
+    def _messages_of(self, docs: Sequence[bytes], start: int) -> list[str]:
+        """The message fields of `docs` from `start` on (rows before it are "")."""
         decode = self._message_decoder.decode
         field_name = self.layout.message_field
-        out: list[str] = []
-        for doc in docs:
+        out: list[str] = [""] * start
+        for doc in docs[start:]:
             try:
                 value = getattr(decode(doc), field_name)
             except msgspec.DecodeError:
@@ -510,58 +385,58 @@ class StoreWriter:
             out.append(value if isinstance(value, str) else "")
         return out
 
-    def _blocks(self, pieces: list[_Piece]) -> Iterator[_Block]:
-        """Pieces added to blocks of at most `block_docs` documents / `block_bytes`
-        (split where a block fills up), each yielded when full or at the end."""
-        block = _Block(self._codec)
+    def _blocks(self, pieces: list[Piece]) -> Iterator[BlockBuilder]:
+        """Pieces added to blocks of at most `block_docs` rows / `block_bytes` (split
+        where a block fills up), each yielded when full or at the end."""
+        block = BlockBuilder()
         for piece in pieces:
-            piece.prepare()
             while True:
-                n, nbytes = len(piece.docs), len(piece.data)
-                if block.docs + n <= self.block_docs and block.size + nbytes <= self.block_bytes:
+                n, size = len(piece), piece.size
+                if block.rows + n <= self.block_docs and block.size + size <= self.block_bytes:
                     block.add(piece)
-                    if block.docs >= self.block_docs or block.size >= self.block_bytes:
+                    if block.rows >= self.block_docs or block.size >= self.block_bytes:
                         yield block
-                        block = _Block(self._codec)
+                        block = BlockBuilder()
                     break
-                # The first documents that fit (at least one in an empty block).
-                room = self.block_docs - block.docs
-                ends = list(accumulate(piece.lengths[:room]))
+                # The first rows that fit (at least one in an empty block).
+                room = self.block_docs - block.rows
+                ends = list(accumulate(piece.sizes()[:room]))
                 take = min(room, bisect_right(ends, self.block_bytes - block.size))
-                if take == 0 and not block.docs:
-                    take = 1  # a document larger than `block_bytes` is a block alone
+                if take == 0 and not block.rows:
+                    take = 1  # a row larger than `block_bytes` is a block alone
                 if take >= n:
                     block.add(piece)
                     yield block
-                    block = _Block(self._codec)
+                    block = BlockBuilder()
                     break
                 if take > 0:
                     head, piece = piece.split(take)
                     block.add(head)
                 yield block
-                block = _Block(self._codec)
-        if block.docs:
+                block = BlockBuilder()
+        if block.rows:
             yield block
 
-    def _append_block(self, block: _Block, touched: list[_Segment]) -> _BlockRow:
-        frame, raw_bytes = block.finish()
-        column = self._column_codec.compress(encode_column(block.lines))
+    def _append_block(self, block: BlockBuilder, touched: list[_Segment]) -> _BlockRow:
+        encoded = block.finish()
+        text = self._codec.compress(encoded.text)
+        data = self._codec.compress(encoded.data)
         seg = self._writable_segment(touched)
         offset = seg.size
-        _write_all(seg.fd, [column, frame], offset)
-        seg.size += len(column) + len(frame)
+        _write_all(seg.fd, [text, data], offset)
+        seg.size += len(text) + len(data)
         return _BlockRow(
             segment=seg.id,
             offset=offset,
-            text_len=len(column),
-            data_len=len(frame),
-            text_crc=checksum(column),
-            data_crc=checksum(frame),
-            min_time=block.min_time,
-            max_time=block.max_time,
-            docs=block.docs,
-            raw_bytes=raw_bytes,
-            labels=block.per_label,
+            text_len=len(text),
+            data_len=len(data),
+            text_crc=checksum(text),
+            data_crc=checksum(data),
+            min_time=encoded.min_time,
+            max_time=encoded.max_time,
+            docs=encoded.rows,
+            raw_bytes=len(encoded.data),
+            labels=encoded.per_label,
         )
 
     def _writable_segment(self, touched: list[_Segment]) -> _Segment:
@@ -728,27 +603,40 @@ class StoreWriter:
         return self._conn
 
 
-def _stretches(values: Sequence[str], ids: dict[str, int]) -> list[tuple[int, int]]:
-    """(ids[value], length) of each stretch of equal consecutive `values`.
+def _stretches(values: Sequence[str], ids: dict[str, int]) -> Runs:
+    """The runs of equal consecutive `values` (label set ``ids[value]``).
 
     With two distinct values (stdout and stderr), each stretch ends where the other value
-    next occurs: one `index` scan in C per stretch, Python work per stretch only."""
+    next occurs: one `index` scan in C per stretch, Python work per stretch only, and the
+    alternating label sets and streams are built by repeating a pair."""
     if len(ids) != 2:
-        return [(ids[value], len(list(same))) for value, same in groupby(values)]
+        runs = Runs([], [], [])
+        for value, same in groupby(values):
+            runs.label_sets.append(ids[value])
+            runs.streams.append(value)
+            runs.rows.append(len(list(same)))
+        return runs
     n = len(values)
     current = values[0]
     other = next(v for v in ids if v != current)
-    out: list[tuple[int, int]] = []
+    index = values.index
+    rows: list[int] = []
     pos = 0
     while pos < n:
         try:
-            end = values.index(other, pos)
+            end = index(other, pos)
         except ValueError:
             end = n
-        out.append((ids[current], end - pos))
+        rows.append(end - pos)
         pos = end
         current, other = other, current
-    return out
+    k = len(rows)
+    first, second = values[0], next(v for v in ids if v != values[0])
+    pairs = (k + 1) // 2
+    streams = [first, second] * pairs
+    label_sets = [ids[first], ids[second]] * pairs
+    del streams[k:], label_sets[k:]
+    return Runs(label_sets, streams, rows)
 
 
 def _part(column: Sequence[_T], start: int, end: int) -> Sequence[_T]:

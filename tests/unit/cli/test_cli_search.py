@@ -15,7 +15,7 @@ import pytest
 
 from kubelogs.cli import search
 from kubelogs.store import ECS_LAYOUT, StoreReader, StoreWriter, WriteGroup
-from kubelogs.store.index import INDEX_NAME
+from kubelogs.store.index import FORMAT_VERSION, INDEX_NAME
 from kubelogs.testing.generate import format_time
 from support.store_docs import Dataset, make_dataset
 from support.waiting import wait_for
@@ -162,7 +162,10 @@ class TestRunDirectly:
     ) -> None:
         StoreWriter(tmp_path / "s", layout=ECS_LAYOUT).close()
         with sqlite3.connect(tmp_path / "s" / INDEX_NAME) as db:
-            db.execute("UPDATE meta SET value = '2' WHERE key = 'format_version'")
+            db.execute(
+                "UPDATE meta SET value = ? WHERE key = 'format_version'",
+                (str(FORMAT_VERSION + 1),),
+            )
 
         assert 1 == run_search(["--store", str(tmp_path / "s")])
         assert "newer kubelogs" in capsys.readouterr().err

@@ -169,4 +169,7 @@ async def _fluentd_schema_store_searches_the_log_field(tmp_path: Path) -> None:
         )
         assert 0 < len(with_word) == reader.count(word) == reader.count(f"log:{word}")
         hits = reader.search("stream:stderr", limit=0)
+        stored = sorted(h.doc for h in reader.search("", limit=0))
     assert all(b'"stream":"stderr"' in h.doc and b'"log":' in h.doc for h in hits)
+    # Rendered from the stored columns, byte for byte what the fluentd encoder makes.
+    assert sorted(d for b in batches for d in encode_documents(b, "fluentd")) == stored

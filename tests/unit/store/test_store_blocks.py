@@ -16,15 +16,19 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from kubelogs.codecs.document import encode_documents
+from kubelogs.pipeline.event import Batch, FileContext, make_id_prefix
 from kubelogs.store import ECS_LAYOUT, StoreReader, StoreWriter, WriteGroup
 from kubelogs.store.index import INDEX_NAME
 
+T0 = 1_736_935_200_000_000_000
 WORDS = ["alpha", "beta", "Gamma", "delta", "ÉPSILON", "zeta\nnext", "eta-theta"]
 STREAMS = ["stdout", "stderr", ""]
 
 
 def make_group(key: str, start: int, rows: list[tuple[int, int, int]]) -> WriteGroup:
-    """`rows`: (word index, second word index, stream index) per event."""
+    """A documents group; `rows`: (word index, second word index, stream index) per
+    event."""
     messages = [f"{WORDS[a]} {i} {WORDS[b]}" for i, (a, b, _) in enumerate(rows, start)]
     streams = [STREAMS[s] for _, _, s in rows]
     docs = [
@@ -41,6 +45,50 @@ def make_group(key: str, start: int, rows: list[tuple[int, int, int]]) -> WriteG
         streams=streams,
         messages=messages,
     )
+
+
+def make_events(
+    key: str, start: int, rows: list[tuple[int, int, int]]
+) -> tuple[WriteGroup, list[bytes]]:
+    """An events group like `make_group`'s, with flags and parsed fields on some rows,
+    file offsets that follow the messages' lengths with gaps, and the documents that
+    `encode_documents` makes of the same events: what the store must render."""
+    messages = [f"{WORDS[a]} {i} {WORDS[b]}" for i, (a, b, _) in enumerate(rows, start)]
+    streams = [STREAMS[s] for _, _, s in rows]
+    offsets = []
+    offset = 1000 * start
+    for i, m in enumerate(messages):
+        offsets.append(offset)
+        offset += len(m.encode()) + 40 + (i % 5 == 4) * 7  # a skipped line now and then
+    times = [T0 + 1_000_003 * i for i in range(start, start + len(rows))]
+    flags = {i: ("truncated",) for i in range(len(rows)) if i % 7 == 3}
+    fields = {i: {"level": "warn", "n": i} for i in range(len(rows)) if i % 4 == 1}
+    meta = b'"kubernetes":{"namespace":"' + key.encode() + b'"}'
+    ctx = FileContext(
+        source_id="t",
+        path=f"/var/log/pods/{key}/c/0.log",
+        file_key=key,
+        id_prefix=make_id_prefix("n", key),
+        node="n",
+        namespace=key,
+        meta_ecs=meta,
+    )
+    batch = Batch(
+        ctx, times, messages, streams, offsets, flags=flags or None, fields=fields or None
+    )
+    group = WriteGroup(
+        key,
+        offsets,
+        times,
+        labels={"kubernetes.namespace": key},
+        streams=streams,
+        messages=messages,
+        path=ctx.path,
+        meta=meta,
+        flags=flags,
+        fields=fields,
+    )
+    return group, encode_documents(batch)
 
 
 def has_word(doc: bytes, word: str) -> bool:
@@ -62,16 +110,28 @@ GROUPS = st.lists(
     groups=GROUPS,
     block_docs=st.integers(1, 50),
     block_bytes=st.integers(1, 3000),
+    kinds=st.lists(st.booleans(), min_size=6, max_size=6),
 )
 def test_any_cut_gives_the_brute_force_answers(
     tmp_path_factory: pytest.TempPathFactory,
     groups: list[list[tuple[int, int, int]]],
     block_docs: int,
     block_bytes: int,
+    kinds: list[bool],
 ) -> None:
+    """Documents and events groups, mixed in blocks cut anywhere: every document comes
+    back exactly (rendered ones byte for byte as `encode_documents` makes them)."""
     path = tmp_path_factory.mktemp("blocks") / "s"
-    write = [make_group(f"ns{k}", 0, rows) for k, rows in enumerate(groups)]
-    docs = [d for g in write for d in g.docs]
+    write: list[WriteGroup] = []
+    docs: list[bytes] = []
+    for k, rows in enumerate(groups):
+        if kinds[k]:
+            group, rendered = make_events(f"ns{k}", k * 100, rows)
+            write.append(group)
+            docs += rendered
+        else:
+            write.append(make_group(f"ns{k}", 0, rows))
+            docs += write[-1].docs or []
     with StoreWriter(path, layout=ECS_LAYOUT, block_docs=block_docs, block_bytes=block_bytes) as w:
         w.write(write[: len(write) // 2])
         w.write(write[len(write) // 2 :])

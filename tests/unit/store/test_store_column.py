@@ -5,7 +5,9 @@ from __future__ import annotations
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from kubelogs.store.column import column_lines, encode_column, lines_with, needles
+from kubelogs.store.block import BlockBuilder, Piece, Runs
+from kubelogs.store.column import lines_with, lowered, needles
+from kubelogs.store.group import WriteGroup
 from kubelogs.store.matcher import text_matcher
 
 # Text with what makes folding and line splitting hard: newlines, final sigma, dotted I,
@@ -18,7 +20,13 @@ _MESSAGES = st.lists(st.text(_ALPHABET, max_size=30), min_size=1, max_size=12)
 
 
 def column_of(pieces: list[list[str]]) -> bytes:
-    return encode_column([column_lines(p) for p in pieces])
+    """The lowered message column of a block built from `pieces`, as a reader sees it."""
+    builder = BlockBuilder()
+    for messages in pieces:
+        rows = list(range(len(messages)))
+        group = WriteGroup("", rows, rows, messages=messages)
+        builder.add(Piece(group, messages, 0, len(messages), Runs([1], [""], [len(messages)])))
+    return lowered(builder.finish().text)
 
 
 @st.composite

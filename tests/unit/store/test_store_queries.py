@@ -178,9 +178,9 @@ class TestPruning:
         reads: list[int] = []
         original = reader._read_block
 
-        def read(ref: Any) -> Any:
+        def read(ref: Any, text: Any) -> Any:
             reads.append(ref.id)
-            return original(ref)
+            return original(ref, text)
 
         reader._read_block = read  # type: ignore[method-assign]
         return reads
@@ -233,9 +233,9 @@ class TestPruning:
             looked_at: list[bytes] = []
             original = reader._match
 
-            def match(q: Any, block: Any, plan: Any, i: int) -> Any:
+            def match(q: Any, block: Any, plan: Any, i: int, doc: Any) -> Any:
                 looked_at.append(block.doc(i))
-                return original(q, block, plan, i)
+                return original(q, block, plan, i, doc)
 
             reader._match = match  # type: ignore[method-assign]
             count = reader.count("orders and not kubernetes.namespace:nosuch")

@@ -35,8 +35,8 @@ def test_segments_older_than_retention_are_deleted(tmp_path: Path, dataset: Data
     clock = FakeClock(1_000_000.0)
     path = tmp_path / "s"
     half = len(dataset.groups) // 2
-    old_docs = [d for g in dataset.groups[:half] for d in g.docs]
-    new_docs = [d for g in dataset.groups[half:] for d in g.docs]
+    old_docs = dataset.docs_of(dataset.groups[:half])
+    new_docs = dataset.docs_of(dataset.groups[half:])
     with StoreWriter(
         path, layout=ECS_LAYOUT, retention=7 * DAY, clock=clock, segment_span=3600
     ) as writer:
@@ -69,8 +69,8 @@ def test_oldest_segments_go_first_when_over_max_size(tmp_path: Path, dataset: Da
     assert sum(s.stat().st_size for s in segments) <= max_size
     assert 0 < len(kept) < len(dataset.docs)
     # What is left is the most recently written data.
-    assert set(dataset.groups[-1].docs) <= set(kept)
-    assert not set(dataset.groups[0].docs) & set(kept)
+    assert set(dataset.docs_of(dataset.groups[-1:])) <= set(kept)
+    assert not set(dataset.docs_of(dataset.groups[:1])) & set(kept)
 
 
 def test_retention_runs_during_writes_at_its_interval(tmp_path: Path, dataset: Dataset) -> None:
@@ -84,7 +84,7 @@ def test_retention_runs_during_writes_at_its_interval(tmp_path: Path, dataset: D
 
         writer.write(dataset.groups[3:6])  # the write itself triggers retention
 
-    assert sorted(d for g in dataset.groups[3:6] for d in g.docs) == sorted(stored(path))
+    assert sorted(dataset.docs_of(dataset.groups[3:6])) == sorted(stored(path))
 
 
 def test_reader_survives_segments_deleted_under_it(tmp_path: Path, dataset: Dataset) -> None:
