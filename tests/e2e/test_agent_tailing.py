@@ -565,3 +565,23 @@ def test_file_rotated_away_between_two_scans_is_still_read(node: Path, tmp_path:
         assert agent.stop() == 0
 
     assert sorted(expected) == sorted(messages(out))
+
+
+def test_agent_without_kubernetes_metadata_never_imports_aiohttp(
+    node: Path, tmp_path: Path
+) -> None:
+    """The Kubernetes client (aiohttp, ~8 MiB of RSS) is loaded only by components that
+    talk to the API server: scanning for `kubelogs.io/files` pods must not pull it in."""
+    pod = PodLog(node)
+    out = tmp_path / "out.ndjson"
+    cfg = tail_config(tmp_path, include=containers_glob(node), out=out)
+    log = tmp_path / "agent.log"
+    with Agent(cfg, log, env={"PYTHONPROFILEIMPORTTIME": "1"}) as agent:
+        agent.wait_ready()
+        pod.write("first")  # read by a later scan, after the first
+        wait_messages(out, ["first"])
+        assert agent.stop() == 0
+
+    imports = [line for line in log.read_text().splitlines() if line.startswith("import time:")]
+    assert any("kubelogs.sources.kubernetes_logs" in line for line in imports)
+    assert not [line for line in imports if "aiohttp" in line]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import glob
 import logging
+import sys
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
@@ -92,6 +93,9 @@ class KubernetesLogsSource(TailingSource):
         )
 
 
+_WATCHER_MODULE = "kubelogs.kubernetes.pod_watcher"
+
+
 class _PodFileFinder:
     """Files inside pods named by `kubelogs.io/files`, found through the pod watcher.
 
@@ -110,7 +114,11 @@ class _PodFileFinder:
         self._warned: set[str] = set()
 
     def paths(self) -> list[tuple[str, ContextFactory]]:
-        # Imported here: the watcher (and aiohttp) is loaded only where metadata is used.
+        if _WATCHER_MODULE not in sys.modules:
+            # No component started a pod watcher (it would have imported the module):
+            # nothing to find, and aiohttp (~8 MiB) stays out of an agent without
+            # Kubernetes metadata.
+            return []
         from kubelogs.kubernetes.pod_files import resolve_pod_files
         from kubelogs.kubernetes.pod_watcher import find_pod_watcher
 
