@@ -94,3 +94,115 @@ def lines_with(column: bytes, required: Sequence[bytes]) -> list[int]:
                 rows.append(line)
         pos = find(key, end + 1)
     return rows
+
+
+_LETTERS = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+_MIN_ANCHOR = 4
+"""Shortest caseless part of a needle worth searching for instead of lower-casing."""
+_MAX_ANCHOR_HITS = 256
+"""Occurrences of an anchor in one column past which lower-casing the column is cheaper."""
+
+
+def _anchor(needle: bytes) -> tuple[bytes, int] | None:
+    """The longest run of `needle` that no case folding changes (ASCII digits and
+    punctuation), with its offset, if it is long enough to search for."""
+    if not needle.isascii():
+        return None
+    best, best_at = b"", 0
+    start = 0
+    for i in range(len(needle) + 1):
+        if i == len(needle) or needle[i] in _LETTERS:
+            if i - start > len(best):
+                best, best_at = needle[start:i], start
+            start = i + 1
+    return (best, best_at) if len(best) >= _MIN_ANCHOR else None
+
+
+class SearchColumn:
+    """A block's message column as a word search needs it: lower-cased, but only if it
+    has to be.
+
+    Lower-casing a column costs as much as decompressing it. For a needle with a long
+    part that case folding does not change - trace ids, request ids, numbers, addresses:
+    the usual rare search - the original text is searched for that part (an *anchor*)
+    and each hit is compared case-insensitively around it, which is exact for an ASCII
+    column (`bytes.lower` keeps every byte where it is). Other needles, non-ASCII
+    columns and anchors with too many hits use the lower-cased column (`lowered`).
+    """
+
+    __slots__ = ("_ascii", "_lowered", "text")
+
+    def __init__(self, text: bytes) -> None:
+        self.text = text
+        self._lowered: bytes | None = None
+        self._ascii: bool | None = None
+
+    @property
+    def lowered(self) -> bytes:
+        if self._lowered is None:
+            self._lowered = lowered(self.text)
+        return self._lowered
+
+    def contains(self, needle: bytes) -> bool:
+        """Whether the lower-cased column contains `needle` (a lower-case needle)."""
+        found = self._occurrences(needle, first_only=True)
+        return bool(found) if found is not None else needle in self.lowered
+
+    def lines_with(self, required: Sequence[bytes]) -> list[int]:
+        """`lines_with` of the lower-cased column, without lower-casing it when the
+        longest needle has an anchor."""
+        if not required:
+            raise ValueError("lines_with needs at least one needle")
+        key = max(required, key=len)
+        found = self._occurrences(key, first_only=False)
+        if found is None:
+            return lines_with(self.lowered, required)
+        others = [n for n in required if n != key]
+        text = self.text
+        rows: list[int] = []
+        line = counted = 0
+        line_end = -1
+        for pos in found:
+            if pos <= line_end:
+                continue  # another occurrence on a line already taken
+            line += text.count(b"\n", counted, pos)
+            counted = pos
+            line_end = text.find(b"\n", pos)
+            if line_end == -1:
+                line_end = len(text)
+            if others:
+                start = text.rfind(b"\n", 0, pos) + 1
+                current = text[start:line_end].lower()
+                if not all(n in current for n in others):
+                    continue
+            rows.append(line)
+        return rows
+
+    def _occurrences(self, needle: bytes, *, first_only: bool) -> list[int] | None:
+        """Where `needle` occurs in the lower-cased column (ascending), found from an
+        anchor in the original text; None when that is not possible or not cheaper."""
+        if self._lowered is not None:
+            return None  # already paid for: `bytes.find` on it is simpler
+        anchor = _anchor(needle)
+        if anchor is None:
+            return None
+        if self._ascii is None:
+            self._ascii = self.text.isascii()
+        if not self._ascii:
+            return None
+        part, offset = anchor
+        text, size = self.text, len(needle)
+        found: list[int] = []
+        hits = 0
+        q = text.find(part)
+        while q != -1:
+            hits += 1
+            if hits > _MAX_ANCHOR_HITS:
+                return None
+            p = q - offset
+            if p >= 0 and text[p : p + size].lower() == needle:
+                found.append(p)
+                if first_only:
+                    break
+            q = text.find(part, q + 1)
+        return found

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 import msgspec
 
-from kubelogs.store.column import lines_with, needles
+from kubelogs.store.column import SearchColumn, needles
 from kubelogs.store.index import Layout
 from kubelogs.store.matcher import (
     TIMESTAMP_FIELD,
@@ -92,21 +92,21 @@ def with_labels(node: Residual, labels: Mapping[str, str], layout: Layout) -> Re
     return _substitute(node, leaf)
 
 
-def with_column(node: Residual, column: bytes, layout: Layout) -> Residual:
+def with_column(node: Residual, column: SearchColumn, layout: Layout) -> Residual:
     """Rule out message terms with a needle absent from a block's message column."""
 
     def leaf(n: Node) -> Residual:
         term = _message_term(n, layout)
         if term is not None:
             for needle in needles(term.value, term.phrase):
-                if needle not in column:
+                if not column.contains(needle):
                     return False
         return n
 
     return _substitute(node, leaf)
 
 
-def message_lines(node: Residual, column: bytes, layout: Layout) -> list[int] | None:
+def message_lines(node: Residual, column: SearchColumn, layout: Layout) -> list[int] | None:
     """The lines of a block's message column (ascending; line ``i`` is document ``i``)
     that may hold a document matching `node`, or None when any may.
 
@@ -117,7 +117,7 @@ def message_lines(node: Residual, column: bytes, layout: Layout) -> list[int] | 
     return None if rows is None else sorted(rows)
 
 
-def _lines(node: Residual, column: bytes, layout: Layout) -> set[int] | None:
+def _lines(node: Residual, column: SearchColumn, layout: Layout) -> set[int] | None:
     if node is False:
         return set()
     if isinstance(node, And):
@@ -129,7 +129,7 @@ def _lines(node: Residual, column: bytes, layout: Layout) -> set[int] | None:
                 together.extend(needles(term.value, term.phrase))
             else:
                 rest.append(item)
-        rows = set(lines_with(column, tuple(dict.fromkeys(together)))) if together else None
+        rows = set(column.lines_with(tuple(dict.fromkeys(together)))) if together else None
         for item in rest:
             if rows is not None and not rows:
                 break
@@ -149,7 +149,7 @@ def _lines(node: Residual, column: bytes, layout: Layout) -> set[int] | None:
     if term is not None:
         required = needles(term.value, term.phrase)
         if required:
-            return set(lines_with(column, required))
+            return set(column.lines_with(required))
     return None
 
 

@@ -40,7 +40,7 @@ from typing import Any
 import msgspec
 
 from kubelogs.store.block import DecodedBlock
-from kubelogs.store.column import lowered
+from kubelogs.store.column import SearchColumn
 from kubelogs.store.errors import StoreCorruptError
 from kubelogs.store.index import SEGMENTS_DIR, Layout, connect, read_layout
 from kubelogs.store.matcher import DocMatcher, compile_matcher
@@ -132,14 +132,6 @@ class _RunPlan:
 
     def needs_doc(self, block: DecodedBlock, run: int) -> bool:
         return self.matcher is not None and not (self.message_only and not block.is_raw(run))
-
-
-@dataclass(slots=True)
-class _Column:
-    """A block's message column as read, and lower-cased for the planner."""
-
-    text: bytes
-    lowered: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -361,7 +353,9 @@ class StoreReader:
     def _block_labels(self, block: int) -> list[tuple[int, int]]:
         return self._sql("SELECT label_set, docs FROM block_labels WHERE block = ?", (block,))
 
-    def _block_residual(self, q: PreparedQuery, ref: _BlockRef) -> tuple[Residual, _Column | None]:
+    def _block_residual(
+        self, q: PreparedQuery, ref: _BlockRef
+    ) -> tuple[Residual, SearchColumn | None]:
         """The query as far as the block's time span and message column decide it, and
         the column when it was read (None: not needed). A block whose column cannot
         be read is corrupt: False."""
@@ -371,8 +365,8 @@ class StoreReader:
             text = self._read_text(ref)
             if text is None:
                 return False, None
-            column = _Column(text, lowered(text))
-            residual = with_column(residual, column.lowered, self.layout)
+            column = SearchColumn(text)
+            residual = with_column(residual, column, self.layout)
         return residual, column
 
     def _run_residual(self, q: PreparedQuery, residual: Residual, label_set: int) -> Residual:
@@ -403,7 +397,7 @@ class StoreReader:
         q: PreparedQuery,
         ref: _BlockRef,
         residual: Residual,
-        column: _Column | None,
+        column: SearchColumn | None,
         newest: int = 0,
     ) -> list[Hit]:
         """The block's matches with their documents; with `newest`, only that many of
@@ -421,7 +415,7 @@ class StoreReader:
         q: PreparedQuery,
         ref: _BlockRef,
         residual: Residual,
-        column: _Column | None,
+        column: SearchColumn | None,
         *,
         skip_index_counted: bool = False,
     ) -> tuple[DecodedBlock | None, list[tuple[int, int]]]:
@@ -433,7 +427,7 @@ class StoreReader:
         without any is not read further."""
         selected: list[int] | None = None
         if column is not None:
-            selected = message_lines(residual, column.lowered, self.layout)
+            selected = message_lines(residual, column, self.layout)
             if selected is not None and not selected:
                 return None, []
         block = self._read_block(ref, column.text if column is not None else None)

@@ -6,7 +6,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from kubelogs.store.block import BlockBuilder, Piece, Runs
-from kubelogs.store.column import lines_with, lowered, needles
+from kubelogs.store.column import SearchColumn, lines_with, lowered, needles
 from kubelogs.store.group import WriteGroup
 from kubelogs.store.matcher import text_matcher
 
@@ -109,3 +109,40 @@ def test_lines_with_counts_lines_across_many_occurrences() -> None:
     rows = lines_with(column_of([messages[:400], messages[400:]]), (b"hit",))
 
     assert [i for i in range(1000) if i % 3] == rows
+
+
+_ASCII_TEXT = st.lists(
+    st.sampled_from([*"aAbB01239-:._ \n", "ID-", "Ab12", "0000", "aB12-0000"]), max_size=80
+).map("".join)
+
+
+@given(
+    _ASCII_TEXT,
+    st.lists(
+        st.text(st.sampled_from([*"ab0129-:._"]), min_size=1, max_size=8), min_size=1, max_size=3
+    ),
+)
+@example("x AB12-0000 y\nab12-0000\nAB12-000", ["ab12-0000"])
+@example("0000 0000\n" * 300, ["0000"])  # more anchor hits than the limit: lower-cases
+def test_search_column_answers_as_the_lowered_column(text: str, values: list[str]) -> None:
+    """Anchored search in the original text finds exactly what `bytes.find` finds in
+    the lower-cased column."""
+    column = text.encode()
+    required = tuple(dict.fromkeys(v.encode() for v in values))
+    low = lowered(column)
+
+    assert lines_with(low, required) == SearchColumn(column).lines_with(required)
+    for needle in required:
+        assert (needle in low) == SearchColumn(column).contains(needle)
+
+
+def test_anchored_search_does_not_lower_the_column() -> None:
+    text = b"\n".join(b"GET /api/v1/orders/%d trace=AB%dCD" % (i, i * 7919) for i in range(2000))
+    column = SearchColumn(text)
+
+    assert [1000] == column.lines_with((b"ab7919000cd",))
+    assert column.contains(b"orders/1999")
+    assert not column.contains(b"orders/2000")
+    assert column._lowered is None
+    assert 2000 == len(column.lines_with((b"get",)))  # no anchor: lower-cases
+    assert column._lowered is not None
