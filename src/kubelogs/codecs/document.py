@@ -22,7 +22,14 @@ from kubelogs.pipeline.event import Batch
 
 Schema = Literal["ecs", "fluentd"]
 
-__all__ = ["Schema", "encode_documents", "encode_ndjson", "format_timestamp", "render_ndjson"]
+__all__ = [
+    "Schema",
+    "encode_documents",
+    "encode_ndjson",
+    "format_timestamp",
+    "render_file_fields",
+    "render_ndjson",
+]
 
 _encoder = msgspec.json.Encoder()
 _json_encode = _encoder.encode
@@ -75,6 +82,16 @@ def encode_ndjson(batch: Batch, schema: Schema = "ecs") -> bytes:
         flags=batch.flags,
         fields=batch.fields,
     )
+
+
+def render_file_fields(schema: Schema, *, path: str, meta: bytes) -> bytes:
+    """A document of only the fields every event of a file shares (``log.file.path`` in
+    ECS, the Kubernetes metadata): what a query on those fields needs to see, rendered
+    once for many events."""
+    members = [b'"log":{"file":{"path":' + _json_encode(path) + b"}}"] if schema == "ecs" else []
+    if meta:
+        members.append(meta)
+    return b"{" + b",".join(members) + b"}"
 
 
 def render_ndjson(

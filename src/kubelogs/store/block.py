@@ -36,7 +36,7 @@ from typing import Any
 
 import msgspec
 
-from kubelogs.codecs.document import Schema, render_ndjson
+from kubelogs.codecs.document import Schema, render_file_fields, render_ndjson
 from kubelogs.store.group import WriteGroup
 from kubelogs.store.numbers import deltas, shuffle, undelta, unshuffle
 from kubelogs.store.segments import BlockCorrupt
@@ -362,6 +362,7 @@ class DecodedBlock:
         self._offsets: list[int] | None = None
         self._extras: dict[int, tuple[Sequence[str] | None, dict[str, Any] | None]] | None = None
         self._docs: list[bytes] | None = None
+        self._rendered: tuple[bytes, list[int]] | None = None
 
     @property
     def text(self) -> bytes:
@@ -425,6 +426,11 @@ class DecodedBlock:
     def doc(self, row: int) -> bytes:
         return self.docs([row])[0]
 
+    def file_fields_doc(self, run: int) -> bytes:
+        """The fields shared by every row of an events run (`render_file_fields`)."""
+        path, meta = self._data.contexts[self._data.run_contexts[run]]
+        return render_file_fields(self.schema, path=path, meta=meta)
+
     def all_docs(self) -> list[bytes]:
         if self._docs is None:
             docs: list[bytes] = []
@@ -434,9 +440,12 @@ class DecodedBlock:
         return self._docs
 
     def rendered(self) -> tuple[bytes, list[int]]:
-        """Every document concatenated, and where each starts (plus the end)."""
-        docs = self.all_docs()
-        return b"".join(docs), list(accumulate(map(len, docs), initial=0))
+        """Every document concatenated, and where each starts (plus the end); built
+        once per block (every run of a block searches it)."""
+        if self._rendered is None:
+            docs = self.all_docs()
+            self._rendered = b"".join(docs), list(accumulate(map(len, docs), initial=0))
+        return self._rendered
 
     def _render(self, run: int, rows: Sequence[int]) -> list[bytes]:
         context = self._data.run_contexts[run]

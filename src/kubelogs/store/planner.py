@@ -199,6 +199,30 @@ def needs_only_message(node: Node, layout: Layout) -> bool:
     return isinstance(node, MatchAll)
 
 
+_FILE_CONSTANT_PREFIXES = ("kubernetes.", "host.", "docker.")
+"""Fields an events group takes from its file's pre-encoded metadata: the same for
+every row of a run (a parsed field cannot shadow them: `codecs.document` renames a
+parsed ``kubernetes``, ``host`` or ``docker`` key)."""
+
+
+def needs_only_file_fields(node: Node, layout: Layout) -> bool:
+    """Whether `compile_matcher(node)` reads only fields that are the same for every
+    row of an events run (Kubernetes metadata, host, the file path), so that one row
+    decides for the whole run."""
+    if isinstance(node, And | Or):
+        return all(needs_only_file_fields(n, layout) for n in node.items)
+    if isinstance(node, Not):
+        return needs_only_file_fields(node.item, layout)
+    if isinstance(node, Match | Exists | Range):
+        field = node.field
+        if field is None or field == layout.message_field:
+            return False
+        return field.startswith(_FILE_CONSTANT_PREFIXES) or (
+            layout.schema == "ecs" and field == "log.file.path"
+        )
+    return False
+
+
 def _substitute(node: Residual, leaf: _Leaf) -> Residual:
     if isinstance(node, bool):
         return node

@@ -30,8 +30,8 @@ import heapq
 import json
 import os
 import sqlite3
-from bisect import bisect_right
-from collections.abc import Callable, Iterable, Iterator
+from bisect import bisect_left, bisect_right
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -43,13 +43,14 @@ from kubelogs.store.block import DecodedBlock
 from kubelogs.store.column import SearchColumn
 from kubelogs.store.errors import StoreCorruptError
 from kubelogs.store.index import SEGMENTS_DIR, Layout, connect, read_layout
-from kubelogs.store.matcher import DocMatcher, compile_matcher
+from kubelogs.store.matcher import DocMatcher, compile_matcher, text_matcher
 from kubelogs.store.planner import (
     MAX_TIME,
     MIN_TIME,
     Prefilter,
     Residual,
     message_lines,
+    needs_only_file_fields,
     needs_only_message,
     prefilter,
     split_time,
@@ -58,7 +59,7 @@ from kubelogs.store.planner import (
     with_labels,
     with_span,
 )
-from kubelogs.store.query import Node
+from kubelogs.store.query import Match, Node
 from kubelogs.store.query_parser import parse_query
 from kubelogs.store.segments import (
     BlockCodec,
@@ -129,6 +130,12 @@ class _RunPlan:
     message_only: bool
     """The matcher looks at the message alone: rows of events groups are matched on the
     message column, without rendering their documents."""
+    file_only: bool = False
+    """The matcher reads only fields constant per events run (`needs_only_file_fields`):
+    one document decides for the whole run."""
+    text_check: Callable[[str], bool] | None = None
+    """For a query that is one word or phrase of the message: the matcher's test of the
+    message text, applied to the column's messages in one comprehension."""
 
     def needs_doc(self, block: DecodedBlock, run: int) -> bool:
         return self.matcher is not None and not (self.message_only and not block.is_raw(run))
@@ -442,43 +449,53 @@ class StoreReader:
                 plans[label_set] = None if skip else self._plan(q, r, selected is not None)
             return plans[label_set]
 
-        runs = block.runs
         out: list[tuple[int, int]] = []
-        if selected is not None:
-            # Few rows, maybe many runs (mixed streams): go from each row to its run.
-            run_ends = [end for _, _, end in runs]
-            work: list[tuple[int, _RunPlan, bool]] = []
-            for i in selected:
-                run = bisect_right(run_ends, i)
-                plan = plan_of(runs[run][0])
-                if plan is not None:
-                    work.append((i, plan, plan.needs_doc(block, run)))
-            wanted = [i for i, _, needs in work if needs]
-            docs = dict(zip(wanted, block.docs(wanted), strict=True)) if wanted else {}
-            for i, plan, _ in work:
-                match = self._match(q, block, plan, i, docs.get(i))
-                if match is not None:
-                    out.append(match)
-            return block, out
-        for run, (label_set, first, end) in enumerate(runs):
+        next_selected = 0
+        for run, (label_set, first, end) in enumerate(block.runs):
+            rows: Sequence[int] = range(first, end)
+            if selected is not None:
+                # Only the rows the column chose, found by bisecting (many runs with mixed
+                # streams, few rows).
+                stop = bisect_left(selected, end, next_selected)
+                rows, next_selected = selected[next_selected:stop], stop
+                if not rows:
+                    continue
             plan = plan_of(label_set)
-            if plan is None:
-                continue
-            if not plan.needs_doc(block, run):
-                for i in range(first, end):
-                    match = self._match(q, block, plan, i, None)
-                    if match is not None:
-                        out.append(match)
-                continue
-            data, starts = block.rendered()
-            rows: Iterable[int] = range(first, end)
-            if plan.prefilter:
-                rows = candidate_rows(plan.prefilter, data, starts, first, end)
-            for i in rows:
-                match = self._match(q, block, plan, i, data[starts[i] : starts[i + 1]])
-                if match is not None:
-                    out.append(match)
+            if plan is not None:
+                out += self._run_matches(q, block, plan, run, rows)
         return block, out
+
+    def _run_matches(
+        self, q: PreparedQuery, block: DecodedBlock, plan: _RunPlan, run: int, rows: Sequence[int]
+    ) -> list[tuple[int, int]]:
+        """(row, time) of the matches among `rows` (ascending) of one run of `block`."""
+        times, lo, hi = block.times, q.lo, q.hi
+        if plan.matcher is None:
+            return [(i, t) for i in rows if lo <= (t := times[i]) <= hi]
+        if not plan.needs_doc(block, run):
+            messages = block.messages()
+            check = plan.text_check
+            if check is not None:  # a single word or phrase: its test on the text alone
+                return [(i, t) for i in rows if lo <= (t := times[i]) <= hi and check(messages[i])]
+            return [m for i in rows if (m := self._match(q, block, plan, i, None)) is not None]
+        if plan.file_only and not block.is_raw(run):
+            # Kubernetes metadata and the like: the first row decides for every row.
+            first = rows[0]
+            if not self._doc_matches(plan, block.file_fields_doc(run), times[first]):
+                return []
+            return [(i, t) for i in rows if lo <= (t := times[i]) <= hi]
+        if isinstance(rows, range):
+            data, starts = block.rendered()
+            if plan.prefilter:
+                rows = candidate_rows(plan.prefilter, data, starts, rows.start, rows.stop)
+            docs = [data[starts[i] : starts[i + 1]] for i in rows]
+        else:
+            docs = block.docs(rows)
+        return [
+            m
+            for i, doc in zip(rows, docs, strict=True)
+            if (m := self._match(q, block, plan, i, doc)) is not None
+        ]
 
     def _plan(self, q: PreparedQuery, residual: Residual, column_checked: bool) -> _RunPlan:
         """How to test one document of a run whose query is `residual`."""
@@ -492,8 +509,20 @@ class StoreReader:
             if not isinstance(residual, bool) and needs_only_message(residual, self.layout):
                 decode = self._decode_message
             only_message = decode is not _decode_json
+            text_check = None
+            if isinstance(residual, Match) and residual.field in (None, self.layout.message_field):
+                text_check = text_matcher(residual.value, residual.phrase)
+            file_only = not isinstance(residual, bool) and needs_only_file_fields(
+                residual, self.layout
+            )
             plan = q.plans[key] = _RunPlan(
-                matcher, pre, pre.rejects if pre else None, decode, only_message
+                matcher,
+                pre,
+                pre.rejects if pre else None,
+                decode,
+                only_message,
+                file_only,
+                text_check,
             )
         return plan
 
@@ -507,21 +536,24 @@ class StoreReader:
             return None
         matcher = plan.matcher
         if matcher is not None:
-            decoded: Any
             if doc is None:
-                decoded = {self.layout.message_field: block.messages()[i]}
-            else:
-                if plan.rejects is not None and plan.rejects(doc):
+                if not matcher({self.layout.message_field: block.messages()[i]}, t):
                     return None
-                try:
-                    decoded = plan.decode(doc)
-                except msgspec.DecodeError:
-                    return None
-                if not isinstance(decoded, dict):
-                    return None
-            if not matcher(decoded, t):
+            elif not self._doc_matches(plan, doc, t):
                 return None
         return i, t
+
+    @staticmethod
+    def _doc_matches(plan: _RunPlan, doc: bytes, t: int) -> bool:
+        """Whether `doc` (at time `t`) matches the plan's matcher."""
+        assert plan.matcher is not None
+        if plan.rejects is not None and plan.rejects(doc):
+            return False
+        try:
+            decoded = plan.decode(doc)
+        except msgspec.DecodeError:
+            return False
+        return isinstance(decoded, dict) and plan.matcher(decoded, t)
 
     def _decode_message(self, doc: bytes) -> dict[str, Any]:
         """The document's message field only (what a query on the message needs): a
@@ -595,7 +627,7 @@ class StoreReader:
 
 def candidate_rows(
     pre: Prefilter, data: bytes, starts: list[int], first: int, end: int
-) -> Iterable[int]:
+) -> Sequence[int]:
     """Rows of a run whose raw JSON contains the prefilter's most selective needle.
 
     Searches the run's bytes once with `bytes.find` (C speed) and jumps from one hit to

@@ -65,6 +65,12 @@ CASES: list[tuple[str, Predicate]] = [
     ),
     ("kubernetes.labels.app:orders", lambda d: d["kubernetes"]["labels"]["app"] == "orders"),
     ("kubernetes.labels.app:*", lambda d: True),
+    ("not kubernetes.labels.app:orders", lambda d: d["kubernetes"]["labels"]["app"] != "orders"),
+    (
+        "kubernetes.labels.app:orders and stream:stderr",
+        lambda d: d["kubernetes"]["labels"]["app"] == "orders" and d.get("stream") == "stderr",
+    ),
+    ("log.file.path:*", lambda d: True),
     ("http.status >= 500", lambda d: status(d) >= 500),
     ("http.status:404", lambda d: status(d) == 404),
     ("http.status < 201 and level:error", lambda d: 0 <= status(d) < 201 and d["level"] == "error"),
@@ -135,7 +141,7 @@ def test_dataset_exercises_the_interesting_cases(
     """Guard against a dataset where the table trivially passes (all or nothing)."""
     for query, predicate in CASES:
         n = sum(1 for _, d in decoded if predicate(d))
-        if query in ("", "kubernetes.labels.app:*"):
+        if query in ("", "kubernetes.labels.app:*", "log.file.path:*"):
             assert n == len(decoded)
         elif query not in ("nosuchwordanywhere", "kubernetes.namespace:Payments"):
             assert 0 < n < len(decoded), query
@@ -231,13 +237,13 @@ class TestPruning:
 
         with StoreReader(store) as reader:
             looked_at: list[bytes] = []
-            original = reader._match
+            original = reader._run_matches
 
-            def match(q: Any, block: Any, plan: Any, i: int, doc: Any) -> Any:
-                looked_at.append(block.doc(i))
-                return original(q, block, plan, i, doc)
+            def run_matches(q: Any, block: Any, plan: Any, run: int, rows: Any) -> Any:
+                looked_at.extend(block.doc(i) for i in rows)
+                return original(q, block, plan, run, rows)
 
-            reader._match = match  # type: ignore[method-assign]
+            reader._run_matches = run_matches  # type: ignore[method-assign]
             count = reader.count("orders and not kubernetes.namespace:nosuch")
 
         assert sum(1 for _, d in decoded if "orders" in words(d)) == count
