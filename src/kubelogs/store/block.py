@@ -369,6 +369,10 @@ class DecodedBlock:
         """The message column (original case, one line per row)."""
         return self._text
 
+    def has_raw_runs(self) -> bool:
+        """Whether any rows of the block are documents kept as given."""
+        return RAW in self._data.run_contexts
+
     def is_raw(self, run: int) -> bool:
         return self._data.run_contexts[run] == RAW
 

@@ -449,9 +449,21 @@ class StoreReader:
                 plans[label_set] = None if skip else self._plan(q, r, selected is not None)
             return plans[label_set]
 
+        plans_by_run = [plan_of(label_set) for label_set, _, _ in block.runs]
+        only = plans_by_run[0] if plans_by_run else None
+        if (
+            only is not None
+            and not only.file_only
+            and not block.has_raw_runs()
+            and all(p is only for p in plans_by_run)
+        ):
+            # One test for the whole block (the usual case: stdout and stderr runs differ
+            # in label set, not in what the query asks of them): no work per run.
+            whole: Sequence[int] = selected if selected is not None else range(block.rows)
+            return block, self._run_matches(q, block, only, 0, whole)
         out: list[tuple[int, int]] = []
         next_selected = 0
-        for run, (label_set, first, end) in enumerate(block.runs):
+        for run, (_, first, end) in enumerate(block.runs):
             rows: Sequence[int] = range(first, end)
             if selected is not None:
                 # Only the rows the column chose, found by bisecting (many runs with mixed
@@ -460,7 +472,7 @@ class StoreReader:
                 rows, next_selected = selected[next_selected:stop], stop
                 if not rows:
                     continue
-            plan = plan_of(label_set)
+            plan = plans_by_run[run]
             if plan is not None:
                 out += self._run_matches(q, block, plan, run, rows)
         return block, out
@@ -468,7 +480,9 @@ class StoreReader:
     def _run_matches(
         self, q: PreparedQuery, block: DecodedBlock, plan: _RunPlan, run: int, rows: Sequence[int]
     ) -> list[tuple[int, int]]:
-        """(row, time) of the matches among `rows` (ascending) of one run of `block`."""
+        """(row, time) of the matches among `rows` (ascending) of one run of `block`, or
+        of several runs of events that share `plan` (then `run` is any of them and
+        `plan.file_only` is false)."""
         times, lo, hi = block.times, q.lo, q.hi
         if plan.matcher is None:
             return [(i, t) for i in rows if lo <= (t := times[i]) <= hi]
