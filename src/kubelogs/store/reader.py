@@ -43,7 +43,7 @@ from kubelogs.store.block import DecodedBlock
 from kubelogs.store.column import SearchColumn
 from kubelogs.store.errors import StoreCorruptError
 from kubelogs.store.index import SEGMENTS_DIR, Layout, connect, read_layout
-from kubelogs.store.matcher import DocMatcher, compile_matcher, text_matcher
+from kubelogs.store.matcher import DocMatcher, compile_matcher, message_predicate
 from kubelogs.store.planner import (
     MAX_TIME,
     MIN_TIME,
@@ -59,7 +59,7 @@ from kubelogs.store.planner import (
     with_labels,
     with_span,
 )
-from kubelogs.store.query import Match, Node
+from kubelogs.store.query import Node
 from kubelogs.store.query_parser import parse_query
 from kubelogs.store.segments import (
     BlockCodec,
@@ -134,8 +134,9 @@ class _RunPlan:
     """The matcher reads only fields constant per events run (`needs_only_file_fields`):
     one document decides for the whole run."""
     text_check: Callable[[str], bool] | None = None
-    """For a query that is one word or phrase of the message: the matcher's test of the
-    message text, applied to the column's messages in one comprehension."""
+    """For a query of words and phrases of the message alone (`message_predicate`): the
+    matcher's test of the message text, applied to the column's messages in one
+    comprehension."""
 
     def needs_doc(self, block: DecodedBlock, run: int) -> bool:
         return self.matcher is not None and not (self.message_only and not block.is_raw(run))
@@ -524,8 +525,8 @@ class StoreReader:
                 decode = self._decode_message
             only_message = decode is not _decode_json
             text_check = None
-            if isinstance(residual, Match) and residual.field in (None, self.layout.message_field):
-                text_check = text_matcher(residual.value, residual.phrase)
+            if not isinstance(residual, bool):
+                text_check = message_predicate(residual, self.layout.message_field)
             file_only = not isinstance(residual, bool) and needs_only_file_fields(
                 residual, self.layout
             )
