@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import re
 from array import array
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import accumulate, compress, repeat
@@ -429,6 +429,11 @@ class DecodedBlock:
 
     def doc(self, row: int) -> bytes:
         return self.docs([row])[0]
+
+    def rows_with_extras(self, first: int, end: int) -> list[int]:
+        """The rows in ``[first, end)`` that have flags or parsed fields, ascending."""
+        rows = self._data.extra_rows  # ascending: added in row order
+        return rows[bisect_left(rows, first) : bisect_left(rows, end)]
 
     def file_fields_doc(self, run: int) -> bytes:
         """The fields shared by every row of an events run (`render_file_fields`)."""

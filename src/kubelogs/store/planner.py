@@ -199,27 +199,29 @@ def needs_only_message(node: Node, layout: Layout) -> bool:
     return isinstance(node, MatchAll)
 
 
-_FILE_CONSTANT_PREFIXES = ("kubernetes.", "host.", "docker.")
-"""Fields an events group takes from its file's pre-encoded metadata: the same for
-every row of a run (a parsed field cannot shadow them: `codecs.document` renames a
-parsed ``kubernetes``, ``host`` or ``docker`` key)."""
+_ROW_FIELDS = ("@timestamp", "stream", "flags", "log.offset", "time")
+"""Fields a rendered events document has per row (besides the message and parsed
+fields): a query reading one of them, or a part of one, is decided row by row."""
 
 
-def needs_only_file_fields(node: Node, layout: Layout) -> bool:
-    """Whether `compile_matcher(node)` reads only fields that are the same for every
-    row of an events run (Kubernetes metadata, host, the file path), so that one row
-    decides for the whole run."""
+def needs_no_row_fields(node: Node, layout: Layout) -> bool:
+    """Whether `compile_matcher(node)` reads neither the message nor a per-row field of
+    an events document (`_ROW_FIELDS`): only the file's fields (Kubernetes metadata,
+    host, the file path) and parsed fields. Then every row of an events run without
+    parsed fields or flags gets the answer of its file's fields alone
+    (`DecodedBlock.file_fields_doc`), and only the others need their document."""
     if isinstance(node, And | Or):
-        return all(needs_only_file_fields(n, layout) for n in node.items)
+        return all(needs_no_row_fields(n, layout) for n in node.items)
     if isinstance(node, Not):
-        return needs_only_file_fields(node.item, layout)
+        return needs_no_row_fields(node.item, layout)
     if isinstance(node, Match | Exists | Range):
         field = node.field
-        if field is None or field == layout.message_field:
+        if field is None:
             return False
-        return field.startswith(_FILE_CONSTANT_PREFIXES) or (
-            layout.schema == "ecs" and field == "log.file.path"
-        )
+        for name in (*_ROW_FIELDS, layout.message_field, layout.stream_field):
+            if field == name or field.startswith(name + ".") or name.startswith(field + "."):
+                return False
+        return True
     return False
 
 

@@ -50,7 +50,7 @@ from kubelogs.store.planner import (
     Prefilter,
     Residual,
     message_lines,
-    needs_only_file_fields,
+    needs_no_row_fields,
     needs_only_message,
     prefilter,
     split_time,
@@ -130,9 +130,9 @@ class _RunPlan:
     message_only: bool
     """The matcher looks at the message alone: rows of events groups are matched on the
     message column, without rendering their documents."""
-    file_only: bool = False
-    """The matcher reads only fields constant per events run (`needs_only_file_fields`):
-    one document decides for the whole run."""
+    row_invariant: bool = False
+    """The matcher reads only file and parsed fields (`needs_no_row_fields`): the file's
+    fields decide for every row of an events run that has no parsed fields or flags."""
     text_check: Callable[[str], bool] | None = None
     """For a query of words and phrases of the message alone (`message_predicate`): the
     matcher's test of the message text, applied to the column's messages in one
@@ -454,7 +454,7 @@ class StoreReader:
         only = plans_by_run[0] if plans_by_run else None
         if (
             only is not None
-            and not only.file_only
+            and not only.row_invariant
             and not block.has_raw_runs()
             and all(p is only for p in plans_by_run)
         ):
@@ -483,7 +483,7 @@ class StoreReader:
     ) -> list[tuple[int, int]]:
         """(row, time) of the matches among `rows` (ascending) of one run of `block`, or
         of several runs of events that share `plan` (then `run` is any of them and
-        `plan.file_only` is false)."""
+        `plan.row_invariant` is false)."""
         times, lo, hi = block.times, q.lo, q.hi
         if plan.matcher is None:
             return [(i, t) for i in rows if lo <= (t := times[i]) <= hi]
@@ -493,12 +493,20 @@ class StoreReader:
             if check is not None:  # a single word or phrase: its test on the text alone
                 return [(i, t) for i in rows if lo <= (t := times[i]) <= hi and check(messages[i])]
             return [m for i in rows if (m := self._match(q, block, plan, i, None)) is not None]
-        if plan.file_only and not block.is_raw(run):
-            # Kubernetes metadata and the like: the first row decides for every row.
-            first = rows[0]
-            if not self._doc_matches(plan, block.file_fields_doc(run), times[first]):
-                return []
-            return [(i, t) for i in rows if lo <= (t := times[i]) <= hi]
+        if plan.row_invariant and not block.is_raw(run):
+            # Kubernetes metadata, parsed fields: the file's fields decide for every row
+            # without parsed fields or flags; only the others are rendered.
+            base = self._doc_matches(plan, block.file_fields_doc(run), times[rows[0]])
+            special = block.rows_with_extras(rows[0], rows[-1] + 1)
+            if not special:
+                return [(i, t) for i in rows if lo <= (t := times[i]) <= hi] if base else []
+            own = dict(zip(special, block.docs(special), strict=True))
+            return [
+                (i, t)
+                for i in rows
+                if lo <= (t := times[i]) <= hi
+                and (base if i not in own else self._doc_matches(plan, own[i], t))
+            ]
         if isinstance(rows, range):
             data, starts = block.rendered()
             if plan.prefilter:
@@ -527,7 +535,7 @@ class StoreReader:
             text_check = None
             if not isinstance(residual, bool):
                 text_check = message_predicate(residual, self.layout.message_field)
-            file_only = not isinstance(residual, bool) and needs_only_file_fields(
+            row_invariant = not isinstance(residual, bool) and needs_no_row_fields(
                 residual, self.layout
             )
             plan = q.plans[key] = _RunPlan(
@@ -536,7 +544,7 @@ class StoreReader:
                 pre.rejects if pre else None,
                 decode,
                 only_message,
-                file_only,
+                row_invariant,
                 text_check,
             )
         return plan
