@@ -11,7 +11,7 @@ Two field layouts: ``ecs`` (Filebeat-style, the default) and ``fluentd``
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from itertools import chain, repeat
 from typing import Any, Literal
 
@@ -65,6 +65,27 @@ def _stream_parts(streams: Sequence[str]) -> list[bytes]:
             for p, s in zip(parts, streams, strict=True)
         ]
     return parts  # type: ignore[return-value]
+
+
+def _tails(
+    n: int,
+    flags: Mapping[int, Sequence[str]] | None,
+    fields: Mapping[int, Mapping[str, Any]] | None,
+    tail: Callable[[bytes, bytes], bytes],
+) -> list[bytes] | repeat[bytes]:
+    """The end of each of `n` documents: ``tail(flags_member, fields_members)``, with
+    both empty for every row but the sparse few that have flags or parsed fields."""
+    plain = tail(b"", b"")
+    if not (flags or fields):
+        return repeat(plain, n)
+    flags = flags or {}
+    fields = fields or {}
+    tails = [plain] * n
+    for i in set(flags) | set(fields):
+        f = b',"flags":' + _json_encode(list(flags[i])) if i in flags else b""
+        m = b"," + _members(fields[i]) if fields.get(i) else b""
+        tails[i] = tail(f, m)
+    return tails
 
 
 def encode_ndjson(batch: Batch, schema: Schema = "ecs") -> bytes:
@@ -122,20 +143,10 @@ def render_ndjson(
         ts = [format_timestamp(t).encode() for t in times]
     msgs = _column(messages)
     stream_parts = _stream_parts(streams)
-    flags = flags or {}
-    fields = fields or {}
+    meta_part = b"," + meta if meta else b""
     if schema == "ecs":
-        meta_part = b"," + meta if meta else b""
-        tail = b"}" + meta_part + b"}\n"
-        tails: list[bytes] | repeat[bytes] = repeat(tail, n)
-        if flags or fields:
-            tails = [tail] * n
-            for i in set(flags) | set(fields):
-                t = b',"flags":' + _json_encode(list(flags[i])) if i in flags else b""
-                t += b"}" + meta_part
-                if fields.get(i):
-                    t += b"," + _members(fields[i])
-                tails[i] = t + b"}\n"
+        # `flags` go inside the `log` object (`log.flags`), before the metadata.
+        tails = _tails(n, flags, fields, lambda f, m: f + b"}" + meta_part + m + b"}\n")
         path_part = b',"log":{"file":{"path":' + _json_encode(path) + b'},"offset":'
         offs = _column(offsets)
         pieces = zip(
@@ -150,18 +161,7 @@ def render_ndjson(
             strict=False,  # the encoded columns end with one empty element; n rows count
         )
     else:
-        meta_part = b"," + meta if meta else b""
-        tail = meta_part + b"}\n"
-        tails = repeat(tail, n)
-        if flags or fields:
-            tails = [tail] * n
-            for i in set(flags) | set(fields):
-                t = meta_part
-                if i in flags:
-                    t += b',"flags":' + _json_encode(list(flags[i]))
-                if fields.get(i):
-                    t += b"," + _members(fields[i])
-                tails[i] = t + b"}\n"
+        tails = _tails(n, flags, fields, lambda f, m: meta_part + f + m + b"}\n")
         pieces = zip(
             repeat(b'{"@timestamp":"', n),
             ts,

@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import urllib.parse
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from pathlib import Path
 
 from kubelogs.codecs.document import Schema
@@ -84,6 +84,49 @@ CREATE TABLE sources (
     updated_ns INTEGER NOT NULL
 ) WITHOUT ROWID;
 """
+
+
+@dataclass(frozen=True, slots=True)
+class BlockRecord:
+    """One row of ``blocks``: where a block's two parts are in its segment, their CRC-32,
+    its time range and size. The writer inserts it (`insert_block`); readers select it
+    (`BLOCK_COLUMNS`)."""
+
+    segment: int
+    offset: int
+    text_len: int
+    data_len: int
+    text_crc: int
+    data_crc: int
+    min_time: int
+    max_time: int
+    docs: int
+    raw_bytes: int
+    """Uncompressed size of the data part."""
+    id: int = 0
+    """Given by the index when the row is inserted (0 before)."""
+
+    @property
+    def record_len(self) -> int:
+        return self.text_len + self.data_len
+
+
+BLOCK_COLUMNS = (
+    "segment, offset, text_len, data_len, text_crc, data_crc, min_time, max_time, docs, "
+    "raw_bytes, id"
+)
+"""The ``blocks`` columns in `BlockRecord` order, for ``SELECT``."""
+
+
+def insert_block(conn: sqlite3.Connection, block: BlockRecord) -> int:
+    """Insert `block` (inside the caller's transaction) and return its new id."""
+    values = astuple(block)[:-1]  # all but the id, which the index assigns
+    names = BLOCK_COLUMNS.rsplit(",", 1)[0]
+    row_id = conn.execute(
+        f"INSERT INTO blocks ({names}) VALUES ({', '.join('?' * len(values))})", values
+    ).lastrowid
+    assert row_id is not None
+    return row_id
 
 
 @dataclass(frozen=True, slots=True)

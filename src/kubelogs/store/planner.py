@@ -228,24 +228,18 @@ def needs_no_row_fields(node: Node, layout: Layout) -> bool:
 def _substitute(node: Residual, leaf: _Leaf) -> Residual:
     if isinstance(node, bool):
         return node
-    if isinstance(node, And):
+    if isinstance(node, And | Or):
+        decisive = isinstance(node, Or)  # True decides an `or`, False an `and`
         kept: list[Node] = []
         for item in node.items:
             r = _substitute(item, leaf)
-            if r is False:
-                return False
-            if r is not True:
-                kept.append(r)
-        return True if not kept else kept[0] if len(kept) == 1 else And(tuple(kept))
-    if isinstance(node, Or):
-        kept = []
-        for item in node.items:
-            r = _substitute(item, leaf)
-            if r is True:
-                return True
-            if r is not False:
-                kept.append(r)
-        return False if not kept else kept[0] if len(kept) == 1 else Or(tuple(kept))
+            if r is decisive:
+                return decisive
+            if not isinstance(r, bool):
+                kept.append(r)  # the other boolean changes nothing: dropped
+        if not kept:
+            return not decisive
+        return kept[0] if len(kept) == 1 else type(node)(tuple(kept))
     if isinstance(node, Not):
         r = _substitute(node.item, leaf)
         return (not r) if isinstance(r, bool) else Not(r)

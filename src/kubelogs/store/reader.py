@@ -42,7 +42,14 @@ import msgspec
 from kubelogs.store.block import DecodedBlock
 from kubelogs.store.column import SearchColumn
 from kubelogs.store.errors import StoreCorruptError
-from kubelogs.store.index import SEGMENTS_DIR, Layout, connect, read_layout
+from kubelogs.store.index import (
+    BLOCK_COLUMNS,
+    SEGMENTS_DIR,
+    BlockRecord,
+    Layout,
+    connect,
+    read_layout,
+)
 from kubelogs.store.matcher import DocMatcher, compile_matcher, message_predicate
 from kubelogs.store.planner import (
     MAX_TIME,
@@ -80,21 +87,6 @@ class Hit:
     block: int
     row: int
     doc: bytes = field(compare=False)
-
-
-@dataclass(frozen=True, slots=True)
-class _BlockRef:
-    id: int
-    segment: int
-    offset: int
-    text_len: int
-    data_len: int
-    text_crc: int
-    data_crc: int
-    min_time: int
-    max_time: int
-    docs: int
-    raw_bytes: int
 
 
 @dataclass(slots=True)
@@ -151,12 +143,6 @@ class StoreStats:
     raw_bytes: int
     min_time: int | None
     max_time: int | None
-
-
-_BLOCK_COLUMNS = (
-    "id, segment, offset, text_len, data_len, text_crc, data_crc, min_time, max_time, docs, "
-    "raw_bytes"
-)
 
 
 class StoreReader:
@@ -336,8 +322,8 @@ class StoreReader:
             labels = self._labels[label_set] = json.loads(row[0]) if row else {}
         return labels
 
-    def _blocks(self, q: PreparedQuery, *, order: str, after: int = 0) -> Iterator[_BlockRef]:
-        sql = f"SELECT {_BLOCK_COLUMNS} FROM blocks WHERE max_time >= ? AND min_time <= ?"
+    def _blocks(self, q: PreparedQuery, *, order: str, after: int = 0) -> Iterator[BlockRecord]:
+        sql = f"SELECT {BLOCK_COLUMNS} FROM blocks WHERE max_time >= ? AND min_time <= ?"
         params: list[Any] = [q.lo, q.hi]
         if after:
             sql += " AND id > ?"
@@ -356,13 +342,13 @@ class StoreReader:
             params.append(json.dumps(q.label_sets))
         sql += f" ORDER BY {order}"
         for row in self._sql(sql, tuple(params)):
-            yield _BlockRef(*row)
+            yield BlockRecord(*row)
 
     def _block_labels(self, block: int) -> list[tuple[int, int]]:
         return self._sql("SELECT label_set, docs FROM block_labels WHERE block = ?", (block,))
 
     def _block_residual(
-        self, q: PreparedQuery, ref: _BlockRef
+        self, q: PreparedQuery, ref: BlockRecord
     ) -> tuple[Residual, SearchColumn | None]:
         """The query as far as the block's time span and message column decide it, and
         the column when it was read (None: not needed). A block whose column cannot
@@ -403,7 +389,7 @@ class StoreReader:
     def _block_hits(
         self,
         q: PreparedQuery,
-        ref: _BlockRef,
+        ref: BlockRecord,
         residual: Residual,
         column: SearchColumn | None,
         newest: int = 0,
@@ -421,7 +407,7 @@ class StoreReader:
     def _block_matches(
         self,
         q: PreparedQuery,
-        ref: _BlockRef,
+        ref: BlockRecord,
         residual: Residual,
         column: SearchColumn | None,
         *,
@@ -597,7 +583,7 @@ class StoreReader:
             self._fds[segment] = fd
         return fd
 
-    def _read_text(self, ref: _BlockRef) -> bytes | None:
+    def _read_text(self, ref: BlockRecord) -> bytes | None:
         """The block's message column (decompressed), or None when it cannot be read
         (counted in `corrupt_blocks`; the block is skipped)."""
         fd = self._fd(ref.segment)
@@ -612,7 +598,7 @@ class StoreReader:
             self.corrupt_blocks += 1
             return None
 
-    def _read_block(self, ref: _BlockRef, text: bytes | None) -> DecodedBlock | None:
+    def _read_block(self, ref: BlockRecord, text: bytes | None) -> DecodedBlock | None:
         """The block, reading its message column too unless `text` is it already."""
         if text is None:
             text = self._read_text(ref)

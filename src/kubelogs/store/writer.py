@@ -55,10 +55,12 @@ from kubelogs.store.group import WriteGroup
 from kubelogs.store.index import (
     LOCK_NAME,
     SEGMENTS_DIR,
+    BlockRecord,
     Layout,
     canonical_labels,
     connect,
     initialise,
+    insert_block,
 )
 from kubelogs.store.segments import (
     SEGMENT_HEADER_SIZE,
@@ -89,26 +91,6 @@ class WriteResult:
     blocks: int
     bytes: int
     """Bytes appended to segment files."""
-
-
-@dataclass(slots=True)
-class _BlockRow:
-    segment: int
-    offset: int
-    text_len: int
-    data_len: int
-    text_crc: int
-    data_crc: int
-    min_time: int
-    max_time: int
-    docs: int
-    raw_bytes: int
-    labels: dict[int, int]
-    """Documents per label set."""
-
-    @property
-    def record_len(self) -> int:
-        return self.text_len + self.data_len
 
 
 @dataclass(slots=True)
@@ -219,7 +201,7 @@ class StoreWriter:
 
         previous = self._segment
         previous_size = previous.size if previous is not None else 0
-        blocks: list[_BlockRow] = []
+        blocks: list[tuple[BlockRecord, dict[int, int]]] = []
         touched: list[_Segment] = []
         try:
             for block in self._blocks(pieces):
@@ -236,7 +218,7 @@ class StoreWriter:
             seg.is_new = False
         self._close_sealed()
         self._maybe_retain()
-        return WriteResult(written, skipped, len(blocks), sum(b.record_len for b in blocks))
+        return WriteResult(written, skipped, len(blocks), sum(b.record_len for b, _ in blocks))
 
     def high_water(self, source_key: str) -> int | None:
         """The offset of the last stored event of `source_key`, if any."""
@@ -417,7 +399,10 @@ class StoreWriter:
         if block.rows:
             yield block
 
-    def _append_block(self, block: BlockBuilder, touched: list[_Segment]) -> _BlockRow:
+    def _append_block(
+        self, block: BlockBuilder, touched: list[_Segment]
+    ) -> tuple[BlockRecord, dict[int, int]]:
+        """Compress and append `block`; its index row and its rows per label set."""
         encoded = block.finish()
         text = self._codec.compress(encoded.text)
         data = self._codec.compress(encoded.data)
@@ -425,7 +410,7 @@ class StoreWriter:
         offset = seg.size
         _write_all(seg.fd, [text, data], offset)
         seg.size += len(text) + len(data)
-        return _BlockRow(
+        record = BlockRecord(
             segment=seg.id,
             offset=offset,
             text_len=len(text),
@@ -436,8 +421,8 @@ class StoreWriter:
             max_time=encoded.max_time,
             docs=encoded.rows,
             raw_bytes=len(encoded.data),
-            labels=encoded.per_label,
         )
+        return record, encoded.per_label
 
     def _writable_segment(self, touched: list[_Segment]) -> _Segment:
         seg = self._segment
@@ -468,7 +453,7 @@ class StoreWriter:
 
     def _commit(
         self,
-        blocks: list[_BlockRow],
+        blocks: list[tuple[BlockRecord, dict[int, int]]],
         new_labels: dict[str, int],
         marks: dict[str, int],
         touched: list[_Segment],
@@ -488,30 +473,14 @@ class StoreWriter:
                         "VALUES (?, ?, ?, ?)",
                         (seg.id, int(seg.created * 1e9), now_ns, SEGMENT_HEADER_SIZE),
                     )
-            for b in blocks:
-                block_id = conn.execute(
-                    "INSERT INTO blocks (segment, offset, text_len, data_len, text_crc, "
-                    "data_crc, min_time, max_time, docs, raw_bytes) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        b.segment,
-                        b.offset,
-                        b.text_len,
-                        b.data_len,
-                        b.text_crc,
-                        b.data_crc,
-                        b.min_time,
-                        b.max_time,
-                        b.docs,
-                        b.raw_bytes,
-                    ),
-                ).lastrowid
+            for b, per_label in blocks:
+                block_id = insert_block(conn, b)
                 conn.executemany(
                     "INSERT INTO block_labels (label_set, block, docs) VALUES (?, ?, ?)",
-                    [(ls, block_id, n) for ls, n in b.labels.items()],
+                    [(ls, block_id, n) for ls, n in per_label.items()],
                 )
             for seg in touched:
-                mine = [b for b in blocks if b.segment == seg.id]
+                mine = [b for b, _ in blocks if b.segment == seg.id]
                 conn.execute(
                     "UPDATE segments SET bytes = ?, blocks = blocks + ?, written_ns = ?, "
                     "min_time = min(coalesce(min_time, ?), ?), "
