@@ -1,9 +1,10 @@
 """Docker json-file lines: ``{"log":"<msg>\\n","stream":"stdout","time":"<RFC3339Nano>"}``.
 
 Docker splits messages longer than 16 KiB into several lines whose ``log`` does not end in
-a newline; they are joined until one does. Decoding uses a typed msgspec struct (no dict
-per line). A line that is not valid JSON of that shape is kept as the message and flagged
-``malformed``; invalid UTF-8 inside the JSON is replaced by U+FFFD first.
+a newline; they are joined per stream (`partials.py`) until one does. Decoding uses a
+typed msgspec struct (no dict per line). A line that is not valid JSON of that shape is
+kept as the message and flagged ``malformed``; invalid UTF-8 inside the JSON is replaced
+by U+FFFD first.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import msgspec
 
 from kubelogs.codecs.columns import Columns
+from kubelogs.codecs.partials import PartialLines
 from kubelogs.codecs.timestamps import format_timestamp, parse_rfc3339_ns
 
 
@@ -23,41 +25,57 @@ class _DockerLine(msgspec.Struct):
 _decode = msgspec.json.Decoder(_DockerLine).decode
 
 
-def _cut(encoded: bytes, max_bytes: int) -> str:
+def _cut_bytes(encoded: bytes, max_bytes: int) -> str:
     """The longest prefix of at most `max_bytes` bytes, not splitting a character."""
     return encoded[:max_bytes].decode("utf-8", "ignore")
 
 
+def _cut(piece: str, room: int) -> tuple[str, int, bool]:
+    if len(piece) * 4 <= room:
+        return piece, len(piece.encode()) if not piece.isascii() else len(piece), False
+    encoded = piece.encode()
+    if len(encoded) <= room:
+        return piece, len(encoded), False
+    cut = _cut_bytes(encoded, max(0, room))
+    return cut, len(cut.encode()), True
+
+
+def _join(parts: list[str]) -> str:
+    return "".join(parts)
+
+
 class DockerJsonParser:
-    __slots__ = ("_first_off", "_first_ts", "_parts", "_size", "_stream", "_truncated", "max_size")
+    __slots__ = ("_joiner", "max_size")
 
     def __init__(self, max_size: int) -> None:
         self.max_size = max_size
-        self._parts: list[str] = []
-        self._size = 0
-        self._first_off = -1
-        self._first_ts = 0
-        self._stream = ""
-        self._truncated = False
+        self._joiner = PartialLines(max_size, _cut, _join)
 
     @property
     def pending_offset(self) -> int | None:
-        return self._first_off if self._first_off >= 0 else None
+        return self._joiner.pending_offset
+
+    @property
+    def open_streams(self) -> set[str]:
+        return self._joiner.open_streams
+
+    def continue_streams(self, streams: set[str]) -> None:
+        self._joiner.continue_streams(streams)
 
     def reset(self) -> None:
-        self._parts = []
-        self._size = 0
-        self._first_off = -1
-        self._truncated = False
+        self._joiner.reset()
 
     def feed(self, lines: list[bytes], offset: int, cols: Columns, truncated: bool = False) -> int:
         times, messages, streams, offsets = cols.times, cols.messages, cols.streams, cols.offsets
         max_size = self.max_size
+        joiner = self._joiner
+        slow = joiner.active
         for line in lines:
             nxt = offset + len(line) + 1
             if truncated:
                 # A physical line cut by the tailer is no longer valid JSON.
                 self._malformed(line, offset, cols, truncated=True)
+                slow = joiner.active
                 offset = nxt
                 continue
             try:
@@ -67,22 +85,24 @@ class DockerJsonParser:
                     d = _decode(line.decode("utf-8", "replace").encode())
                 except (msgspec.DecodeError, UnicodeDecodeError):
                     self._malformed(line, offset, cols)
+                    slow = joiner.active
                     offset = nxt
                     continue
             tsb = d.time.encode()
             ts = parse_rfc3339_ns(tsb) if tsb else None
             if ts is None:
                 self._malformed(line, offset, cols)
+                slow = joiner.active
                 offset = nxt
                 continue
             msg = d.log
             final = msg.endswith("\n")
             if final:
                 msg = msg[:-1]
-            if final and self._first_off < 0:
+            if final and not slow:
                 row = len(messages)
                 if len(msg) * 4 > max_size and len(encoded := msg.encode()) > max_size:
-                    msg = _cut(encoded, max_size)
+                    msg = _cut_bytes(encoded, max_size)
                     cols.flag(row, "truncated")
                 times.append(ts)
                 cols.tstrs.append(
@@ -92,39 +112,24 @@ class DockerJsonParser:
                 streams.append(d.stream)
                 offsets.append(offset)
             else:
-                if self._first_off < 0:
-                    self._first_off = offset
-                    self._first_ts = ts
-                    self._stream = d.stream
-                room = max_size - self._size
-                nbytes = len(msg.encode()) if len(msg) * 4 > room else len(msg)
-                if nbytes > room:
-                    msg = _cut(msg.encode(), room)
-                    nbytes = len(msg.encode())
-                    self._truncated = True
-                if msg:
-                    self._parts.append(msg)
-                    self._size += nbytes
-                if final:
-                    self._emit(cols)
+                joiner.part(
+                    cols,
+                    stream=d.stream,
+                    offset=offset,
+                    ts=ts,
+                    tstr=format_timestamp(ts).encode(),
+                    piece=msg,
+                    final=final,
+                    truncated=False,
+                )
+                slow = joiner.active
             offset = nxt
         return offset
 
-    def _emit(self, cols: Columns) -> None:
-        cols.add(
-            self._first_ts,
-            format_timestamp(self._first_ts).encode(),
-            "".join(self._parts),
-            self._stream,
-            self._first_off,
-            truncated=self._truncated,
-        )
-        self.reset()
-
     def flush(self, cols: Columns) -> None:
-        if self._first_off >= 0:
-            self._emit(cols)
+        self._joiner.flush(cols)
 
     def _malformed(self, line: bytes, offset: int, cols: Columns, truncated: bool = False) -> None:
-        self.flush(cols)
+        # A broken line ends the messages open before it: they are emitted as they are.
+        self._joiner.flush(cols)
         cols.add_malformed(line, offset, self.max_size, truncated=truncated)

@@ -21,6 +21,13 @@ class PlainParser:
 
     pending_offset = None
 
+    @property
+    def open_streams(self) -> set[str]:
+        return set()
+
+    def continue_streams(self, streams: set[str]) -> None:
+        pass
+
     def reset(self) -> None:
         pass
 

@@ -40,33 +40,59 @@ class AckToken:
         return self._refs
 
 
+class _Entry:
+    __slots__ = ("done", "end", "mark")
+
+    def __init__(self, end: int, mark: bytes) -> None:
+        self.end = end
+        self.mark = mark
+        self.done = False
+
+
 class AckLedger:
     """Per-file list of in-flight batches, in the order they were read.
 
     `committed` is the offset up to which every batch has been resolved: the only offset
-    that may be written as a checkpoint.
+    that may be written as a checkpoint. Each batch may carry a `mark` (for files: the
+    bytes just before its end offset); `committed_mark` is the mark of the batch that
+    moved `committed` last, so a checkpoint can record what the file held there.
     """
 
-    __slots__ = ("_inflight", "committed")
+    __slots__ = ("_inflight", "committed", "committed_mark")
 
-    def __init__(self, committed: int) -> None:
+    def __init__(self, committed: int, mark: bytes = b"") -> None:
         self.committed = committed
-        self._inflight: deque[list[int]] = deque()  # [end_offset, done(0/1)]
+        self.committed_mark = mark
+        self._inflight: deque[_Entry] = deque()
 
-    def track(self, end_offset: int) -> AckToken:
-        entry = [end_offset, 0]
+    def track(self, end_offset: int, mark: bytes = b"") -> AckToken:
+        entry = _Entry(end_offset, mark)
         self._inflight.append(entry)
 
         def done() -> None:
-            entry[1] = 1
+            entry.done = True
             self._advance()
 
         return AckToken(done)
 
+    def advance_idle(self, end_offset: int, mark: bytes = b"") -> None:
+        """Move past bytes that produced no event (blank lines, a skipped tail): at once
+        when nothing is in flight, else behind the batches before it."""
+        if end_offset <= self.committed:
+            return
+        if not self._inflight:
+            self.committed = end_offset
+            self.committed_mark = mark
+        else:
+            self.track(end_offset, mark).resolve()
+
     def _advance(self) -> None:
         inflight = self._inflight
-        while inflight and inflight[0][1]:
-            self.committed = max(self.committed, inflight.popleft()[0])
+        while inflight and inflight[0].done:
+            entry = inflight.popleft()
+            if entry.end > self.committed:
+                self.committed = entry.end
+                self.committed_mark = entry.mark
 
     @property
     def in_flight(self) -> int:
@@ -76,3 +102,4 @@ class AckLedger:
         """Forget in-flight batches (the file was truncated and is read again from 0)."""
         self._inflight.clear()
         self.committed = committed
+        self.committed_mark = b""

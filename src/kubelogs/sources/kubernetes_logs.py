@@ -20,7 +20,7 @@ from kubelogs.config.registry import register
 from kubelogs.kubernetes.paths import parse_log_path
 from kubelogs.pipeline.event import FileContext
 from kubelogs.sources.tail_options import TailingSource, TailOptions, file_context
-from kubelogs.tailing.tailer import ContextFactory
+from kubelogs.tailing.discovery import ContextFactory, Match
 
 if TYPE_CHECKING:
     from kubelogs.kubernetes.pod_files import PodFileGlob
@@ -113,7 +113,7 @@ class _PodFileFinder:
         self._globs: list[PodFileGlob] = []
         self._warned: set[str] = set()
 
-    def paths(self) -> list[tuple[str, ContextFactory]]:
+    def paths(self) -> list[Match]:
         if _WATCHER_MODULE not in sys.modules:
             # No component started a pod watcher (it would have imported the module):
             # nothing to find, and aiohttp (~8 MiB) stays out of an agent without
@@ -141,10 +141,11 @@ class _PodFileFinder:
                         self._warned.add(warning)
                         log.warning("%s", warning)
             self._globs = globs
-        out: list[tuple[str, ContextFactory]] = []
+        out: list[Match] = []
         for g in self._globs:
             for path in sorted(glob.glob(g.host_glob)):
-                out.append((path, self._factory(g)))
+                # Application files are plain lines, not container runtime lines.
+                out.append(Match(path, self._factory(g), "plain"))
         return out
 
     def _factory(self, g: PodFileGlob) -> ContextFactory:

@@ -14,15 +14,18 @@ from kubelogs.kubernetes.document_meta import encode_meta
 from kubelogs.pipeline.event import FileContext
 from kubelogs.pipeline.runtime import Output
 from kubelogs.tailing.checkpoints import shared_checkpoint_store
-from kubelogs.tailing.tailer import ContextFactory, Tailer, TailSettings
+from kubelogs.tailing.discovery import ContextFactory, Match
+from kubelogs.tailing.tailer import Tailer, TailSettings
 
 
 class TailOptions(SourceConfig):
     exclude: list[str] = Field(default_factory=list)
     """Globs matched against the same paths as `include`; a match is not read."""
     read_from: Literal["beginning", "end"] = "beginning"
-    """Where a file with no checkpoint starts on the first run. Files that appear later,
-    and files in directories already followed, always start at the beginning."""
+    """Where files start on the source's very first run (recorded in the checkpoint
+    database): ``beginning`` reads everything there, rotated files included; ``end``
+    starts after each live file's last complete line and skips rotated files. Every
+    file that appears after the first run is read from its beginning."""
     max_line_size: Size = 1024 * 1024
     """Longer messages are cut at this size and flagged `log.flags: ["truncated"]`."""
     read_chunk: Size = 256 * 1024
@@ -44,7 +47,7 @@ class TailOptions(SourceConfig):
         format: str,
         context_factory: ContextFactory,
         accept: Callable[[str], bool] | None = None,
-        extra_paths: Callable[[], Iterable[tuple[str, ContextFactory]]] | None = None,
+        extra_paths: Callable[[], Iterable[Match]] | None = None,
     ) -> Tailer:
         """The tailing engine with these options, sharing the process's checkpoints."""
         settings = TailSettings(

@@ -1,74 +1,92 @@
 """The tailing engine shared by the `kubernetes_logs` and `file` sources.
 
 Problem: follow thousands of files that are appended to, rotated by rename
-(kubelet: ``0.log`` -> ``0.log.<timestamp>`` and a new ``0.log``), rotated by copytruncate,
+(kubelet: ``0.log`` -> ``0.log.<timestamp>`` and a new ``0.log``), rotated by copytruncate
+(logrotate: the file is copied to ``app.log.1`` or ``app.log-<date>``, then truncated),
 deleted, and re-created with reused inodes - without losing or repeating a line across
 restarts and ``kill -9``.
 
-Design:
-- Files are found by globbing (`include` minus `exclude`) every `glob_interval`; a
-  symlink's target is opened. A file is identified by device, inode and a fingerprint of
-  its first line (`fingerprint.py`).
-- Each open file is read in chunks (`read_chunk`, round-robin so a noisy container cannot
-  starve the others); complete lines go to the format's parser; the incomplete tail waits
-  for its newline. One read becomes one `Batch` with an ack token from the file's
-  `AckLedger`; the checkpoint (SQLite, `checkpoints.py`) only ever stores the ledger's
-  committed offset, which never sits inside a pending partial line.
-- When the path's target changes, the old file keeps being read to its end (it is
-  "rotated") and is released once it is deleted or has not grown for `rotate_wait`.
-  Size below the read position, or a changed fingerprint, means copytruncate: the file
-  is read again from 0 under a new identity (so event ids do not collide).
-- On start, rotated siblings (``<name>.*`` next to each file) with an unfinished
-  checkpoint are finished first; siblings without a checkpoint in a directory the agent
-  was already following were rotated while it was down, and are read from 0.
-- Bytes that disappear before being read (a file deleted while the agent was down, or
-  truncated past the read position) are counted in `kubelogs_lost_bytes_total` and logged.
+Identity (checkpoints.py, fingerprint.py). A file's checkpoint row names the logical
+stream of bytes (its key, used in event ids and the local store's high-water marks) and
+where those bytes are now (device, inode, path) with two content checks: the hash of the
+first line and the hash of the 64 bytes before the checkpoint offset (the *anchor*). A row
+applies to a file only if device, inode, first line and anchor all agree, so inode reuse
+(also with the same first line) never inherits an offset, and a truncated-and-regrown
+file is told from an appended one.
+
+Truncation (copytruncate). While running, every read also reads the 16 bytes before the
+read position and compares them with what was read there; every scan compares the size
+and the first line. A truncated file's unread bytes are in its copy, if the copy sits
+next to it under a rotated name (`discovery.py`), starts with the same first line and
+holds the same bytes before the read position: the file's state - identity, ack ledger,
+parser with its pending partial line, read position - moves to the copy, which is read
+to its end under the *same* identity (so a resend after a crash is recognised), and the
+truncated file is followed anew under a new identity (``…:g2`` when its first line is the
+same). Without a copy the unread bytes are counted in ``kubelogs_lost_bytes_total``. At
+start the same decision is made from the checkpoint rows: a row whose file no longer
+holds its anchor is given to the rotated sibling that does, else its unread bytes are
+counted as lost.
+
+First start. ``read_from`` applies to the source's very first start only: ``beginning``
+reads every file found then, rotated ones included; ``end`` starts each live file after
+its last complete line and records every rotated file found then as finished (history,
+not read). The first start and where every file starts are written to the checkpoint
+database in one transaction *before* anything is read, so a crash before the first
+regular checkpoint does not make the next start a "first" one. Every file found after
+that - a new pod, a rotated file of a pod created while the agent was down - is read
+from its beginning.
+
+Rotation by rename. When a name points to a new file, the old one is read to its end
+first (the new one waits, so a container's lines stay in order), released once it is
+deleted or has not grown for `rotate_wait`; a rotated sibling that was never seen under
+the live name (created and rotated between two scans) is read from its start. A line
+split by the rotation (first parts in the old file, last in the new) is not joined: both
+halves are flagged ``partial`` (codecs/partials.py says why).
+
+Reading. Files are read in chunks, round-robin so a noisy container cannot starve the
+others; complete lines go to the format's parser; the incomplete tail waits for its
+newline. One read becomes one `Batch` with an ack token from the file's `AckLedger`; the
+checkpoint only ever stores the ledger's committed offset, which never sits inside a
+pending partial line.
 """
 
 from __future__ import annotations
 
 import asyncio
-import glob
 import logging
 import os
 import stat
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from fnmatch import fnmatchcase
-from typing import Any, Protocol
+from typing import Any
 
 from kubelogs.codecs.columns import Columns
-from kubelogs.codecs.cri import CriParser
-from kubelogs.codecs.docker_json import DockerJsonParser
-from kubelogs.codecs.plain import PlainParser
-from kubelogs.pipeline.acks import AckLedger
-from kubelogs.pipeline.event import Batch, FileContext
+from kubelogs.pipeline.event import Batch, make_id_prefix
 from kubelogs.pipeline.runtime import Output
 from kubelogs.tailing.checkpoints import Checkpoint, CheckpointStore
-from kubelogs.tailing.fingerprint import fingerprint
+from kubelogs.tailing.discovery import (
+    ContextFactory,
+    Match,
+    find_matches,
+    is_rotated_name,
+    rotated_names,
+    unmatched_patterns,
+)
+from kubelogs.tailing.files import TAIL_BYTES, LineParser, TailedFile, make_parser
+from kubelogs.tailing.fingerprint import (
+    ANCHOR_BYTES,
+    anchor_hash,
+    file_key,
+    head_fingerprint,
+    holds,
+    same_head,
+)
 from kubelogs.telemetry.metrics import ComponentMetrics, Metrics
 
+__all__ = ["ContextFactory", "LineParser", "TailSettings", "Tailer"]
+
 log = logging.getLogger("kubelogs.tail")
-
-_SKIP_SUFFIXES = (".gz", ".tmp", ".zst", ".bz2", ".xz", ".zip")
-
-
-class LineParser(Protocol):
-    @property
-    def pending_offset(self) -> int | None: ...
-
-    def reset(self) -> None: ...
-
-    def flush(self, cols: Columns) -> None: ...
-
-    def feed(
-        self, lines: list[bytes], offset: int, cols: Columns, truncated: bool = False
-    ) -> int: ...
-
-
-ContextFactory = Callable[[str, str, str, str], FileContext]
-"""(link path, real path, file key, id prefix) -> the file's context."""
 
 
 @dataclass
@@ -91,73 +109,8 @@ class TailSettings:
     poll_interval: float = 0.05
     rotate_wait: float = 5.0
     checkpoint_interval: float = 1.0
-    extra_paths: Callable[[], Iterable[tuple[str, Callable[[str, str, str, str], FileContext]]]] = (
-        lambda: ()
-    )
-    """Additional (path, context factory) pairs found by other means (pod annotations)."""
-
-
-class TailedFile:
-    """One open file and everything needed to resume it exactly."""
-
-    __slots__ = (
-        "carry",
-        "ctx",
-        "deleted",
-        "dev",
-        "discarding",
-        "disk_path",
-        "factory",
-        "fd",
-        "fp",
-        "head",
-        "head_off",
-        "ino",
-        "key",
-        "last_growth",
-        "ledger",
-        "link",
-        "parser",
-        "path",
-        "pos",
-        "rotated",
-        "saved",
-        "size",
-    )
-
-    def __init__(self, link: str, path: str, fd: int, st: os.stat_result, fp: str) -> None:
-        self.link = link
-        self.path = path
-        """The path reported in documents: the name the file had when it was opened."""
-        self.disk_path = path
-        """Where the file is now (after rotation renames it): checkpoints record this."""
-        self.fd = fd
-        self.dev = st.st_dev
-        self.ino = st.st_ino
-        self.fp = fp
-        self.key = f"{st.st_dev}:{st.st_ino}:{fp}"
-        self.size = st.st_size
-        self.pos = 0
-        self.carry = b""
-        self.discarding = False
-        self.head = b""
-        self.head_off = 0
-        self.rotated = False
-        self.deleted = False
-        self.last_growth = time.monotonic()
-        self.ledger = AckLedger(0)
-        self.saved = -1
-        self.parser: LineParser = PlainParser(1)
-        self.ctx: FileContext | None = None
-        self.factory: ContextFactory | None = None
-
-
-def _make_parser(fmt: str, first: bytes, max_size: int) -> LineParser:
-    if fmt == "plain":
-        return PlainParser(max_size)
-    if first[:1] == b"{":
-        return DockerJsonParser(max_size)
-    return CriParser(max_size)
+    extra_paths: Callable[[], Iterable[Match]] = lambda: ()
+    """Additional files found by other means (pod annotations), with their format."""
 
 
 class Tailer:
@@ -175,11 +128,12 @@ class Tailer:
         self.finished: dict[str, Checkpoint] = {}
         self._deleted_keys: list[str] = []
         self._pending_finished: list[Checkpoint] = []
-        self._ignored: set[str] = set()
-        """Rotated files that were already there at the first start (not ours to read)."""
+        self._outbox: list[Batch] = []
+        self._scan_now = False
         self._line_cap = settings.max_line_size + 1024
         self._started = False
         self._last_gc = 0.0
+        metrics.lost_bytes.labels(settings.source_id, "").inc(0)
         metrics.add_collector(self._gauges)
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -200,14 +154,15 @@ class Tailer:
         next_ckpt = loop.time() + s.checkpoint_interval
         while not stopping.is_set():
             now = loop.time()
-            if now >= next_scan:
+            if now >= next_scan or self._scan_now:
+                self._scan_now = False
                 self._scan()
                 next_scan = now + s.glob_interval
-            progressed = False
+            progressed = await self._drain_outbox(out)
             for f in list(self.files):
                 if stopping.is_set():
                     break
-                if f.fd < 0:
+                if f.fd < 0 or not self._may_read(f):
                     continue
                 batch = self._read(f)
                 if batch is not None:
@@ -217,6 +172,7 @@ class Tailer:
                     released = self._maybe_release(f)
                     if released is not None:
                         await out.send(released)
+                progressed = await self._drain_outbox(out) or progressed
             self._forget_released()
             if now >= next_ckpt:
                 self.save_checkpoints()
@@ -229,140 +185,253 @@ class Tailer:
                 except TimeoutError:
                     pass
 
+    async def _drain_outbox(self, out: Output) -> bool:
+        if not self._outbox:
+            return False
+        batches, self._outbox = self._outbox, []
+        for b in batches:
+            await out.send(b)
+        return True
+
     def close(self) -> None:
         """Write the final checkpoints (after sinks drained) and close every file."""
         self.save_checkpoints()
         for f in self.files:
-            if f.fd >= 0:
-                os.close(f.fd)
-                f.fd = -1
+            f.close()
         self.files.clear()
 
-    # -- discovery ---------------------------------------------------------------------
+    # -- start -------------------------------------------------------------------------
 
-    def _matches(self) -> list[tuple[str, ContextFactory]]:
+    def _matches(self) -> list[Match]:
         s = self.s
-        seen: set[str] = set()
-        out: list[tuple[str, ContextFactory]] = []
-        for pattern in s.include:
-            for p in sorted(glob.glob(pattern)):
-                if p in seen or p.endswith(_SKIP_SUFFIXES):
-                    continue
-                if any(fnmatchcase(p, ex) for ex in s.exclude) or not s.accept(p):
-                    continue
-                seen.add(p)
-                out.append((p, s.context_factory))
-        for p, factory in s.extra_paths():
-            if p not in seen and not any(fnmatchcase(p, ex) for ex in s.exclude):
-                seen.add(p)
-                out.append((p, factory))
-        return out
+        return find_matches(
+            s.include, s.exclude, s.accept, s.context_factory, s.format, s.extra_paths()
+        )
 
     def _startup(self) -> None:
         s = self.s
         self.rows = self.checkpoints.load(s.source_id)
-        followed_dirs = {os.path.dirname(r.path) for r in self.rows.values()}
-        used: set[str] = set()
-        for link, factory in self._matches():
-            real = os.path.realpath(link)
-            # Rotated siblings first: finish what was left before the stop.
-            for sib in self._siblings(real):
-                f = self._open(sib, sib, factory, rotated=True)
-                if f is None:
+        first = not self.checkpoints.has_started(s.source_id)
+        claimed: set[str] = set()
+        unknown: list[TailedFile] = []
+        matches = self._matches()
+        for m in matches:
+            real = os.path.realpath(m.path)
+            f = self._open(m.path, real, m.factory, m.format, rotated=False)
+            if f is not None and f.inode in self.by_inode:
+                f.close()  # the same file through another path (a symlink and its target)
+                f = None
+            if f is not None:
+                row = self._row_for(f, claimed)
+                if row is not None:
+                    f.key = row.file_key
+                    self._activate(f, row.offset, row)
+                else:
+                    f.key = self._new_key(f)
+                    start = 0
+                    if first and s.read_from == "end":
+                        start = self._last_line_start(f)
+                    self._activate(f, start)
+                claimed.add(f.key)
+            for sib in rotated_names(real):
+                g = self._open(sib, sib, m.factory, m.format, rotated=True)
+                if g is None:
                     continue
-                row = self.rows.get(f.key) or self._row_of_copy(f)
-                if row is not None and row.finished and row.offset >= f.size:
-                    self._discard(f)
-                    used.add(f.key)
+                if g.inode in self.by_inode:
+                    g.close()
                     continue
-                if row is None and os.path.dirname(real) not in followed_dirs:
-                    # First start: history before us is not ours to read.
-                    self._ignored.add(f.key)
-                    self._discard(f)
+                row = self._row_for(g, claimed)
+                if row is None:
+                    unknown.append(g)
+                    self.by_inode[g.inode] = g  # reserved until decided below
                     continue
-                self._activate(f, row.offset if row else 0)
-                used.add(f.key)
-            f = self._open(link, real, factory, rotated=False)
-            if f is None:
+                claimed.add(row.file_key)
+                g.key = row.file_key
+                if row.finished and row.offset >= g.size:
+                    g.close()
+                    self.finished[row.file_key] = row
+                    continue
+                self._activate(g, row.offset, row)
+        for g in unknown:
+            del self.by_inode[g.inode]
+        self._settle_unclaimed_rows(claimed, unknown)
+        new_rows: list[Checkpoint] = []
+        for g in unknown:
+            g.key = self._new_key(g)
+            if first and s.read_from == "end":
+                # History from before the agent's first start, which was told to skip it.
+                row = Checkpoint(
+                    g.key,
+                    g.disk_path,
+                    g.size,
+                    g.size,
+                    True,
+                    time.time(),
+                    g.dev,
+                    g.ino,
+                    g.fp,
+                    anchor_hash(os.pread(g.fd, ANCHOR_BYTES, max(0, g.size - ANCHOR_BYTES))),
+                )
+                g.close()
+                self.rows[g.key] = row
+                self.finished[g.key] = row
+                new_rows.append(row)
                 continue
-            row = self.rows.get(f.key)
-            if row is not None:
-                start = row.offset
-            elif s.read_from == "end" and os.path.dirname(real) not in followed_dirs:
-                start = self._last_line_start(f)
-            else:
-                start = 0
-            self._activate(f, start)
-            used.add(f.key)
+            if not first:
+                log.info("reading %s from its start: rotated while kubelogs was down", g.disk_path)
+            self._activate(g, 0)
+        for f in self.files:
+            row = self._row_of(f)
+            self.rows[f.key] = row
+            new_rows.append(row)
+            f.saved = f.ledger.committed
+        # Durable before anything is read: the first start, and where every file starts.
+        self.checkpoints.save(s.source_id, new_rows, self._deleted_keys, mark_started=first)
+        self._deleted_keys = []
+        self._report_start(matches, first)
+
+    def _settle_unclaimed_rows(self, claimed: set[str], unknown: list[TailedFile]) -> None:
+        """Rows no followed file took: a copytruncate copy holds the rest (it continues
+        under the row's identity), or the file moved (read on), or it is gone (its unread
+        bytes are lost)."""
         for key, row in list(self.rows.items()):
-            if key in used:
+            if key in claimed:
                 continue
-            if self._still_exists(row):
+            copy = self._copy_for(row, unknown)
+            if copy is not None:
+                unknown.remove(copy)
+                copy.key = key
+                log.info(
+                    "reading the rest of %s from its copy %s (truncated while kubelogs was down)",
+                    row.path,
+                    copy.disk_path,
+                )
+                self._activate(copy, row.offset, row)
+                claimed.add(key)
+                continue
+            moved = self._locate(row)
+            if moved is not None:
                 if row.finished:
                     self.finished[key] = row
-                continue
+                    continue
+                f = self._open(moved, moved, self.s.context_factory, self.s.format, rotated=True)
+                if f is not None and f.inode not in self.by_inode:
+                    f.key = key
+                    self._activate(f, row.offset, row)
+                    claimed.add(key)
+                    continue
+                if f is not None:
+                    f.close()
             if not row.finished and row.size > row.offset:
-                self._lost(row.path, row.size - row.offset, "was removed while kubelogs was down")
+                self._lost(
+                    row.path,
+                    row.size - row.offset,
+                    "was removed or truncated while kubelogs was down before it was read",
+                )
             self._deleted_keys.append(key)
             del self.rows[key]
 
-    def _row_of_copy(self, f: TailedFile) -> Checkpoint | None:
-        """A copytruncate copy has the content (so the fingerprint) of a file we followed:
-        it resumes where that file's checkpoint stood."""
+    def _report_start(self, matches: list[Match], first: bool) -> None:
+        s = self.s
+        live = sum(1 for f in self.files if not f.rotated)
+        rotated = len(self.files) - live
+        log.info(
+            "source %s: following %d files (%d rotated ones to finish) matching %s%s",
+            s.source_id,
+            live,
+            rotated,
+            ", ".join(s.include),
+            f" (first start: read_from {s.read_from})" if first else "",
+        )
+        for pattern in unmatched_patterns(s.include):
+            d = os.path.dirname(pattern)
+            why = f"directory {d} does not exist" if d and not os.path.isdir(d) else "no file yet"
+            log.warning("source %s: %s matches no file (%s)", s.source_id, pattern, why)
+
+    # -- identity ----------------------------------------------------------------------
+
+    def _row_for(self, f: TailedFile, claimed: set[str]) -> Checkpoint | None:
+        """The checkpoint of exactly this content: same inode, first line and anchor."""
         for row in self.rows.values():
-            if row.file_key.endswith(":" + f.fp) and row.file_key != f.key:
+            if (
+                row.ino == f.ino
+                and row.dev == f.dev
+                and row.fp == f.fp
+                and row.file_key not in claimed
+                and holds(f.fd, row.fp, row.offset, row.anchor)
+            ):
                 return row
         return None
 
-    def _siblings(self, real: str) -> list[str]:
-        d, base = os.path.split(real)
-        try:
-            names = os.listdir(d)
-        except OSError:
-            return []
-        prefix = base + "."
-        return [
-            os.path.join(d, n)
-            for n in sorted(names)
-            if n.startswith(prefix) and not n.endswith(_SKIP_SUFFIXES)
-        ]
-
-    @staticmethod
-    def _locate(file_key: str, path: str) -> str | None:
-        """Where the file of `file_key` is now: `path`, or a new name in the same
-        directory (rotation renames files; logrotate renames them again)."""
-        dev_s, ino_s, _ = file_key.split(":", 2)
-        dev, ino = int(dev_s), int(ino_s)
-        try:
-            st = os.stat(path)
-            if st.st_dev == dev and st.st_ino == ino:
-                return path
-        except OSError:
-            pass
-        d = os.path.dirname(path)
-        try:
-            with os.scandir(d) as entries:
-                for e in entries:
-                    if (
-                        e.inode() == ino
-                        and e.is_file(follow_symlinks=False)
-                        and e.stat(follow_symlinks=False).st_dev == dev
-                    ):
-                        return e.path
-        except OSError:
+    def _copy_for(self, row: Checkpoint, candidates: list[TailedFile]) -> TailedFile | None:
+        """The copytruncate copy of the file `row` was reading: a rotated name of it, in
+        its directory, holding the same first line and the same bytes before the offset."""
+        if row.finished:
             return None
+        d, base = os.path.split(row.path)
+        for g in candidates:
+            gd, gname = os.path.split(g.disk_path)
+            if gd == d and is_rotated_name(gname, base) and g.fp == row.fp:
+                if holds(g.fd, row.fp, row.offset, row.anchor):
+                    return g
         return None
 
-    def _still_exists(self, row: Checkpoint) -> bool:
-        where = self._locate(row.file_key, row.path)
-        if where is not None:
-            row.path = where
-        return where is not None
+    def _new_key(self, f: TailedFile) -> str:
+        """A key no row and no followed file has: ``dev:ino:fp``, else ``…:g<N>`` (the
+        same inode holding new content with the same first line)."""
+        base = file_key(f.dev, f.ino, f.fp)
+        used = {g.key for g in self.files} | set(self.rows)
+        if base not in used:
+            return base
+        n = 2
+        while f"{base}:g{n}" in used:
+            n += 1
+        return f"{base}:g{n}"
+
+    def _locate(self, row: Checkpoint) -> str | None:
+        """Where the file of `row` is now - its path or a new name in the same directory
+        (rotation renames files; logrotate renames them again) - if it still holds the
+        content of the row (an inode taken by a new file does not count)."""
+        dev, ino = row.dev, row.ino
+        found: str | None = None
+        try:
+            st = os.stat(row.path)
+            if st.st_dev == dev and st.st_ino == ino:
+                found = row.path
+        except OSError:
+            pass
+        if found is None:
+            try:
+                with os.scandir(os.path.dirname(row.path)) as entries:
+                    for e in entries:
+                        if (
+                            e.inode() == ino
+                            and e.is_file(follow_symlinks=False)
+                            and e.stat(follow_symlinks=False).st_dev == dev
+                        ):
+                            found = e.path
+                            break
+            except OSError:
+                return None
+        if found is None:
+            return None
+        try:
+            fd = os.open(found, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            return None
+        try:
+            same = holds(fd, row.fp, row.offset, row.anchor)
+        finally:
+            os.close(fd)
+        return found if same else None
+
+    # -- discovery while running -------------------------------------------------------
 
     def _scan(self) -> None:
         matched = self._matches()
         current = set()
-        for link, factory in matched:
+        for m in matched:
+            link = m.path
             current.add(link)
             try:
                 st = os.stat(link)
@@ -371,112 +440,127 @@ class Tailer:
             if not stat.S_ISREG(st.st_mode):
                 continue
             have = self.by_link.get(link)
-            if have is not None and (have.dev, have.ino) == (st.st_dev, st.st_ino):
+            if have is not None and have.inode == (st.st_dev, st.st_ino):
                 continue
             if (st.st_dev, st.st_ino) in self.by_inode:
                 continue  # already followed through another path
             real = os.path.realpath(link)
-            f = self._open(link, real, factory, rotated=False)
+            f = self._open(link, real, m.factory, m.format, rotated=False)
             if f is None:
                 continue  # no complete first line yet: try again next scan
+            row = self._row_for(f, {g.key for g in self.files})
+            f.key = row.file_key if row is not None else self._new_key(f)
             if have is not None:
                 self._mark_rotated(have)
-            row = self.rows.get(f.key)
-            self._activate(f, row.offset if row else 0)
+                f.after = have
+                log.info("%s was rotated; reading the new file after the old one", link)
+            self._activate(f, row.offset if row is not None else 0, row)
             if have is not None:
-                self._adopt_unseen_rotations(real, factory)
+                self._adopt_unseen_rotations(real, m)
         for link, f in list(self.by_link.items()):
             if link not in current:
                 self._mark_rotated(f)
-        for f in self.files:
+        for f in list(self.files):
             if f.fd >= 0:
                 self._check_health(f)
         now = time.monotonic()
         if now - self._last_gc > 10 * self.s.glob_interval:
             self._last_gc = now
             for key, row in list(self.finished.items()):
-                if not self._still_exists(row):
+                if self._locate(row) is None:
                     del self.finished[key]
                     self.rows.pop(key, None)
                     self._deleted_keys.append(key)
 
-    def _adopt_unseen_rotations(self, real: str, factory: ContextFactory) -> None:
+    def _adopt_unseen_rotations(self, real: str, m: Match) -> None:
         """A file can be created and rotated away again between two scans (a busy
         container, a small rotate size): it was never seen under its live name. Every
-        rotated sibling that is not open, not finished and not ignored is such a file."""
-        for sib in self._siblings(real):
+        rotated sibling that is not followed and has no checkpoint is such a file."""
+        in_use = {g.key for g in self.files}
+        for sib in rotated_names(real):
             try:
                 st = os.stat(sib)
             except OSError:
                 continue
             if (st.st_dev, st.st_ino) in self.by_inode:
                 continue
-            f = self._open(sib, sib, factory, rotated=True)
-            if f is None:
+            g = self._open(sib, sib, m.factory, m.format, rotated=True)
+            if g is None:
                 continue
-            row = self.rows.get(f.key) or self._row_of_copy(f)
-            if (
-                f.key in self._ignored
-                or f.key in self.finished
-                or (row is not None and row.finished)
-            ):
-                self._discard(f)
+            known = any(
+                r.dev == g.dev and r.ino == g.ino and r.fp == g.fp for r in self.rows.values()
+            )
+            if known or self._row_for(g, in_use) is not None:
+                g.close()
                 continue
             log.info("reading %s, rotated before it was seen under its live name", sib)
-            self._activate(f, row.offset if row is not None else 0)
+            g.key = self._new_key(g)
+            self._activate(g, 0)
 
     def _mark_rotated(self, f: TailedFile) -> None:
         f.rotated = True
-        f.disk_path = self._locate(f.key, f.disk_path) or f.disk_path
+        f.disk_path = self._where(f) or f.disk_path
         f.saved = -1  # record the new name with the next checkpoint write
         if self.by_link.get(f.link) is f:
             del self.by_link[f.link]
 
+    @staticmethod
+    def _where(f: TailedFile) -> str | None:
+        d = os.path.dirname(f.disk_path)
+        try:
+            st = os.stat(f.disk_path)
+            if (st.st_dev, st.st_ino) == f.inode:
+                return f.disk_path
+        except OSError:
+            pass
+        try:
+            with os.scandir(d) as entries:
+                for e in entries:
+                    if e.inode() == f.ino and e.is_file(follow_symlinks=False):
+                        return e.path
+        except OSError:
+            pass
+        return None
+
     def _open(
-        self, link: str, real: str, factory: ContextFactory, *, rotated: bool
+        self, link: str, real: str, factory: ContextFactory, fmt: str, *, rotated: bool
     ) -> TailedFile | None:
         try:
-            fd = os.open(real, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+            fd = os.open(real, os.O_RDONLY | os.O_CLOEXEC)
         except OSError as exc:
             log.warning("cannot open %s: %s", real, exc.strerror)
             self.cm.error("open_failed", "receiving")
             return None
         try:
             st = os.fstat(fd)
-            fp = fingerprint(fd) if stat.S_ISREG(st.st_mode) else None
+            found = head_fingerprint(fd) if stat.S_ISREG(st.st_mode) else None
         except OSError:
-            fp = None
-        if fp is None:
+            found = None
+        if found is None:
             os.close(fd)
             return None
-        f = TailedFile(link, real, fd, st, fp)
+        f = TailedFile(link, real, fd, st, found[0], found[1], factory, fmt)
         f.rotated = rotated
-        f.factory = factory
         return f
 
-    def _activate(self, f: TailedFile, start: int) -> None:
-        from kubelogs.pipeline.event import make_id_prefix
-
-        assert f.factory is not None
-        if start > f.size:
-            # The file is shorter than its checkpoint: truncated while we were down.
-            start = 0
+    def _activate(self, f: TailedFile, start: int, row: Checkpoint | None = None) -> None:
+        assert f.key
         f.pos = start
-        f.ledger = AckLedger(start)
-        f.saved = start if f.key in self.rows else -1
+        f.ledger.reset(start)
+        if start > 0:
+            before = os.pread(f.fd, min(ANCHOR_BYTES, start), start - min(ANCHOR_BYTES, start))
+            f.ledger.committed_mark = before
+            f.tail = before[-TAIL_BYTES:]
+        f.saved = start if row is not None and row.offset == start else -1
         head = os.pread(f.fd, 1, 0)
-        f.parser = _make_parser(self.s.format, head, self.s.max_line_size)
+        f.parser = make_parser(f.fmt, head, self.s.max_line_size)
         f.ctx = f.factory(f.link, f.path, f.key, make_id_prefix(self.s.node_name, f.key))
         self.files.append(f)
         log.debug("following %s from %d%s", f.path, start, " (rotated)" if f.rotated else "")
-        self.by_inode[(f.dev, f.ino)] = f
+        self.by_inode[f.inode] = f
         if not f.rotated:
             self.by_link[f.link] = f
         self.finished.pop(f.key, None)
-
-    def _discard(self, f: TailedFile) -> None:
-        os.close(f.fd)
-        f.fd = -1
 
     def _last_line_start(self, f: TailedFile) -> int:
         """`read_from: end`: start after the last complete line."""
@@ -485,6 +569,8 @@ class Tailer:
         tail = os.pread(f.fd, size - pos, pos)
         nl = tail.rfind(b"\n")
         return pos + nl + 1 if nl >= 0 else 0
+
+    # -- truncation ----------------------------------------------------------------------
 
     def _check_health(self, f: TailedFile) -> None:
         try:
@@ -496,65 +582,88 @@ class Tailer:
         if st.st_size > f.size:
             f.last_growth = time.monotonic()
         truncated = st.st_size < f.pos
-        if not truncated and not f.deleted and f.pos > 0 and f.fp != "pending":
-            truncated = fingerprint(f.fd) != f.fp
-        old_size = f.size
-        f.size = st.st_size
+        if not truncated and f.pos > 0:
+            truncated = not same_head(f.fd, f.fp, f.fp_len)
+        f.size = max(f.size, st.st_size)
         if truncated:
-            self._restart_truncated(f, old_size)
+            self._on_truncated(f)
 
-    def _restart_truncated(self, f: TailedFile, old_size: int) -> None:
-        from kubelogs.pipeline.event import make_id_prefix
-
-        copied = self._finish_from_copy(f)
-        lost = max(0, old_size - f.pos)
-        if lost and not copied:
-            self._lost(f.path, lost, "was truncated before it was read")
-        log.info("%s was truncated (copytruncate); reading it again from the start", f.path)
-        old_key = f.key
-        self.rows.pop(old_key, None)
-        self._deleted_keys.append(old_key)
-        fp = fingerprint(f.fd)
-        f.pos = 0
-        f.carry = b""
-        f.discarding = False
-        f.parser.reset()
-        f.ledger = AckLedger(0)
-        f.saved = -1
-        if fp is None:
-            # Nothing complete written yet: wait with an identity that cannot match.
-            f.fp = "pending"
-            f.key = f"{f.dev}:{f.ino}:pending"
+    def _on_truncated(self, f: TailedFile) -> None:
+        """`f` no longer holds the bytes it was read from (copytruncate, or a plain
+        truncate). Its unread bytes continue in its copy if there is one; the truncated
+        file is followed anew under a new identity."""
+        was_live = self.by_link.get(f.link) is f
+        copy = None if f.deleted else self._find_copy(f)
+        self.by_inode.pop(f.inode, None)
+        if was_live:
+            del self.by_link[f.link]
+        if copy is not None and copy.size < f.pos:
+            # Copied before we read up to here: the copy has nothing new for us. It is
+            # remembered as finished, so that it is never read as a file of its own.
+            copy.key = self._new_key(copy)
+            row = self._row_of(copy, finished=True)
+            row.offset = copy.size
+            row.anchor = anchor_hash(
+                os.pread(copy.fd, ANCHOR_BYTES, max(0, copy.size - ANCHOR_BYTES))
+            )
+            self.rows[copy.key] = self.finished[copy.key] = row
+            self._pending_finished.append(row)
+            copy.close()
+            copy = None
+            log.info("%s was truncated (copytruncate) after it was read", f.disk_path)
+            self._retire(f)
+        elif copy is not None:
+            log.info(
+                "%s was truncated (copytruncate); reading the rest from its copy %s",
+                f.disk_path,
+                copy.disk_path,
+            )
+            f.close()
+            f.fd, f.dev, f.ino, f.disk_path = copy.fd, copy.dev, copy.ino, copy.disk_path
+            f.size = copy.size
+            copy.fd = -1
         else:
-            f.fp = fp
-            f.key = f"{f.dev}:{f.ino}:{fp}"
-        assert f.factory is not None
-        f.ctx = f.factory(f.link, f.path, f.key, make_id_prefix(self.s.node_name, f.key))
+            lost = max(0, f.size - f.pos)
+            if lost:
+                self._lost(f.disk_path, lost, "was truncated before it was read")
+            else:
+                log.info("%s was truncated; reading it again from the start", f.disk_path)
+            self._retire(f)
+        f.rotated = True
+        f.saved = -1
+        if f.fd >= 0:
+            self.by_inode[f.inode] = f
+        self._scan_now = was_live
 
-    def _finish_from_copy(self, f: TailedFile) -> bool:
-        """copytruncate copied the file before truncating it: the bytes we had not read
-        yet are in the copy. Find it next to the file (same first line) and read it on
-        from where we were."""
-        if f.pos == 0 or f.fp == "pending":
-            return False
-        for sib in self._siblings(f.path):
+    def _find_copy(self, f: TailedFile) -> TailedFile | None:
+        known = {(r.dev, r.ino) for r in self.rows.values()}
+        for sib in rotated_names(f.disk_path):
             try:
                 st = os.stat(sib)
             except OSError:
                 continue
-            if (st.st_dev, st.st_ino) in self.by_inode or st.st_size < f.pos:
+            if (st.st_dev, st.st_ino) in self.by_inode or (st.st_dev, st.st_ino) in known:
                 continue
-            assert f.factory is not None
-            copy = self._open(sib, sib, f.factory, rotated=True)
-            if copy is None:
+            g = self._open(sib, sib, f.factory, f.fmt, rotated=True)
+            if g is None:
                 continue
-            if copy.fp != f.fp:
-                self._discard(copy)
-                continue
-            self._activate(copy, f.pos - len(f.carry) if not f.discarding else f.head_off)
-            log.info("reading the rest of %s from its copy %s", f.path, sib)
-            return True
-        return False
+            if g.fp == f.fp and (
+                g.size < f.pos or os.pread(g.fd, len(f.tail), f.pos - len(f.tail)) == f.tail
+            ):
+                return g
+            g.close()
+        return None
+
+    def _retire(self, f: TailedFile) -> None:
+        """End `f` for good: what its parser holds is emitted as it is, and its row goes
+        once its batches are acknowledged."""
+        cols = Columns()
+        self._finish_parser(f, cols)
+        batch = self._emit(f, cols)
+        if batch is not None:
+            self._outbox.append(batch)
+        f.close()
+        f.deleted = True
 
     def _lost(self, path: str, nbytes: int, why: str) -> None:
         log.warning("%d bytes of %s %s; they are lost", nbytes, path, why)
@@ -562,24 +671,40 @@ class Tailer:
 
     # -- reading -----------------------------------------------------------------------
 
+    def _may_read(self, f: TailedFile) -> bool:
+        """A file that replaced another under the same name waits until that one was
+        read to its end; then learns which streams had a line split by the rotation."""
+        prev = f.after
+        if prev is None:
+            return True
+        if prev.fd >= 0 and not prev.eof:
+            return False
+        streams = prev.parser.open_streams
+        if streams:
+            f.parser.continue_streams(streams)
+        f.after = None
+        return True
+
     def _read(self, f: TailedFile) -> Batch | None:
-        if f.fp == "pending":
-            fp = fingerprint(f.fd)
-            if fp is None:
-                return None
-            f.fp = fp
-            f.pos = 0
-            self._restart_truncated(f, 0)  # now with a real identity
+        tail = f.tail
         try:
-            data = os.pread(f.fd, self.s.read_chunk, f.pos)
+            data = os.pread(f.fd, self.s.read_chunk + len(tail), f.pos - len(tail))
         except OSError as exc:
             log.warning("cannot read %s: %s", f.path, exc.strerror)
             self.cm.error("read_failed", "receiving")
             return None
+        if tail:
+            if data[: len(tail)] != tail:
+                self._on_truncated(f)  # truncated, perhaps regrown past where we were
+                return None
+            data = data[len(tail) :]
         if not data:
+            f.eof = True
             return None
+        f.eof = False
         n = len(data)
         f.pos += n
+        f.tail = data[-TAIL_BYTES:] if n >= TAIL_BYTES else (tail + data)[-TAIL_BYTES:]
         if f.pos > f.size:
             f.size = f.pos
             f.last_growth = time.monotonic()
@@ -611,7 +736,7 @@ class Tailer:
             f.discarding = True
             carry = b""
         f.carry = carry
-        return self._emit(f, cols)
+        return self._emit(f, cols, data, f.pos)
 
     def _end_offset(self, f: TailedFile) -> int:
         end = f.head_off if f.discarding else f.pos - len(f.carry)
@@ -620,14 +745,24 @@ class Tailer:
             end = pending
         return end
 
-    def _emit(self, f: TailedFile, cols: Columns) -> Batch | None:
+    def _mark(self, f: TailedFile, end: int, data: bytes, data_end: int) -> bytes:
+        """The bytes before `end` (for the checkpoint's anchor): from the data just read
+        when it holds them, else read again."""
+        want = min(ANCHOR_BYTES, end)
+        start = data_end - len(data)
+        if end <= data_end and end - want >= start:
+            return data[end - want - start : end - start]
+        if f.fd < 0 or want == 0:
+            return f.ledger.committed_mark if end == f.ledger.committed else b""
+        return os.pread(f.fd, want, end - want)
+
+    def _emit(
+        self, f: TailedFile, cols: Columns, data: bytes = b"", data_end: int = 0
+    ) -> Batch | None:
         end = self._end_offset(f)
         if not cols.messages:
             if end > f.ledger.committed:
-                if f.ledger.in_flight == 0:
-                    f.ledger.committed = end
-                else:
-                    f.ledger.track(end).resolve()
+                f.ledger.advance_idle(end, self._mark(f, end, data, data_end))
             return None
         assert f.ctx is not None
         self.cm.received_events.inc(len(cols.messages))
@@ -639,10 +774,21 @@ class Tailer:
             offsets=cols.offsets,
             flags=cols.flags or None,
             fields=None,
-            ack=f.ledger.track(end),
+            ack=f.ledger.track(end, self._mark(f, end, data, data_end)),
             end_offset=end,
             tstrs=cols.tstrs,
         )
+
+    def _finish_parser(self, f: TailedFile, cols: Columns) -> None:
+        """The file ended for good: what is left is emitted as it is."""
+        if f.discarding:
+            f.parser.feed([f.head], f.head_off, cols, truncated=True)
+            f.discarding = False
+        if f.carry:
+            # The file ended without a final newline: emit what is there.
+            f.parser.feed([f.carry], f.pos - len(f.carry), cols)
+            f.carry = b""
+        f.parser.flush(cols)
 
     def _maybe_release(self, f: TailedFile) -> Batch | None:
         """A rotated or deleted file at its end: release it once nothing more can come."""
@@ -655,19 +801,11 @@ class Tailer:
         if size > f.pos:
             return None  # more to read
         cols = Columns()
-        if f.discarding:
-            f.parser.feed([f.head], f.head_off, cols, truncated=True)
-            f.discarding = False
-        if f.carry:
-            # The file ended for good without a final newline: emit what is there.
-            f.parser.feed([f.carry], f.pos - len(f.carry), cols)
-            f.carry = b""
-        f.parser.flush(cols)
-        batch = self._emit(f, cols)
-        os.close(f.fd)
+        self._finish_parser(f, cols)
+        batch = self._emit(f, cols, b"", 0)
+        f.close()
         log.debug("released %s at %d", f.disk_path, f.pos)
-        f.fd = -1
-        self.by_inode.pop((f.dev, f.ino), None)
+        self.by_inode.pop(f.inode, None)
         if self.by_link.get(f.link) is f:
             del self.by_link[f.link]
         return batch
@@ -680,9 +818,7 @@ class Tailer:
                     self.rows.pop(f.key, None)
                     self._deleted_keys.append(f.key)
                 else:
-                    row = Checkpoint(
-                        f.key, f.disk_path, f.ledger.committed, f.pos, True, time.time()
-                    )
+                    row = self._row_of(f, finished=True)
                     self.rows[f.key] = row
                     self.finished[f.key] = row
                     self._pending_finished.append(row)
@@ -692,26 +828,43 @@ class Tailer:
 
     # -- checkpoints and metrics -------------------------------------------------------
 
+    def _row_of(self, f: TailedFile, *, finished: bool = False) -> Checkpoint:
+        committed = f.ledger.committed
+        return Checkpoint(
+            f.key,
+            f.disk_path,
+            committed,
+            max(f.size, f.pos),
+            finished,
+            time.time(),
+            f.dev,
+            f.ino,
+            f.fp,
+            anchor_hash(f.ledger.committed_mark) if committed else "",
+        )
+
     def save_checkpoints(self) -> None:
         rows: list[Checkpoint] = self._pending_finished
         self._pending_finished = []
-        now = time.time()
+        changed: list[TailedFile] = []
         for f in self.files:
-            committed = f.ledger.committed
-            if committed != f.saved and f.fp != "pending":
-                row = Checkpoint(f.key, f.disk_path, committed, max(f.size, f.pos), False, now)
+            if f.ledger.committed != f.saved and f.fd >= 0:
+                row = self._row_of(f)
                 rows.append(row)
                 self.rows[f.key] = row
-                f.saved = committed
+                changed.append(f)
         deleted, self._deleted_keys = self._deleted_keys, []
         try:
             self.checkpoints.save(self.s.source_id, rows, deleted)
         except Exception as exc:
             log.error("cannot write checkpoints to %s: %s", self.checkpoints.path, exc)
             self.cm.error("checkpoint_write_failed", "processing")
-            for f in self.files:
-                f.saved = -1
-            self._deleted_keys.extend(deleted)
+            # Nothing was written: try all of it again next time.
+            self._pending_finished = [r for r in rows if r.finished] + self._pending_finished
+            self._deleted_keys = deleted + self._deleted_keys
+            return
+        for f in changed:
+            f.saved = self.rows[f.key].offset
 
     def _gauges(self) -> list[Any]:
         from prometheus_client.core import GaugeMetricFamily

@@ -355,7 +355,8 @@ class TestMalformedLines:
         assert before <= cols.times[0] <= after
 
     def test_malformed_line_ends_a_pending_partial(self) -> None:
-        """A broken line emits the parts before it, then itself; nothing stays pending."""
+        """A broken line emits the parts before it (flagged partial: their F never came),
+        then itself; nothing stays pending."""
         parser = CriParser(1024)
         cols = Columns()
         p1 = T1 + b" stdout P one-"
@@ -369,7 +370,7 @@ class TestMalformedLines:
         assert [0, bad_offset, bad_offset + len(b"garbage here") + 1] == cols.offsets
         expected = [T1_NS, T3_NS]
         assert expected == [cols.times[0], cols.times[2]]
-        expected_flags = {1: ("malformed",)}
+        expected_flags = {0: ("partial",), 1: ("malformed",)}
         assert expected_flags == cols.flags
         assert parser.pending_offset is None
 

@@ -236,7 +236,7 @@ class TestMalformedLines:
         assert before <= cols.times[0] <= after
 
     def test_malformed_line_ends_pending_chunks(self) -> None:
-        """A broken line emits the chunks before it, then itself."""
+        """A broken line emits the chunks before it (flagged partial), then itself."""
         parser = DockerJsonParser(1024)
         cols = Columns()
         c1, c2 = line("one-"), line("two", t=T2)
@@ -247,7 +247,7 @@ class TestMalformedLines:
         expected_messages = ["one-two", "garbage", "after"]
         assert expected_messages == cols.messages
         assert [0, bad_offset, bad_offset + len(b"garbage") + 1] == cols.offsets
-        expected_flags = {1: ("malformed",)}
+        expected_flags = {0: ("partial",), 1: ("malformed",)}
         assert expected_flags == cols.flags
         assert parser.pending_offset is None
 

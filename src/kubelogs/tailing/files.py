@@ -1,0 +1,135 @@
+"""One followed file: its descriptor, identity, read position and parser state."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Protocol
+
+from kubelogs.codecs.columns import Columns
+from kubelogs.codecs.cri import CriParser
+from kubelogs.codecs.docker_json import DockerJsonParser
+from kubelogs.codecs.plain import PlainParser
+from kubelogs.pipeline.acks import AckLedger
+from kubelogs.pipeline.event import FileContext
+from kubelogs.tailing.discovery import ContextFactory
+
+TAIL_BYTES = 16
+"""Bytes before the read position compared on every read: a file truncated and regrown
+past that position between two reads no longer has them there."""
+
+
+class LineParser(Protocol):
+    @property
+    def pending_offset(self) -> int | None: ...
+
+    @property
+    def open_streams(self) -> set[str]: ...
+
+    def continue_streams(self, streams: set[str]) -> None: ...
+
+    def reset(self) -> None: ...
+
+    def flush(self, cols: Columns) -> None: ...
+
+    def feed(
+        self, lines: list[bytes], offset: int, cols: Columns, truncated: bool = False
+    ) -> int: ...
+
+
+def make_parser(fmt: str, first: bytes, max_size: int) -> LineParser:
+    if fmt == "plain":
+        return PlainParser(max_size)
+    if first[:1] == b"{":
+        return DockerJsonParser(max_size)
+    return CriParser(max_size)
+
+
+class TailedFile:
+    """One open file and everything needed to resume it exactly.
+
+    `key` is the logical identity (checkpoints.py): it stays when a copytruncate copy
+    takes over the file's unread bytes, while `fd`, `dev`, `ino` and `disk_path` then
+    name the copy.
+    """
+
+    __slots__ = (
+        "after",
+        "carry",
+        "ctx",
+        "deleted",
+        "dev",
+        "discarding",
+        "disk_path",
+        "eof",
+        "factory",
+        "fd",
+        "fmt",
+        "fp",
+        "fp_len",
+        "head",
+        "head_off",
+        "ino",
+        "key",
+        "last_growth",
+        "ledger",
+        "link",
+        "parser",
+        "path",
+        "pos",
+        "rotated",
+        "saved",
+        "size",
+        "tail",
+    )
+
+    def __init__(
+        self,
+        link: str,
+        path: str,
+        fd: int,
+        st: os.stat_result,
+        fp: str,
+        fp_len: int,
+        factory: ContextFactory,
+        fmt: str,
+    ) -> None:
+        self.link = link
+        self.path = path
+        """The path reported in documents: the name the file had when it was opened."""
+        self.disk_path = path
+        """Where the file is now (after rotation renames it): checkpoints record this."""
+        self.fd = fd
+        self.dev = st.st_dev
+        self.ino = st.st_ino
+        self.fp = fp
+        self.fp_len = fp_len
+        self.key = ""
+        self.size = st.st_size
+        self.pos = 0
+        self.tail = b""
+        self.carry = b""
+        self.discarding = False
+        self.head = b""
+        self.head_off = 0
+        self.rotated = False
+        self.deleted = False
+        self.eof = False
+        self.after: TailedFile | None = None
+        """The file this one replaced under the same name, read to its end first."""
+        self.last_growth = time.monotonic()
+        self.ledger = AckLedger(0)
+        self.saved = -1
+        self.parser: LineParser = PlainParser(1)
+        self.ctx: FileContext | None = None
+        self.factory = factory
+        self.fmt = fmt
+
+    @property
+    def inode(self) -> tuple[int, int]:
+        return (self.dev, self.ino)
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
