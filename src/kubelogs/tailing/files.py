@@ -79,6 +79,8 @@ class TailedFile:
         "pos",
         "rotated",
         "saved",
+        "seen",
+        "seen_tail",
         "size",
         "tail",
     )
@@ -106,6 +108,12 @@ class TailedFile:
         self.fp_len = fp_len
         self.key = ""
         self.size = st.st_size
+        self.seen = st.st_size
+        """A size the file had, and the bytes before it (`seen_tail`): checked on every
+        scan, so a truncation is noticed even before anything was read."""
+        self.seen_tail = os.pread(
+            fd, min(TAIL_BYTES, self.seen), self.seen - min(TAIL_BYTES, self.seen)
+        )
         self.pos = 0
         self.tail = b""
         self.carry = b""

@@ -57,7 +57,7 @@ import logging
 import os
 import stat
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -129,6 +129,8 @@ class Tailer:
         self._deleted_keys: list[str] = []
         self._pending_finished: list[Checkpoint] = []
         self._outbox: list[Batch] = []
+        self._predecessor: dict[str, TailedFile] = {}
+        """Per name, the rotated file that the next file under that name waits for."""
         self._scan_now = False
         self._line_cap = settings.max_line_size + 1024
         self._started = False
@@ -154,26 +156,15 @@ class Tailer:
         next_ckpt = loop.time() + s.checkpoint_interval
         while not stopping.is_set():
             now = loop.time()
-            if now >= next_scan or self._scan_now:
-                self._scan_now = False
-                self._scan()
+            scan = now >= next_scan
+            if scan:
                 next_scan = now + s.glob_interval
-            progressed = await self._drain_outbox(out)
-            for f in list(self.files):
+            progressed = False
+            for batch in self.poll(scan=scan):
+                progressed = True
+                await out.send(batch)
                 if stopping.is_set():
                     break
-                if f.fd < 0 or not self._may_read(f):
-                    continue
-                batch = self._read(f)
-                if batch is not None:
-                    progressed = True
-                    await out.send(batch)
-                elif f.rotated or f.deleted:
-                    released = self._maybe_release(f)
-                    if released is not None:
-                        await out.send(released)
-                progressed = await self._drain_outbox(out) or progressed
-            self._forget_released()
             if now >= next_ckpt:
                 self.save_checkpoints()
                 next_ckpt = now + s.checkpoint_interval
@@ -185,13 +176,30 @@ class Tailer:
                 except TimeoutError:
                     pass
 
-    async def _drain_outbox(self, out: Output) -> bool:
-        if not self._outbox:
-            return False
+    def poll(self, *, scan: bool) -> Iterator[Batch]:
+        """One pass: a scan when asked (or when a truncation asks for one), then one
+        read of every file. Lazy, so that the caller's backpressure holds between reads;
+        tests drive the engine step by step with it."""
+        if scan or self._scan_now:
+            self._scan_now = False
+            self._scan()
+        yield from self._take_outbox()
+        for f in list(self.files):
+            if f.fd < 0 or not self._may_read(f):
+                continue
+            batch = self._read(f)
+            if batch is not None:
+                yield batch
+            elif f.rotated or f.deleted:
+                released = self._maybe_release(f)
+                if released is not None:
+                    yield released
+            yield from self._take_outbox()
+        self._forget_released()
+
+    def _take_outbox(self) -> list[Batch]:
         batches, self._outbox = self._outbox, []
-        for b in batches:
-            await out.send(b)
-        return True
+        return batches
 
     def close(self) -> None:
         """Write the final checkpoints (after sinks drained) and close every file."""
@@ -298,8 +306,15 @@ class Tailer:
             if key in claimed:
                 continue
             copy = self._copy_for(row, unknown)
+            if copy is None and not row.finished:
+                strays = self._strays(row)
+                copy = self._copy_for(row, strays)
+                for g in strays:
+                    if g is not copy:
+                        g.close()
             if copy is not None:
-                unknown.remove(copy)
+                if copy in unknown:
+                    unknown.remove(copy)
                 copy.key = key
                 log.info(
                     "reading the rest of %s from its copy %s (truncated while kubelogs was down)",
@@ -371,10 +386,28 @@ class Tailer:
         d, base = os.path.split(row.path)
         for g in candidates:
             gd, gname = os.path.split(g.disk_path)
-            if gd == d and is_rotated_name(gname, base) and g.fp == row.fp:
-                if holds(g.fd, row.fp, row.offset, row.anchor):
-                    return g
+            if (
+                gd == d
+                and is_rotated_name(gname, base)
+                and g.fp == row.fp
+                and holds(g.fd, row.fp, row.offset, row.anchor)
+            ):
+                return g
         return None
+
+    def _strays(self, row: Checkpoint) -> list[TailedFile]:
+        """Rotated files of a row's file that no include glob led to (the live file is
+        gone): candidates for its copy."""
+        out = []
+        for sib in rotated_names(row.path):
+            g = self._open(sib, sib, self.s.context_factory, self.s.format, rotated=True)
+            if g is None:
+                continue
+            if g.inode in self.by_inode:
+                g.close()
+                continue
+            out.append(g)
+        return out
 
     def _new_key(self, f: TailedFile) -> str:
         """A key no row and no followed file has: ``dev:ino:fp``, else ``…:g<N>`` (the
@@ -428,6 +461,11 @@ class Tailer:
     # -- discovery while running -------------------------------------------------------
 
     def _scan(self) -> None:
+        # Truncations first: a truncated file claims its copy before the copy could be
+        # taken for a rotated file never seen (and read again under another identity).
+        for f in list(self.files):
+            if f.fd >= 0:
+                self._check_health(f)
         matched = self._matches()
         current = set()
         for m in matched:
@@ -445,24 +483,27 @@ class Tailer:
             if (st.st_dev, st.st_ino) in self.by_inode:
                 continue  # already followed through another path
             real = os.path.realpath(link)
+            if have is not None:
+                # The name points to another file: the old one was rotated.
+                self._mark_rotated(have)
+                self._predecessor[link] = have
+                log.info("%s was rotated; reading the new file after the old one", link)
             f = self._open(link, real, m.factory, m.format, rotated=False)
             if f is None:
-                continue  # no complete first line yet: try again next scan
+                # No complete first line yet (try again next scan); but what was rotated
+                # away meanwhile (a copy of what this file held) is read now.
+                self._adopt_unseen_rotations(real, m)
+                continue
             row = self._row_for(f, {g.key for g in self.files})
             f.key = row.file_key if row is not None else self._new_key(f)
-            if have is not None:
-                self._mark_rotated(have)
-                f.after = have
-                log.info("%s was rotated; reading the new file after the old one", link)
+            f.after = self._predecessor.pop(link, None)
             self._activate(f, row.offset if row is not None else 0, row)
-            if have is not None:
-                self._adopt_unseen_rotations(real, m)
+            # Rotated files of a new name, or rotated away since the last scan, that were
+            # never seen under the live name.
+            self._adopt_unseen_rotations(real, m)
         for link, f in list(self.by_link.items()):
             if link not in current:
                 self._mark_rotated(f)
-        for f in list(self.files):
-            if f.fd >= 0:
-                self._check_health(f)
         now = time.monotonic()
         if now - self._last_gc > 10 * self.s.glob_interval:
             self._last_gc = now
@@ -581,12 +622,17 @@ class Tailer:
             f.deleted = True
         if st.st_size > f.size:
             f.last_growth = time.monotonic()
-        truncated = st.st_size < f.pos
-        if not truncated and f.pos > 0:
-            truncated = not same_head(f.fd, f.fp, f.fp_len)
+        truncated = (
+            st.st_size < max(f.pos, f.seen)
+            or not same_head(f.fd, f.fp, f.fp_len)
+            or not _holds_at(f.fd, f.seen, f.seen_tail)
+        )
         f.size = max(f.size, st.st_size)
         if truncated:
             self._on_truncated(f)
+        elif st.st_size != f.seen:
+            n = min(TAIL_BYTES, st.st_size)
+            f.seen, f.seen_tail = st.st_size, os.pread(f.fd, n, st.st_size - n)
 
     def _on_truncated(self, f: TailedFile) -> None:
         """`f` no longer holds the bytes it was read from (copytruncate, or a plain
@@ -620,7 +666,7 @@ class Tailer:
             )
             f.close()
             f.fd, f.dev, f.ino, f.disk_path = copy.fd, copy.dev, copy.ino, copy.disk_path
-            f.size = copy.size
+            f.size, f.seen, f.seen_tail = copy.size, copy.seen, copy.seen_tail
             copy.fd = -1
         else:
             lost = max(0, f.size - f.pos)
@@ -647,8 +693,10 @@ class Tailer:
             g = self._open(sib, sib, f.factory, f.fmt, rotated=True)
             if g is None:
                 continue
-            if g.fp == f.fp and (
-                g.size < f.pos or os.pread(g.fd, len(f.tail), f.pos - len(f.tail)) == f.tail
+            if (
+                g.fp == f.fp
+                and (g.size < f.pos or _holds_at(g.fd, f.pos, f.tail))
+                and (g.size < f.seen or _holds_at(g.fd, f.seen, f.seen_tail))
             ):
                 return g
             g.close()
@@ -687,6 +735,10 @@ class Tailer:
 
     def _read(self, f: TailedFile) -> Batch | None:
         tail = f.tail
+        if not tail and not same_head(f.fd, f.fp, f.fp_len):
+            # Truncated before anything was read (no bytes before the position to check).
+            self._on_truncated(f)
+            return None
         try:
             data = os.pread(f.fd, self.s.read_chunk + len(tail), f.pos - len(tail))
         except OSError as exc:
@@ -848,7 +900,11 @@ class Tailer:
         self._pending_finished = []
         changed: list[TailedFile] = []
         for f in self.files:
-            if f.ledger.committed != f.saved and f.fd >= 0:
+            if f.fd < 0:
+                continue
+            known = self.rows.get(f.key)
+            # A new offset, or new bytes seen: the size tells how much would be lost.
+            if f.ledger.committed != f.saved or known is None or known.size < f.size:
                 row = self._row_of(f)
                 rows.append(row)
                 self.rows[f.key] = row
@@ -897,3 +953,8 @@ class Tailer:
         age.add_metric([sid], oldest)
         open_files.add_metric([sid], float(n_open))
         return [lag, age, open_files]
+
+
+def _holds_at(fd: int, end: int, tail: bytes) -> bool:
+    """Whether the file has `tail` just before `end`."""
+    return not tail or os.pread(fd, len(tail), end - len(tail)) == tail
