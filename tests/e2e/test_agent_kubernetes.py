@@ -195,6 +195,8 @@ def test_annotations_exclude_and_pod_files(api: FakeApiServer, tmp_path: Path) -
     expected_app = [f"app-{i}" for i in range(100)] + ["app-late", "app-new"]
     assert sorted(expected_app) == sorted(d["message"] for d in files_docs)
     assert all("app" == d["kubernetes"]["container"]["name"] for d in files_docs)
+    # Plain lines, not container runtime lines: nothing is flagged malformed.
+    assert [] == [d for d in files_docs if d.get("log", {}).get("flags")]
     assert all(
         re.search(r"kubernetes\.io~empty-dir/applogs/app\.log", d["log"]["file"]["path"])
         for d in files_docs

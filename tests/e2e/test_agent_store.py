@@ -93,6 +93,30 @@ def test_kill9_loop_into_the_store_keeps_every_line_exactly_once(tmp_path: Path)
     assert len(written) == sum(got.values())
 
 
+def test_kill9_loop_with_copytruncate_into_the_store_keeps_every_line_exactly_once(
+    tmp_path: Path,
+) -> None:
+    """The same with logrotate's copytruncate (numbered and dateext copies) for half of
+    the rotations: the copy continues under the truncated file's identity, so resent
+    lines are recognised and new content is not mistaken for a resend."""
+    from support.chaos import RotatingWriter, kill9_cycles
+
+    node = tmp_path / "node"
+    pods = [PodLog(node, pod=f"busy-{i}-abcde") for i in range(3)]
+    cfg = store_config(tmp_path, node)
+    store = tmp_path / "store"
+    with RotatingWriter(pods, seed=13, copytruncate=0.5) as writer:
+        kill9_cycles(cfg, tmp_path, lambda: stored_count(store), cycles=10, seed=17, spread=2000)
+    written = writer.written
+    with Agent(cfg, tmp_path / "final.log") as agent:
+        wait_for(lambda: stored_count(store) >= len(written), timeout=120, what="all lines")
+        assert agent.stop() == 0
+    got = Counter(d["message"] for d in stored_docs(store))
+
+    assert [] == [m for m in written if got[m] != 1]
+    assert len(written) == sum(got.values())
+
+
 def test_demo_stores_everything_it_wrote_and_its_searches_work(tmp_path: Path) -> None:
     """`kubelogs demo --duration` exits 0; the store holds exactly what the pods wrote,
     and the example searches it prints run against it."""

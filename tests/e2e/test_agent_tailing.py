@@ -240,6 +240,27 @@ def test_kill9_loop_with_writer_rotating_loses_nothing(node: Path, tmp_path: Pat
     assert len(written) == len(set(written))
 
 
+def test_kill9_loop_with_writer_copytruncating_loses_nothing(node: Path, tmp_path: Path) -> None:
+    """kill -9 at random moments while a writer appends and rotates, half the rotations by
+    copytruncate: every line arrives (the file sink is at-least-once), none is lost."""
+    from support.chaos import RotatingWriter, kill9_cycles
+
+    pods = [PodLog(node, pod=f"busy-{i}-abcde") for i in range(3)]
+    out = tmp_path / "out.ndjson"
+    cfg = tail_config(tmp_path, include=containers_glob(node), out=out)
+    with RotatingWriter(pods, seed=23, copytruncate=0.5) as writer:
+        kill9_cycles(cfg, tmp_path, lambda: count_lines(out), cycles=8, seed=29, spread=3000)
+    written = writer.written
+    with Agent(cfg, tmp_path / "final.log") as agent:
+        wait_messages(out, written, timeout=120)
+        assert agent.stop() == 0
+    text = (tmp_path / "final.log").read_text()
+
+    got = Counter(messages(out))
+    assert [m for m in written if got[m] == 0] == []
+    assert "they are lost" not in text
+
+
 def test_hostile_file_is_kept_and_does_not_block_others(node: Path, tmp_path: Path) -> None:
     """Invalid UTF-8, NUL bytes, a 3 MiB line and binary garbage: flagged, kept, no crash."""
     bad = PodLog(node, pod="bad-1-abcde")

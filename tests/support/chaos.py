@@ -15,8 +15,11 @@ from support.waiting import wait_for
 class RotatingWriter:
     """Appends uniquely numbered lines to several pods, rotating now and then (a thread)."""
 
-    def __init__(self, pods: list[PodLog], seed: int) -> None:
+    def __init__(self, pods: list[PodLog], seed: int, copytruncate: float = 0.0) -> None:
+        """`copytruncate`: the share of rotations done by logrotate's copytruncate (half
+        of them with `dateext` names) instead of kubelet's rename."""
         self.pods = pods
+        self.copytruncate = copytruncate
         self.written: list[str] = []
         self._rng = random.Random(seed)
         self._stop = threading.Event()
@@ -32,7 +35,10 @@ class RotatingWriter:
                 self.written.extend(batch)
                 n += len(batch)
                 if rng.random() < 0.05:
-                    p.rotate()
+                    if rng.random() < self.copytruncate:
+                        p.copytruncate(dateext=rng.random() < 0.5)
+                    else:
+                        p.rotate()
             self._stop.wait(0.005)
 
     def __enter__(self) -> RotatingWriter:

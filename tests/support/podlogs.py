@@ -76,10 +76,12 @@ class PodLog:
         self.path.touch()
         return rotated
 
-    def copytruncate(self) -> Path:
-        """logrotate's copytruncate: copy the file, then truncate it in place."""
+    def copytruncate(self, dateext: bool = False) -> Path:
+        """logrotate's copytruncate: copy the file, then truncate it in place (the copy
+        named ``0.log.<n>``, or ``0.log-<date>`` with `dateext`)."""
         self.rotations += 1
-        copy = self.dir / f"0.log.{self.rotations}"
+        name = f"0.log-2025011{self.rotations:04d}" if dateext else f"0.log.{self.rotations}"
+        copy = self.dir / name
         shutil.copyfile(self.path, copy)
         os.truncate(self.path, 0)
         return copy

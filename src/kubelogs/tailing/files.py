@@ -61,6 +61,7 @@ class TailedFile:
         "dev",
         "discarding",
         "disk_path",
+        "ended_open",
         "eof",
         "factory",
         "fd",
@@ -123,6 +124,8 @@ class TailedFile:
         self.rotated = False
         self.deleted = False
         self.eof = False
+        self.ended_open: set[str] = set()
+        """Streams with a line still open when the file ended (split by a rotation)."""
         self.after: TailedFile | None = None
         """The file this one replaced under the same name, read to its end first."""
         self.last_growth = time.monotonic()

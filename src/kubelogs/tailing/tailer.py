@@ -132,6 +132,8 @@ class Tailer:
         self._predecessor: dict[str, TailedFile] = {}
         """Per name, the rotated file that the next file under that name waits for."""
         self._scan_now = False
+        self._moved = False
+        """An identity moved to a copytruncate copy since the last checkpoint write."""
         self._line_cap = settings.max_line_size + 1024
         self._started = False
         self._last_gc = 0.0
@@ -182,7 +184,13 @@ class Tailer:
         tests drive the engine step by step with it."""
         if scan or self._scan_now:
             self._scan_now = False
+            n_files = len(self.files)
             self._scan()
+            if len(self.files) != n_files or self._moved:
+                # A file's identity is durable before its first line leaves: a crash
+                # then finds the same identity for the same bytes (no duplicate).
+                self._moved = False
+                self.save_checkpoints()
         yield from self._take_outbox()
         for f in list(self.files):
             if f.fd < 0 or not self._may_read(f):
@@ -222,6 +230,8 @@ class Tailer:
         first = not self.checkpoints.has_started(s.source_id)
         claimed: set[str] = set()
         unknown: list[TailedFile] = []
+        owner: dict[tuple[int, int], TailedFile] = {}
+        """The live file next to each unknown rotated file."""
         matches = self._matches()
         for m in matches:
             real = os.path.realpath(m.path)
@@ -230,7 +240,8 @@ class Tailer:
                 f.close()  # the same file through another path (a symlink and its target)
                 f = None
             if f is not None:
-                row = self._row_for(f, claimed)
+                row, f = self._identify(f, claimed, m, real)
+            if f is not None:
                 if row is not None:
                     f.key = row.file_key
                     self._activate(f, row.offset, row)
@@ -251,6 +262,8 @@ class Tailer:
                 row = self._row_for(g, claimed)
                 if row is None:
                     unknown.append(g)
+                    if f is not None:
+                        owner[g.inode] = f
                     self.by_inode[g.inode] = g  # reserved until decided below
                     continue
                 claimed.add(row.file_key)
@@ -262,6 +275,13 @@ class Tailer:
                 self._activate(g, row.offset, row)
         for g in unknown:
             del self.by_inode[g.inode]
+        # A copytruncate between opening a file and listing its rotated files: the copy
+        # is the truncated file's, not a file of its own.
+        for g in list(unknown):
+            f = owner.get(g.inode)
+            if f is not None and self._claims(f, g):
+                unknown.remove(g)
+                g.close()
         self._settle_unclaimed_rows(claimed, unknown)
         new_rows: list[Checkpoint] = []
         for g in unknown:
@@ -286,7 +306,9 @@ class Tailer:
                 new_rows.append(row)
                 continue
             if not first:
-                log.info("reading %s from its start: rotated while kubelogs was down", g.disk_path)
+                log.info(
+                    "reading %s from its start (a rotated file with no checkpoint)", g.disk_path
+                )
             self._activate(g, 0)
         for f in self.files:
             row = self._row_of(f)
@@ -364,6 +386,25 @@ class Tailer:
             log.warning("source %s: %s matches no file (%s)", s.source_id, pattern, why)
 
     # -- identity ----------------------------------------------------------------------
+
+    def _identify(
+        self, f: TailedFile, claimed: set[str], m: Match, real: str
+    ) -> tuple[Checkpoint | None, TailedFile | None]:
+        """The checkpoint of a live file just opened, if any. A file truncated between
+        being opened and being checked would look like new content under the old first
+        line: it is opened again, so that its identity is that of what it holds now."""
+        for _ in range(3):
+            row = self._row_for(f, claimed)
+            if row is not None or (
+                same_head(f.fd, f.fp, f.fp_len) and _holds_at(f.fd, f.seen, f.seen_tail)
+            ):
+                return row, f
+            f.close()
+            again = self._open(m.path, real, m.factory, m.format, rotated=False)
+            if again is None:
+                return None, None
+            f = again
+        return None, f
 
     def _row_for(self, f: TailedFile, claimed: set[str]) -> Checkpoint | None:
         """The checkpoint of exactly this content: same inode, first line and anchor."""
@@ -488,16 +529,18 @@ class Tailer:
                 self._mark_rotated(have)
                 self._predecessor[link] = have
                 log.info("%s was rotated; reading the new file after the old one", link)
-            f = self._open(link, real, m.factory, m.format, rotated=False)
-            if f is None:
+            new = self._open(link, real, m.factory, m.format, rotated=False)
+            row = None
+            if new is not None:
+                row, new = self._identify(new, {g.key for g in self.files}, m, real)
+            if new is None:
                 # No complete first line yet (try again next scan); but what was rotated
                 # away meanwhile (a copy of what this file held) is read now.
                 self._adopt_unseen_rotations(real, m)
                 continue
-            row = self._row_for(f, {g.key for g in self.files})
-            f.key = row.file_key if row is not None else self._new_key(f)
-            f.after = self._predecessor.pop(link, None)
-            self._activate(f, row.offset if row is not None else 0, row)
+            new.key = row.file_key if row is not None else self._new_key(new)
+            new.after = self._predecessor.pop(link, None)
+            self._activate(new, row.offset if row is not None else 0, row)
             # Rotated files of a new name, or rotated away since the last scan, that were
             # never seen under the live name.
             self._adopt_unseen_rotations(real, m)
@@ -527,6 +570,10 @@ class Tailer:
                 continue
             g = self._open(sib, sib, m.factory, m.format, rotated=True)
             if g is None:
+                continue
+            live = self.by_link.get(m.path)
+            if live is not None and self._claims(live, g):
+                g.close()
                 continue
             known = any(
                 r.dev == g.dev and r.ino == g.ino and r.fp == g.fp for r in self.rows.values()
@@ -668,6 +715,7 @@ class Tailer:
             f.fd, f.dev, f.ino, f.disk_path = copy.fd, copy.dev, copy.ino, copy.disk_path
             f.size, f.seen, f.seen_tail = copy.size, copy.seen, copy.seen_tail
             copy.fd = -1
+            self._moved = True
         else:
             lost = max(0, f.size - f.pos)
             if lost:
@@ -679,7 +727,21 @@ class Tailer:
         f.saved = -1
         if f.fd >= 0:
             self.by_inode[f.inode] = f
-        self._scan_now = was_live
+        self._scan_now = self._scan_now or was_live or self._moved
+
+    def _claims(self, f: TailedFile, g: TailedFile) -> bool:
+        """Whether the rotated file `g` belongs to the followed file `f`: a copy of it
+        still being made (copytruncate before its truncate, or logrotate's `copy`), whose
+        bytes are read from `f` - or a copy made by a truncation of `f` that happened
+        since `f` was last checked, which `f` then takes over. The order of the two
+        checks leaves no gap: a copy is a prefix of `f` until `f` is truncated, and a
+        truncation is seen by the check that follows."""
+        if f.fd < 0 or g.fp != f.fp:
+            return False
+        if _is_copy_of(g, f):
+            return True
+        self._check_health(f)
+        return g.inode in self.by_inode
 
     def _find_copy(self, f: TailedFile) -> TailedFile | None:
         known = {(r.dev, r.ino) for r in self.rows.values()}
@@ -727,7 +789,7 @@ class Tailer:
             return True
         if prev.fd >= 0 and not prev.eof:
             return False
-        streams = prev.parser.open_streams
+        streams = prev.parser.open_streams | prev.ended_open
         if streams:
             f.parser.continue_streams(streams)
         f.after = None
@@ -840,6 +902,7 @@ class Tailer:
             # The file ended without a final newline: emit what is there.
             f.parser.feed([f.carry], f.pos - len(f.carry), cols)
             f.carry = b""
+        f.ended_open = f.parser.open_streams
         f.parser.flush(cols)
 
     def _maybe_release(self, f: TailedFile) -> Batch | None:
@@ -958,3 +1021,15 @@ class Tailer:
 def _holds_at(fd: int, end: int, tail: bytes) -> bool:
     """Whether the file has `tail` just before `end`."""
     return not tail or os.pread(fd, len(tail), end - len(tail)) == tail
+
+
+def _is_copy_of(g: TailedFile, f: TailedFile) -> bool:
+    """Whether `g` holds a prefix of what `f` holds now: a copy being made (copytruncate
+    before its truncate) or logrotate's `copy`. Its bytes are read from `f`; if `f` is
+    truncated later, the copy is found then and read from where `f` was."""
+    if g.fp != f.fp or g.size > os.fstat(f.fd).st_size:
+        return False
+    if g.size <= f.fp_len:
+        return True  # the same first line and nothing after it yet
+    n = min(ANCHOR_BYTES, g.size)
+    return os.pread(g.fd, n, g.size - n) == os.pread(f.fd, n, g.size - n)

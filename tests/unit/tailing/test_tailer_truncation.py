@@ -185,7 +185,7 @@ def test_docker_file_with_reused_inode_and_same_long_first_message_is_new(
     banner = "x" * 600
 
     def line(msg: str, t: str) -> str:
-        return '{"log":"%s\\n","stream":"stdout","time":"%s"}' % (msg, t)
+        return f'{{"log":"{msg}\\n","stream":"stdout","time":"{t}"}}'
 
     app = logs / "app.log"
     write(app, line(banner, "2025-01-15T10:00:00.000000001Z"), line("old", "2025-01-15T10:00:01Z"))
@@ -392,3 +392,50 @@ class TestCheckpointStore:
 
         assert calls["n"] > 0
         assert any(r.finished and r.path.endswith("app.log.1") for r in rows.values())
+
+
+class TestRotationSplitsALine:
+    T = "2025-01-15T10:00:00.000000001Z"
+
+    def cri(self, tag: str, msg: str, stream: str = "stdout") -> str:
+        return f"{self.T} {stream} {tag} {msg}"
+
+    def test_both_halves_are_flagged_partial(self, tmp_path: Path, logs: Path) -> None:
+        """P in the rotated file, F in the new one: two events, both flagged partial, the
+        old file's half first; the other stream's first line is not flagged."""
+        app = logs / "app.log"
+        write(app, self.cri("F", "before"), self.cri("P", "head-"))
+        n = node(tmp_path, logs, fmt="auto")
+        n.start()
+        n.pump()
+        os.rename(app, logs / "app.log.20250115-100000")
+        write(app, self.cri("F", "err", "stderr"), self.cri("F", "tail"), self.cri("F", "after"))
+        n.pump()
+        n.stop()
+
+        got = [(m, flags) for _, _, m, _, flags in n.stored]
+        assert [
+            ("before", ()),
+            ("head-", ("partial",)),
+            ("err", ()),
+            ("tail", ("partial",)),
+            ("after", ()),
+        ] == got
+
+    def test_pod_file_lines_are_plain(self, tmp_path: Path, logs: Path) -> None:
+        """A file found with format plain (an application's own log, as named by
+        kubelogs.io/files) is not parsed as CRI, even when the source's format is auto."""
+        from kubelogs.tailing.discovery import Match
+        from support.tailsim import ctx
+
+        app = logs / "app.txt"
+        write(app, "2025-01-15 INFO started", "plain line")
+        n = node(tmp_path, logs, fmt="auto")
+        t = n.start()
+        t.s.extra_paths = lambda: [Match(str(app), ctx, "plain")]
+        n.pump()
+        n.stop()
+
+        assert [("2025-01-15 INFO started", ()), ("plain line", ())] == [
+            (m, f) for _, _, m, _, f in n.stored
+        ]
