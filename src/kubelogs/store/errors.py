@@ -6,6 +6,7 @@ StoreError                  anything the store refuses to do; the message is one
  +-- StoreCorruptError      the index cannot be read (not SQLite, missing tables, ...)
  +-- StoreLockedError       another process is already writing to this store
  +-- StoreLayoutError       a writer's document layout differs from the store's
+ +-- StoreFullError         the disk is full and the store has nothing left to evict
 QueryError                  the query cannot be used
  +-- QuerySyntaxError       the query does not parse; carries the 1-based `column`
 
@@ -39,6 +40,13 @@ class StoreLockedError(StoreError):
 
 class StoreLayoutError(StoreError):
     pass
+
+
+class StoreFullError(StoreError):
+    """A write found no room on the disk even after evicting every segment it could.
+
+    Nothing of the write was kept; writing the same events again later is safe. The
+    local sink holds them back (unacknowledged) and retries until space returns."""
 
 
 class QueryError(ValueError):
