@@ -240,7 +240,7 @@ def test_store_on_a_full_disk_evicts_and_keeps_going_also_after_a_restart(
         evicted = metric(port, "kubelogs_store_evicted_segments_total", reason="disk_full")
         assert agent.stop() == 0, agent.stderr()
     check_stored(store, manifest, big_tree)
-    assert evicted >= 1
+    assert evicted >= 2  # segments are cut from the disk's size, not only from max_size
     assert "disk full; evicting the oldest segment" in agent.stderr()
 
     pod = PodLog(big_tree, pod="late-0-abcde")

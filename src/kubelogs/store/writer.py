@@ -156,7 +156,9 @@ class StoreWriter:
         self.max_size = max_size
         self.block_docs = max(1, block_docs)
         self.block_bytes = max(1, block_bytes)
-        self.segment_bytes = segment_bytes or default_segment_bytes(max_size)
+        self.segment_bytes = segment_bytes or default_segment_bytes(
+            min(max_size, _filesystem_size(self.path))
+        )
         self.segment_span = segment_span
         self.retention_interval = retention_interval
         self._clock = clock
@@ -759,6 +761,21 @@ def _part(column: Sequence[_T], start: int, end: int) -> Sequence[_T]:
     if start == 0 and end == len(column):
         return column
     return column[start:end]
+
+
+def _filesystem_size(path: Path) -> int:
+    """The size of the filesystem that holds `path` (or its nearest existing parent).
+
+    Segments are cut from the smaller of this and `max_size`: when the disk is smaller
+    than the limit, a full disk then evicts a sixteenth of the data at a time, not a
+    segment as large as the disk."""
+    for candidate in (path, *path.parents):
+        try:
+            st = os.statvfs(candidate)
+        except OSError:
+            continue
+        return st.f_blocks * st.f_frsize or 1 << 62
+    return 1 << 62
 
 
 def is_disk_full(exc: BaseException) -> bool:
