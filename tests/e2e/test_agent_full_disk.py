@@ -135,6 +135,17 @@ def running_metric(agent: Agent, port: int, name: str, **labels: str) -> float:
         return -1.0
 
 
+def fill(path: Path) -> None:
+    """Write `path` until the filesystem is full."""
+    with open(path, "wb") as f:
+        try:
+            while True:
+                f.write(b"\0" * 65536)
+                f.flush()
+        except OSError:
+            pass
+
+
 def segments_size(store: Path) -> int:
     return sum(p.stat().st_size for p in (store / "segments").glob("*.seg"))
 
@@ -300,3 +311,90 @@ def test_file_sink_on_a_full_disk_retries_and_every_line_arrives(
     missing = {p: n - per_file.get(p, 0) for p, n in expected.items() if per_file.get(p, 0) != n}
     assert {} == missing
     assert "No space left on device" in agent.stderr()
+
+
+@pytest.mark.parametrize("small_fs", ["2m"], indirect=True)
+def test_store_on_a_disk_full_from_the_start_holds_back_then_stores_everything(
+    small_fs: Path, tmp_path: Path
+) -> None:
+    """Another file took all the space: the store cannot even create its index, and has
+    nothing to evict. The agent keeps running, holds the lines back (nothing
+    acknowledged, failures counted), and once the filler is deleted it stores every
+    line exactly once - by itself, without a restart."""
+    node = tmp_path / "node"
+    manifest = generate(node, lines=5000, containers=3)
+    store = small_fs / "store"
+    filler = small_fs / "filler"
+    fill(filler)
+    cfg = config(tmp_path, node, {"type": "local", "path": str(store), "flush_interval": "100ms"})
+    with Agent(cfg, tmp_path / "agent.log") as agent:
+        port = agent.api_port
+
+        def held_back() -> bool:
+            failed = running_metric(
+                agent, port, "kubelogs_component_errors_total", error_type="StoreFullError"
+            )
+            return failed >= 3
+
+        wait_for(held_back, timeout=120, what="failed attempts on the full disk")
+        assert 0 == metric(port, "kubelogs_component_sent_events_total", component_id="out")
+        filler.unlink()
+        wait_for(
+            lambda: (
+                running_metric(
+                    agent, port, "kubelogs_component_sent_events_total", component_id="out"
+                )
+                >= manifest["records"]
+            ),
+            timeout=120,
+            what="every line once space returned",
+        )
+        assert agent.stop() == 0, agent.stderr()
+
+    docs = check_stored(store, manifest, node)
+    assert manifest["records"] == len(docs)
+    assert "disk is full" in agent.stderr()
+
+
+@pytest.mark.parametrize("small_fs", ["2m"], indirect=True)
+def test_store_with_nothing_to_evict_holds_writes_back_until_space_returns(
+    small_fs: Path, tmp_path: Path
+) -> None:
+    """The store is open and empty when another file fills the disk: writes fail and
+    there is no segment to evict. The lines are held back, unacknowledged, and all of
+    them are stored once the filler is deleted."""
+    node = tmp_path / "node"
+    store = small_fs / "store"
+    (node / "var/log/containers").mkdir(parents=True)
+    cfg = config(tmp_path, node, {"type": "local", "path": str(store), "flush_interval": "100ms"})
+    with Agent(cfg, tmp_path / "agent.log") as agent:
+        agent.wait_ready()
+        port = agent.api_port
+        wait_for(lambda: (store / "index.sqlite").exists(), what="the store opened")
+        fill(small_fs / "filler")
+        manifest = generate(node, lines=5000, containers=3)
+
+        def held_back() -> bool:
+            failed = running_metric(
+                agent, port, "kubelogs_component_errors_total", error_type="StoreFullError"
+            )
+            return failed >= 3
+
+        wait_for(held_back, timeout=120, what="failed writes on the full disk")
+        assert 0 == metric(port, "kubelogs_component_sent_events_total", component_id="out")
+        (small_fs / "filler").unlink()
+        wait_for(
+            lambda: (
+                running_metric(
+                    agent, port, "kubelogs_component_sent_events_total", component_id="out"
+                )
+                >= manifest["records"]
+            ),
+            timeout=120,
+            what="every line once space returned",
+        )
+        assert agent.stop() == 0, agent.stderr()
+
+    docs = check_stored(store, manifest, node)
+    assert manifest["records"] == len(docs)
+    assert "nothing left to evict; holding back" in agent.stderr()

@@ -14,8 +14,9 @@ Error handling: on a full disk the store itself evicts its oldest segments to ma
 ``kubelogs_component_errors_total``, logged (rate-limited), and retried with jittered
 backoff up to `_MAX_BACKOFF` seconds; the batches stay unacknowledged meanwhile, so the
 sources stop reading (backpressure), nothing is lost, and writing resumes by itself once
-space returns. Opening the store fails the sink at start (wrong schema, newer format,
-another writer) with a one-sentence error.
+space returns. A disk too full to open the store is waited out the same way; other
+failures to open it (wrong schema, newer format, another writer) fail the sink at start
+with a one-sentence error.
 """
 
 from __future__ import annotations
@@ -106,7 +107,7 @@ class LocalSink:
         self._labels: dict[bytes, dict[str, str]] = {}
 
     async def run(self, inp: Input) -> None:
-        writer = await asyncio.to_thread(self._open)
+        writer = await self._open_when_possible()
         loop = asyncio.get_running_loop()
         it: AsyncIterator[Batch] = aiter(inp)
         pending: list[Batch] = []
@@ -152,6 +153,20 @@ class LocalSink:
             await asyncio.to_thread(writer.close)
 
     # -- stages --------------------------------------------------------------------------
+
+    async def _open_when_possible(self) -> StoreWriter:
+        """Open the store, waiting for space if the disk is too full to create or open
+        its index: the agent keeps running (sources pause, as nothing is acknowledged)
+        and starts writing by itself once space returns. Other failures (another
+        writer, a wrong schema, a newer format) end the sink at once."""
+        backoff = Backoff(_FIRST_BACKOFF, _MAX_BACKOFF)
+        while True:
+            try:
+                return await asyncio.to_thread(self._open)
+            except StoreFullError as exc:
+                self.metrics.error(type(exc).__name__, "opening")
+                log.warning("local store %s: cannot open, retrying: %s", self.path, exc)
+            await asyncio.sleep(backoff.next_delay())
 
     def _open(self) -> StoreWriter:
         return StoreWriter(

@@ -30,9 +30,11 @@ from pathlib import Path
 from kubelogs.codecs.document import Schema
 from kubelogs.store.errors import (
     StoreCorruptError,
+    StoreFullError,
     StoreLayoutError,
     StoreNotFound,
     StoreVersionError,
+    is_disk_full,
 )
 
 FORMAT_VERSION = 2
@@ -217,6 +219,8 @@ def connect(store: Path, *, readonly: bool) -> sqlite3.Connection:
             conn.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
         conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
     except sqlite3.DatabaseError as exc:
+        if is_disk_full(exc):
+            raise StoreFullError(f"{db}: the disk is full; cannot open the index ({exc})") from exc
         raise StoreCorruptError(f"{db}: the store index cannot be read ({exc})") from exc
     conn.isolation_level = None  # explicit BEGIN/COMMIT
     return conn
@@ -243,6 +247,10 @@ def initialise(conn: sqlite3.Connection, store: Path, layout: Layout, now_ns: in
             conn.execute("COMMIT")
             return layout
     except sqlite3.DatabaseError as exc:
+        if is_disk_full(exc):
+            raise StoreFullError(
+                f"{store}: the disk is full; cannot create the index ({exc})"
+            ) from exc
         raise StoreCorruptError(f"{store}: the store index cannot be created ({exc})") from exc
     existing = read_layout(conn, store)
     if existing != layout:

@@ -48,7 +48,6 @@ truncates the segment to where it was, and propagates; only a full disk is retri
 
 from __future__ import annotations
 
-import errno
 import fcntl
 import logging
 import os
@@ -65,7 +64,7 @@ from typing import Any, Literal, TypeVar
 import msgspec
 
 from kubelogs.store.block import BlockBuilder, Piece, Runs
-from kubelogs.store.errors import StoreError, StoreFullError, StoreLockedError
+from kubelogs.store.errors import StoreError, StoreFullError, StoreLockedError, is_disk_full
 from kubelogs.store.group import WriteGroup
 from kubelogs.store.index import (
     LOCK_NAME,
@@ -92,7 +91,6 @@ log = logging.getLogger(__name__)
 EvictReason = Literal["age", "max_size", "disk_full"]
 EvictCallback = Callable[[EvictReason, int, int], None]
 """Called with (reason, segments, bytes) each time segments are deleted."""
-_SQLITE_FULL = 13
 
 DEFAULT_BLOCK_DOCS = 20_000
 DEFAULT_BLOCK_BYTES = 16 * 1024 * 1024
@@ -171,8 +169,15 @@ class StoreWriter:
         """Canonical label-set text per (group labels, stream): JSON once per combination."""
         if self.path.exists() and not self.path.is_dir():
             raise StoreError(f"{self.path}: exists and is not a directory")
-        (self.path / SEGMENTS_DIR).mkdir(parents=True, exist_ok=True)
-        self._lock_fd = os.open(self.path / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            (self.path / SEGMENTS_DIR).mkdir(parents=True, exist_ok=True)
+            self._lock_fd = os.open(self.path / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            if is_disk_full(exc):
+                raise StoreFullError(
+                    f"{self.path}: the disk is full; cannot create the store"
+                ) from exc
+            raise
         try:
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -776,16 +781,6 @@ def _filesystem_size(path: Path) -> int:
             continue
         return st.f_blocks * st.f_frsize or 1 << 62
     return 1 << 62
-
-
-def is_disk_full(exc: BaseException) -> bool:
-    """Whether `exc` says the filesystem has no room left (for data or for the quota)."""
-    if isinstance(exc, OSError):
-        return exc.errno in (errno.ENOSPC, errno.EDQUOT)
-    if isinstance(exc, sqlite3.Error):
-        code = getattr(exc, "sqlite_errorcode", None)
-        return code is not None and code & 0xFF == _SQLITE_FULL
-    return False
 
 
 def _rollback(conn: sqlite3.Connection) -> None:

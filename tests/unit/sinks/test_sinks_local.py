@@ -18,7 +18,7 @@ from kubelogs.pipeline.channels import Channel
 from kubelogs.pipeline.event import Batch
 from kubelogs.sinks import local as local_module
 from kubelogs.sinks.local import LocalSink, LocalSinkConfig
-from kubelogs.store import StoreReader
+from kubelogs.store import StoreFullError, StoreReader, StoreWriter
 from kubelogs.telemetry.metrics import Metrics
 from support.full_disk import FakeDisk
 from support.store_docs import make_batches
@@ -298,3 +298,48 @@ async def _sink_writes_when_pending_bytes_reach_block_bytes(
     assert sink.config.block_bytes == 64 << 10
     with StoreReader(tmp_path / "store") as reader:
         assert 20 == reader.count("")
+
+
+def test_a_disk_too_full_to_open_the_store_is_waited_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No space even for the index: the sink retries opening (counted) instead of
+    failing the agent, and stores everything once it can."""
+    monkeypatch.setattr(local_module, "_FIRST_BACKOFF", 0.01)
+    monkeypatch.setattr(local_module, "_MAX_BACKOFF", 0.05)
+    asyncio.run(_disk_too_full_to_open(tmp_path, monkeypatch))
+
+
+async def _disk_too_full_to_open(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    batches = make_batches(seed=3, containers=2, lines=100, per_batch=50)
+    sink, metrics = build(tmp_path)
+    real_open = sink._open
+    attempts: list[int] = []
+
+    def full_then_fine() -> StoreWriter:
+        attempts.append(1)
+        if len(attempts) <= 3:
+            raise StoreFullError(f"{sink.path}: the disk is full; cannot open the index")
+        return real_open()
+
+    monkeypatch.setattr(sink, "_open", full_then_fine)
+    channel = Channel("store", capacity=100)
+    channel.add_producer()
+    for b in batches:
+        await channel.put(b)
+    channel.close_producer()
+
+    await asyncio.wait_for(sink.run(channel), timeout=30)
+
+    assert 4 == len(attempts)
+    assert 3 == metric(
+        metrics,
+        "kubelogs_component_errors_total",
+        component_id="store",
+        component_kind="sink",
+        component_type="local",
+        error_type="StoreFullError",
+        stage="opening",
+    )
+    with StoreReader(tmp_path / "store") as reader:
+        assert sum(len(b) for b in batches) == reader.count("")
