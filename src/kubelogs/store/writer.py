@@ -93,8 +93,9 @@ EvictCallback = Callable[[EvictReason, int, int], None]
 """Called with (reason, segments, bytes) each time segments are deleted."""
 
 DEFAULT_BLOCK_DOCS = 20_000
-DEFAULT_BLOCK_BYTES = 16 * 1024 * 1024
-"""Uncompressed bytes per block at most: bounds memory when documents are large."""
+DEFAULT_BLOCK_BYTES = 8 * 1024 * 1024
+"""Uncompressed bytes per block at most: bounds memory when documents are large (a block
+is held about three times over while it is encoded and compressed)."""
 _MIN_TIME = -(2**63)
 _MAX_TIME = 2**63 - 1
 DEFAULT_SEGMENT_SPAN = 3600.0
