@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from support.agent import FAST_TAIL, Agent, count_lines, read_docs, write_config
 from support.podlogs import PodLog
@@ -88,7 +89,8 @@ def generate(node: Path, *, lines: int, containers: int) -> dict[str, Any]:
     return manifest
 
 
-def config(tmp: Path, node: Path, sink: dict[str, Any]) -> Path:
+def config(tmp: Path, node: Path, sink: dict[str, Any], *more: Path) -> Path:
+    """A config reading the containers of `node` (and of `more` node trees)."""
     return write_config(
         tmp / "kubelogs.yaml",
         {
@@ -99,7 +101,7 @@ def config(tmp: Path, node: Path, sink: dict[str, Any]) -> Path:
                 "logs": {
                     "type": "kubernetes_logs",
                     **FAST_TAIL,
-                    "include": [str(node / "var/log/containers/*.log")],
+                    "include": [str(n / "var/log/containers/*.log") for n in (node, *more)],
                 }
             },
             "sinks": {"out": {"inputs": ["logs"], **sink}},
@@ -254,8 +256,12 @@ def test_store_on_a_full_disk_evicts_and_keeps_going_also_after_a_restart(
     assert evicted >= 2  # segments are cut from the disk's size, not only from max_size
     assert "disk full; evicting the oldest segment" in agent.stderr()
 
-    pod = PodLog(big_tree, pod="late-0-abcde")
+    late_node = tmp_path / "late-node"  # the shared big tree stays as generated
+    pod = PodLog(late_node, pod="late-0-abcde")
     late = [f"late line {i} " + "y" * 200 for i in range(3000)]
+    sink = yaml.safe_load(cfg.read_text())["sinks"]["out"]
+    del sink["inputs"]
+    cfg = config(tmp_path, big_tree, sink, late_node)
     with Agent(cfg, tmp_path / "restart.log") as agent:
         for i in range(0, len(late), 500):
             pod.write(*late[i : i + 500])
