@@ -165,6 +165,9 @@ class StoreWriter:
         self.evicted_segments = 0
         """Segments deleted by retention or to make room, since this writer opened."""
         self.evicted_bytes = 0
+        self._unlinked: set[int] = set()
+        """Segments whose file a full disk made us unlink before their index rows went
+        (`_evict_oldest`): counted already, not again when the rows are deleted."""
         self._codec = BlockCodec(compression_level)
         self._label_texts: dict[tuple[tuple[tuple[str, str], ...], str], str] = {}
         """Canonical label-set text per (group labels, stream): JSON once per combination."""
@@ -392,10 +395,14 @@ class StoreWriter:
                 self._close_sealed()
             os.unlink(self._segment_path(seg_id))
             self._count_evicted([doomed[-1]])
+            self._unlinked.add(seg_id)
         return True
 
     def _count_evicted(self, doomed: list[tuple[int, int, EvictReason]]) -> None:
-        for _, size, reason in doomed:
+        for seg_id, size, reason in doomed:
+            if seg_id in self._unlinked:
+                self._unlinked.discard(seg_id)
+                continue
             self.evicted_segments += 1
             self.evicted_bytes += size
             if self._on_evict is not None:

@@ -158,3 +158,45 @@ def test_an_oversized_store_shrinks_when_a_writer_opens_it(
 
     assert evicted > 0
     assert sum(p.stat().st_size for p in (path / SEGMENTS_DIR).glob("*.seg")) <= 60_000
+
+
+def test_when_not_even_the_index_can_change_the_oldest_file_is_freed_first(
+    tmp_path: Path, dataset: Dataset, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """So full that the eviction's own transaction fails: the segment file is unlinked
+    first (readers skip it), the write goes on, and its index rows go with a later
+    eviction - counted once."""
+    path = tmp_path / "s"
+    disk = FakeDisk(path, monkeypatch)
+    groups = dataset.groups
+    with StoreWriter(path, layout=ECS_LAYOUT, segment_bytes=20_000, block_docs=200) as writer:
+        for group in groups[:-2]:
+            writer.write([group])
+        oldest = sorted(disk.dir.glob("*.seg"))[0]
+        real_delete = writer._delete_segments
+        index_full = [True]
+
+        def delete(*args: Any) -> None:
+            if index_full[0]:
+                exc = sqlite3.OperationalError("database or disk is full")
+                exc.sqlite_errorcode = 13
+                raise exc
+            real_delete(*args)
+
+        monkeypatch.setattr(writer, "_delete_segments", delete)
+        disk.capacity = disk.used() + 1000
+        writer.write(groups[-2:-1])
+        after_first = writer.evicted_segments
+        kept_meanwhile = stored(path)  # the index still lists the unlinked segment
+        index_full[0] = False
+        disk.capacity = disk.used() + 1000
+        writer.write(groups[-1:])
+        after_second = writer.evicted_segments
+        segment_rows = writer._require_conn().execute("SELECT count(*) FROM segments").fetchone()
+
+    assert not oldest.exists()
+    assert 1 == after_first
+    assert set(dataset.docs_of(groups[-2:-1])) <= set(kept_meanwhile)
+    assert 2 == after_second  # the unlinked segment is not counted twice
+    assert len(list(disk.dir.glob("*.seg"))) == segment_rows[0]
+    assert set(dataset.docs_of(groups[-1:])) <= set(stored(path))
