@@ -1,16 +1,26 @@
 """`file`: documents appended as NDJSON to a file (at-least-once).
 
-The file is opened in append mode; each group of batches is one write followed by a
-flush (and `fsync` when asked, for power-loss safety at a throughput cost). A resend
-after a crash appends the resent lines again: downstream readers that need exactly-once
-use the event ids of a store sink instead.
+The file is opened in append mode, unbuffered; each group of batches is one write (and
+`fsync` when asked, for power-loss safety at a throughput cost). A resend after a crash
+appends the resent lines again: downstream readers that need exactly-once use the event
+ids of a store sink instead.
+
+A full disk (or quota, or I/O error) never ends the sink: a write that fails, also one
+that wrote only part of the payload first, is undone by truncating the file back to its
+size before the write - every line stays one whole JSON document - and retried with
+backoff (`ndjson_writer`), the events unacknowledged meanwhile. A file that cannot be
+opened at start (no permission, no space for it) fails the start with one sentence that
+names the sink, the path and the reason.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
+from functools import partial
 from pathlib import Path
-from typing import BinaryIO, Literal
+from typing import Literal
 
 from pydantic import Field
 
@@ -21,6 +31,9 @@ from kubelogs.sinks.ndjson_writer import run_ndjson
 from kubelogs.telemetry.metrics import ComponentMetrics
 
 log = logging.getLogger("kubelogs.sinks")
+
+_os_write = os.write
+"""The write system call (a seam: tests put a full disk behind it)."""
 
 
 @register("sink", "file", "Documents appended to a file as NDJSON.")
@@ -35,7 +48,18 @@ class FileSinkConfig(SinkConfig):
     (even kill -9) never loses written data either way."""
 
     def build(self, cx: BuildContext) -> FileSink:
-        return FileSink(self, ComponentMetrics(cx.metrics, cx.component_id, "sink", "file"))
+        return FileSink(
+            self,
+            ComponentMetrics(cx.metrics, cx.component_id, "sink", "file"),
+            component_id=cx.component_id,
+        )
+
+
+class FileSinkOpenError(OSError):
+    """The sink's file cannot be opened; ``str()`` is one sentence (the CLI prints it)."""
+
+    def __str__(self) -> str:
+        return str(self.strerror)
 
 
 def _cut_torn_tail(path: Path) -> None:
@@ -67,21 +91,63 @@ def _cut_torn_tail(path: Path) -> None:
 
 
 class FileSink:
-    def __init__(self, config: FileSinkConfig, metrics: ComponentMetrics) -> None:
+    def __init__(
+        self, config: FileSinkConfig, metrics: ComponentMetrics, *, component_id: str = "file"
+    ) -> None:
         self.config = config
         self.metrics = metrics
-        config.path.parent.mkdir(parents=True, exist_ok=True)
-        _cut_torn_tail(config.path)
-        self._stream: BinaryIO = open(config.path, "ab")  # noqa: SIM115 (closed in close())
+        self.component_id = component_id
+        try:
+            config.path.parent.mkdir(parents=True, exist_ok=True)
+            _cut_torn_tail(config.path)
+            self._fd = os.open(
+                config.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644
+            )
+        except OSError as exc:
+            detail = f"{exc.strerror} ({errno.errorcode.get(exc.errno or 0, 'error')})"
+            if exc.filename is not None and str(exc.filename) != str(config.path):
+                detail = f"{exc.filename}: {detail}"  # the directory could not be made
+            raise FileSinkOpenError(
+                exc.errno,
+                f"sinks.{component_id}: cannot open {config.path} for appending: {detail}",
+            ) from None
+        self._clean_size: int | None = None
+        """Where the file must be cut before the next write: set when undoing a failed
+        write could not truncate (the torn bytes must never precede a document)."""
 
     async def run(self, inp: Input) -> None:
         await run_ndjson(
             inp,
-            self._stream,
+            partial(self._append, fsync=self.config.fsync),
             schema=self.config.schema_,
-            fsync=self.config.fsync,
             metrics=self.metrics,
+            retry=True,
+            target=f"file sink {self.component_id} ({self.config.path})",
         )
 
+    def _append(self, payload: bytes, *, fsync: bool) -> None:
+        """Append all of `payload`, or nothing: after a short or failed write (ENOSPC
+        mid-payload) the file is truncated back to its size before, then the error is
+        raised for the caller to retry."""
+        fd = self._fd
+        if self._clean_size is not None:
+            os.ftruncate(fd, self._clean_size)
+            self._clean_size = None
+        before = os.fstat(fd).st_size
+        try:
+            view = memoryview(payload)
+            while view:
+                view = view[_os_write(fd, view) :]
+            if fsync:
+                os.fsync(fd)
+        except BaseException:
+            try:
+                os.ftruncate(fd, before)
+            except OSError:
+                self._clean_size = before
+            raise
+
     async def close(self) -> None:
-        self._stream.close()
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1

@@ -1,16 +1,22 @@
 """`local`: events kept in the embedded store (`kubelogs.store`), searchable with
 ``kubelogs search`` - the default sink on a laptop and in the quick start.
 
-encode -> group batches until a block is full or `flush_interval` passed -> write
-(blocks fsynced, then one index commit, off the event loop) -> resolve acks -> count.
-Acks are resolved only after the commit, and the store skips events at or below each
-file's committed offset, so a resend after ``kill -9`` neither loses nor duplicates.
+encode -> group batches until a block is full (`block_docs` events or `block_bytes` of
+messages) or `flush_interval` passed -> write (blocks fsynced, then one index commit) ->
+resolve acks -> count. Acks are resolved only after the commit, and the store skips
+events at or below each file's committed offset, so a resend after ``kill -9`` neither
+loses nor duplicates. Memory: the group held at once is bounded by `block_bytes` (plus
+one batch), whatever the line size: 20,000 lines of 200 KiB would be 4 GB.
 
-Error handling: a failed write (disk full, I/O error) is counted in
-``kubelogs_component_errors_total``, logged (rate-limited), and retried with backoff up
-to `_MAX_BACKOFF` seconds; the batches stay unacknowledged meanwhile, so the sources
-stop reading (backpressure) and nothing is lost. Opening the store fails the sink at
-start (wrong schema, newer format, another writer) with a one-sentence error.
+Error handling: on a full disk the store itself evicts its oldest segments to make room
+(counted in ``kubelogs_store_evicted_segments_total``); when nothing is left to evict
+(`StoreFullError`), or on any other failed write (I/O error), the failure is counted in
+``kubelogs_component_errors_total``, logged (rate-limited), and retried with jittered
+backoff up to `_MAX_BACKOFF` seconds; the batches stay unacknowledged meanwhile, so the
+sources stop reading (backpressure), nothing is lost, and writing resumes by itself once
+space returns. A disk too full to open the store is waited out the same way; other
+failures to open it (wrong schema, newer format, another writer) fail the sink at start
+with a one-sentence error.
 """
 
 from __future__ import annotations
@@ -31,15 +37,19 @@ from kubelogs.config.registry import register
 from kubelogs.config.units import Duration, Size
 from kubelogs.pipeline.event import Batch
 from kubelogs.pipeline.runtime import Input
-from kubelogs.store import StoreWriter, WriteGroup
+from kubelogs.sinks.retry import Backoff
+from kubelogs.store import StoreFullError, StoreWriter, WriteGroup
 from kubelogs.store.index import ECS_LAYOUT, FLUENTD_LAYOUT, Layout
 from kubelogs.store.matcher import get_field
+from kubelogs.store.writer import DEFAULT_BLOCK_BYTES
 from kubelogs.telemetry.metrics import ComponentMetrics
 
 log = logging.getLogger(__name__)
 
 _decode_json = msgspec.json.Decoder().decode
-_MAX_BACKOFF = 30.0
+_FIRST_BACKOFF = 0.5
+_MAX_BACKOFF = 10.0
+"""Seconds between retries at most: how long writing may lag behind space returning."""
 _LABEL_CACHE_SIZE = 4096
 
 
@@ -66,6 +76,16 @@ class LocalSinkConfig(SinkConfig):
     events as columns (messages, times, offsets; each file's metadata once) and renders
     documents when they are read; a word or phrase search reads only the message
     column of each block first."""
+    block_bytes: Size = Field(DEFAULT_BLOCK_BYTES, ge=64 << 10, le=1 << 30)
+    """Message bytes per block at most (characters, for non-ASCII text): events are
+    written as soon as this much waits, even before `block_docs` is reached. It bounds
+    the sink's memory when lines are long: the group waiting to be written plus the
+    block's joined and encoded copies while it is written take about three times this.
+    With the default 8 MiB an agent draining a backlog of 200 KiB lines peaks at ~72 MiB
+    RSS (16 MiB: ~97 MiB; unbounded, as before: 445 MiB). Typical lines (~250 bytes)
+    fill `block_docs` first, at ~5 MB, so this changes nothing for them; and zstd's
+    level-1 window is far smaller than a block, so larger blocks barely compress
+    better."""
     flush_interval: Duration = 1.0
     """How long events wait for a block to fill before they are written anyway: the
     delay between a line being read and it being searchable (and acknowledged)."""
@@ -91,11 +111,12 @@ class LocalSink:
         self._labels: dict[bytes, dict[str, str]] = {}
 
     async def run(self, inp: Input) -> None:
-        writer = await asyncio.to_thread(self._open)
+        writer = await self._open_when_possible()
         loop = asyncio.get_running_loop()
         it: AsyncIterator[Batch] = aiter(inp)
         pending: list[Batch] = []
-        pending_docs = 0
+        pending_docs = pending_bytes = 0
+        block_docs, block_bytes = self.config.block_docs, self.config.block_bytes
         deadline = 0.0
         nxt: asyncio.Future[Batch] | None = None
         try:
@@ -115,16 +136,18 @@ class LocalSink:
                         deadline = loop.time() + self.config.flush_interval
                     pending.append(batch)
                     pending_docs += len(batch)
-                    while pending_docs < self.config.block_docs:
+                    pending_bytes += _message_bytes(batch)
+                    while pending_docs < block_docs and pending_bytes < block_bytes:
                         more = inp.receive_nowait()
                         if more is None:
                             break
                         pending.append(more)
                         pending_docs += len(more)
-                    if pending_docs < self.config.block_docs:
+                        pending_bytes += _message_bytes(more)
+                    if pending_docs < block_docs and pending_bytes < block_bytes:
                         continue
                 await self._flush(writer, pending)
-                pending, pending_docs = [], 0
+                pending, pending_docs, pending_bytes = [], 0, 0
             if pending:
                 await self._flush(writer, pending)
         finally:
@@ -135,6 +158,20 @@ class LocalSink:
 
     # -- stages --------------------------------------------------------------------------
 
+    async def _open_when_possible(self) -> StoreWriter:
+        """Open the store, waiting for space if the disk is too full to create or open
+        its index: the agent keeps running (sources pause, as nothing is acknowledged)
+        and starts writing by itself once space returns. Other failures (another
+        writer, a wrong schema, a newer format) end the sink at once."""
+        backoff = Backoff(_FIRST_BACKOFF, _MAX_BACKOFF)
+        while True:
+            try:
+                return await asyncio.to_thread(self._open)
+            except StoreFullError as exc:
+                self.metrics.error(type(exc).__name__, "opening")
+                log.warning("local store %s: cannot open, retrying: %s", self.path, exc)
+            await asyncio.sleep(backoff.next_delay())
+
     def _open(self) -> StoreWriter:
         return StoreWriter(
             self.path,
@@ -142,10 +179,12 @@ class LocalSink:
             retention=self.config.retention,
             max_size=self.config.max_size,
             block_docs=self.config.block_docs,
+            block_bytes=self.config.block_bytes,
+            on_evict=self.metrics.evicted,
         )
 
     async def _flush(self, writer: StoreWriter, batches: list[Batch]) -> None:
-        backoff = 0.5
+        backoff = Backoff(_FIRST_BACKOFF, _MAX_BACKOFF)
         while True:
             # Written on the event loop's thread, on purpose: encoding and compressing
             # are CPU work under the GIL, so a worker thread adds no parallelism, and its
@@ -156,11 +195,24 @@ class LocalSink:
             try:
                 nbytes = self._write(writer, batches)
                 break
+            except StoreFullError as exc:
+                self.metrics.error(type(exc).__name__, "sending")
+                log.warning(
+                    "local store %s: disk full and nothing left to evict; holding back "
+                    "(sources pause) until space returns: %s",
+                    self.path,
+                    exc.__cause__ or exc,
+                )
             except (OSError, sqlite3.Error) as exc:
                 self.metrics.error(type(exc).__name__, "sending")
                 log.warning("local store %s: write failed, retrying: %s", self.path, exc)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, _MAX_BACKOFF)
+            await asyncio.sleep(backoff.next_delay())
+        if backoff.failures:
+            log.warning(
+                "local store %s: writing again after %d failed attempts",
+                self.path,
+                backoff.failures,
+            )
         n = 0
         for b in batches:
             n += len(b)
@@ -204,6 +256,12 @@ class LocalSink:
                 self._labels.clear()
             self._labels[meta] = labels
         return labels
+
+
+def _message_bytes(batch: Batch) -> int:
+    """Characters of the batch's messages: one C-level pass, the measure `block_bytes`
+    bounds (as the store's blocks do)."""
+    return sum(map(len, batch.messages))
 
 
 def labels_from_meta(meta: bytes, layout: Layout) -> dict[str, str]:

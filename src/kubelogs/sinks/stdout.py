@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from functools import partial
 from typing import Literal
 
 from pydantic import Field
@@ -10,7 +11,7 @@ from pydantic import Field
 from kubelogs.config.base import BuildContext, SinkConfig
 from kubelogs.config.registry import register
 from kubelogs.pipeline.runtime import Input
-from kubelogs.sinks.ndjson_writer import run_ndjson
+from kubelogs.sinks.ndjson_writer import run_ndjson, write_stream
 from kubelogs.telemetry.metrics import ComponentMetrics
 
 
@@ -32,5 +33,8 @@ class StdoutSink:
 
     async def run(self, inp: Input) -> None:
         await run_ndjson(
-            inp, sys.stdout.buffer, schema=self.config.schema_, fsync=False, metrics=self.metrics
+            inp,
+            partial(write_stream, sys.stdout.buffer),
+            schema=self.config.schema_,
+            metrics=self.metrics,
         )

@@ -22,6 +22,7 @@ from kubelogs.store.errors import QueryError as QueryError
 from kubelogs.store.errors import QuerySyntaxError as QuerySyntaxError
 from kubelogs.store.errors import StoreCorruptError as StoreCorruptError
 from kubelogs.store.errors import StoreError as StoreError
+from kubelogs.store.errors import StoreFullError as StoreFullError
 from kubelogs.store.errors import StoreLayoutError as StoreLayoutError
 from kubelogs.store.errors import StoreLockedError as StoreLockedError
 from kubelogs.store.errors import StoreNotFound as StoreNotFound
@@ -61,6 +62,7 @@ __all__ = [
     "QuerySyntaxError",
     "StoreCorruptError",
     "StoreError",
+    "StoreFullError",
     "StoreLayoutError",
     "StoreLockedError",
     "StoreNotFound",

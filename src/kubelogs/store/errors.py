@@ -6,6 +6,8 @@ StoreError                  anything the store refuses to do; the message is one
  +-- StoreCorruptError      the index cannot be read (not SQLite, missing tables, ...)
  +-- StoreLockedError       another process is already writing to this store
  +-- StoreLayoutError       a writer's document layout differs from the store's
+ +-- StoreFullError         the disk is full: the index cannot be created or opened, or
+                            a write found nothing left to evict
 QueryError                  the query cannot be used
  +-- QuerySyntaxError       the query does not parse; carries the 1-based `column`
 
@@ -15,6 +17,11 @@ not match is skipped and counted (`StoreReader.corrupt_blocks`), never served.
 """
 
 from __future__ import annotations
+
+import errno
+import sqlite3
+
+_SQLITE_FULL = 13
 
 
 class StoreError(Exception):
@@ -39,6 +46,24 @@ class StoreLockedError(StoreError):
 
 class StoreLayoutError(StoreError):
     pass
+
+
+class StoreFullError(StoreError):
+    """The disk is full: a write found no room even after evicting every segment it
+    could, or the index could not be created or opened.
+
+    Nothing of the write was kept; writing the same events again later is safe. The
+    local sink holds them back (unacknowledged) and retries until space returns."""
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether `exc` says the filesystem has no room left (for data or for the quota)."""
+    if isinstance(exc, OSError):
+        return exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    if isinstance(exc, sqlite3.Error):
+        code = getattr(exc, "sqlite_errorcode", None)
+        return code is not None and code & 0xFF == _SQLITE_FULL
+    return False
 
 
 class QueryError(ValueError):

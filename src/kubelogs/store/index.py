@@ -30,9 +30,11 @@ from pathlib import Path
 from kubelogs.codecs.document import Schema
 from kubelogs.store.errors import (
     StoreCorruptError,
+    StoreFullError,
     StoreLayoutError,
     StoreNotFound,
     StoreVersionError,
+    is_disk_full,
 )
 
 FORMAT_VERSION = 2
@@ -43,6 +45,8 @@ refuses those stores with a message that says what to do."""
 INDEX_NAME = "index.sqlite"
 SEGMENTS_DIR = "segments"
 LOCK_NAME = "writer.lock"
+WAL_CHECKPOINT_PAGES = 64
+WAL_SIZE_LIMIT = 1 << 20
 
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -208,8 +212,15 @@ def connect(store: Path, *, readonly: bool) -> sqlite3.Connection:
             conn = sqlite3.connect(db, check_same_thread=False, timeout=10)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")
+            # The WAL is space that `max_size` does not count: by default it grows to
+            # 4 MiB (1000 pages) before a checkpoint and never shrinks, enough to fill a
+            # small disk on its own. Checkpoint every 64 pages and cut it back to 1 MiB.
+            conn.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_PAGES}")
+            conn.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
         conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
     except sqlite3.DatabaseError as exc:
+        if is_disk_full(exc):
+            raise StoreFullError(f"{db}: the disk is full; cannot open the index ({exc})") from exc
         raise StoreCorruptError(f"{db}: the store index cannot be read ({exc})") from exc
     conn.isolation_level = None  # explicit BEGIN/COMMIT
     return conn
@@ -236,6 +247,10 @@ def initialise(conn: sqlite3.Connection, store: Path, layout: Layout, now_ns: in
             conn.execute("COMMIT")
             return layout
     except sqlite3.DatabaseError as exc:
+        if is_disk_full(exc):
+            raise StoreFullError(
+                f"{store}: the disk is full; cannot create the index ({exc})"
+            ) from exc
         raise StoreCorruptError(f"{store}: the store index cannot be created ({exc})") from exc
     existing = read_layout(conn, store)
     if existing != layout:

@@ -16,9 +16,21 @@ Invariants (what a reader and a restarted writer may rely on):
 Retention deletes whole segments, oldest first: those last written to more than
 ``retention`` ago, then more until the total is below ``max_size``. Age counts from when
 data was *stored*, not from its event time, so a backlog of old logs read late (or a
-generated test tree from another year) is kept for the full retention. It runs inside `write` at
-most every `retention_interval` seconds and takes one short transaction plus an
-``unlink``; a reader that still holds the file open finishes reading it.
+generated test tree from another year) is kept for the full retention. Age retention runs
+inside `write` at most every `retention_interval` seconds; size retention runs after every
+write that took the total past ``max_size`` (and when a writer opens an oversized store),
+so segments exceed ``max_size`` by at most what one write appended. Either takes one short
+transaction plus an ``unlink``; a reader that still holds the file open finishes reading it.
+
+A full disk (ENOSPC, EDQUOT, SQLite's "database or disk is full") is not an error the
+caller has to solve: `write` undoes what it appended, evicts the oldest segment and tries
+again, until the write fits or the store holds nothing more to evict; then it raises
+`StoreFullError` and keeps nothing of the write, and the caller holds the events back and
+retries later (the local sink does, without acknowledging them). Eviction deletes the index
+rows first, as retention does; when the disk is so full that even that transaction fails,
+the segment file is unlinked first (readers skip a segment file that is gone, and its rows
+go with the next eviction). Every deleted segment is reported to `on_evict` with a reason
+(``age``, ``max_size`` or ``disk_full``), so none vanishes uncounted.
 
 Cost (PERFORMANCE.md): `write` does Python work per group, per run of equal label values
 and per block, never per event. A *piece* is the new events of one group; blocks are cut
@@ -30,12 +42,14 @@ C-level scans.
 Resource handling: the writer owns the lock file descriptor, the current segment's file
 descriptor and the SQLite connection; `close` releases all three (it is also a context
 manager). Error handling: an I/O or SQLite error during `write` rolls the transaction back,
-truncates the segment to where it was, and propagates; nothing is retried here.
+truncates the segment to where it was, and propagates; only a full disk is retried here
+(after an eviction), any other error is the caller's to retry.
 """
 
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import sqlite3
 import time
@@ -45,12 +59,12 @@ from dataclasses import dataclass
 from itertools import accumulate, groupby
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import msgspec
 
 from kubelogs.store.block import BlockBuilder, Piece, Runs
-from kubelogs.store.errors import StoreError, StoreLockedError
+from kubelogs.store.errors import StoreError, StoreFullError, StoreLockedError, is_disk_full
 from kubelogs.store.group import WriteGroup
 from kubelogs.store.index import (
     LOCK_NAME,
@@ -72,9 +86,16 @@ from kubelogs.store.segments import (
 
 _T = TypeVar("_T")
 
+log = logging.getLogger(__name__)
+
+EvictReason = Literal["age", "max_size", "disk_full"]
+EvictCallback = Callable[[EvictReason, int, int], None]
+"""Called with (reason, segments, bytes) each time segments are deleted."""
+
 DEFAULT_BLOCK_DOCS = 20_000
-DEFAULT_BLOCK_BYTES = 16 * 1024 * 1024
-"""Uncompressed bytes per block at most: bounds memory when documents are large."""
+DEFAULT_BLOCK_BYTES = 8 * 1024 * 1024
+"""Uncompressed bytes per block at most: bounds memory when documents are large (a block
+is held about three times over while it is encoded and compressed)."""
 _MIN_TIME = -(2**63)
 _MAX_TIME = 2**63 - 1
 DEFAULT_SEGMENT_SPAN = 3600.0
@@ -104,8 +125,10 @@ class _Segment:
 
 def default_segment_bytes(max_size: int) -> int:
     """A sixteenth of the size limit, between 1 MiB and 256 MiB: retention by size then
-    frees space in steps of about 6%."""
-    return max(1 << 20, min(256 << 20, max_size // 16))
+    frees space in steps of about 6%. Below 4 MiB of limit, a quarter of it: a segment
+    larger than the limit would be deleted whole, everything at once, each time the
+    store fills up."""
+    return min(256 << 20, max(max_size // 16, min(1 << 20, max_size // 4)), max(1, max_size))
 
 
 class StoreWriter:
@@ -125,23 +148,40 @@ class StoreWriter:
         compression_level: int = 1,
         retention_interval: float = 10.0,
         clock: Callable[[], float] = time.time,
+        on_evict: EvictCallback | None = None,
     ) -> None:
         self.path = Path(path)
         self.retention = retention
         self.max_size = max_size
         self.block_docs = max(1, block_docs)
         self.block_bytes = max(1, block_bytes)
-        self.segment_bytes = segment_bytes or default_segment_bytes(max_size)
+        self.segment_bytes = segment_bytes or default_segment_bytes(
+            min(max_size, _filesystem_size(self.path))
+        )
         self.segment_span = segment_span
         self.retention_interval = retention_interval
         self._clock = clock
+        self._on_evict = on_evict
+        self.evicted_segments = 0
+        """Segments deleted by retention or to make room, since this writer opened."""
+        self.evicted_bytes = 0
+        self._unlinked: set[int] = set()
+        """Segments whose file a full disk made us unlink before their index rows went
+        (`_evict_oldest`): counted already, not again when the rows are deleted."""
         self._codec = BlockCodec(compression_level)
         self._label_texts: dict[tuple[tuple[tuple[str, str], ...], str], str] = {}
         """Canonical label-set text per (group labels, stream): JSON once per combination."""
         if self.path.exists() and not self.path.is_dir():
             raise StoreError(f"{self.path}: exists and is not a directory")
-        (self.path / SEGMENTS_DIR).mkdir(parents=True, exist_ok=True)
-        self._lock_fd = os.open(self.path / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            (self.path / SEGMENTS_DIR).mkdir(parents=True, exist_ok=True)
+            self._lock_fd = os.open(self.path / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            if is_disk_full(exc):
+                raise StoreFullError(
+                    f"{self.path}: the disk is full; cannot create the store"
+                ) from exc
+            raise
         try:
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -166,6 +206,10 @@ class StoreWriter:
             self._next_segment_id = 1 + (
                 self._conn.execute("SELECT max(id) FROM segments").fetchone()[0] or 0
             )
+            self._bytes: int = self._conn.execute(
+                "SELECT coalesce(sum(bytes), 0) FROM segments"
+            ).fetchone()[0]
+            """Bytes of the indexed segments: what `max_size` bounds."""
         except BaseException:
             self.close()
             raise
@@ -174,6 +218,13 @@ class StoreWriter:
         )
         self._label_fields = frozenset(self.layout.label_fields)
         self._last_retention = clock()
+        # A smaller `max_size` than last time, or a store left oversized: shrink it now
+        # rather than after the first write, which might not fit on the disk.
+        try:
+            self._retain()
+        except BaseException:
+            self.close()
+            raise
 
     # -- public API ------------------------------------------------------------------
 
@@ -196,9 +247,33 @@ class StoreWriter:
                 pieces.append(self._piece(group, kept, new_labels))
                 written += kept[1] - kept[0]
         if not pieces:
-            self._maybe_retain()
+            self._retain()
             return WriteResult(0, skipped, 0, 0)
 
+        while True:
+            try:
+                blocks, new_segments = self._write_pieces(pieces, new_labels, marks)
+                break
+            except (OSError, sqlite3.Error) as exc:
+                if not is_disk_full(exc):
+                    raise
+                if not self._evict_oldest():
+                    raise StoreFullError(
+                        f"{self.path}: the disk is full and the store holds no data it could "
+                        f"delete to make room ({exc})"
+                    ) from exc
+        self._marks.update(marks)
+        self._label_ids.update(new_labels)
+        appended = sum(b.record_len for b, _ in blocks)
+        self._bytes += appended + new_segments * SEGMENT_HEADER_SIZE
+        self._retain()
+        return WriteResult(written, skipped, len(blocks), appended)
+
+    def _write_pieces(
+        self, pieces: list[Piece], new_labels: dict[str, int], marks: dict[str, int]
+    ) -> tuple[list[tuple[BlockRecord, dict[int, int]]], int]:
+        """Append `pieces` as blocks, fsync, commit; on any error leave the segments as
+        they were. Returns the blocks and how many segments were created."""
         previous = self._segment
         previous_size = previous.size if previous is not None else 0
         blocks: list[tuple[BlockRecord, dict[int, int]]] = []
@@ -212,13 +287,11 @@ class StoreWriter:
         except BaseException:
             self._undo(touched, previous, previous_size)
             raise
-        self._marks.update(marks)
-        self._label_ids.update(new_labels)
+        new_segments = sum(1 for seg in touched if seg.is_new)
         for seg in touched:
             seg.is_new = False
         self._close_sealed()
-        self._maybe_retain()
-        return WriteResult(written, skipped, len(blocks), sum(b.record_len for b, _ in blocks))
+        return blocks, new_segments
 
     def high_water(self, source_key: str) -> int | None:
         """The offset of the last stored event of `source_key`, if any."""
@@ -232,19 +305,33 @@ class StoreWriter:
         cutoff_ns = int((now - self.retention) * 1e9)
         rows = conn.execute("SELECT id, bytes, written_ns FROM segments ORDER BY id").fetchall()
         total = sum(r[1] for r in rows)
-        doomed: list[int] = []
+        doomed: list[tuple[int, int, EvictReason]] = []
         for seg_id, size, written_ns in rows:
-            if written_ns < cutoff_ns or total > self.max_size:
-                doomed.append(seg_id)
-                total -= size
-        if not doomed:
-            return 0
-        if self._segment is not None and self._segment.id in doomed:
+            if written_ns < cutoff_ns:
+                doomed.append((seg_id, size, "age"))
+            elif total > self.max_size:
+                doomed.append((seg_id, size, "max_size"))
+            else:
+                continue
+            total -= size
+        if doomed:
+            self._delete_segments(doomed, cutoff_ns)
+        return len(doomed)
+
+    def _delete_segments(
+        self, doomed: list[tuple[int, int, EvictReason]], cutoff_ns: int | None = None
+    ) -> None:
+        """Drop `doomed` (id, bytes, reason) from the index, then unlink their files.
+
+        With `cutoff_ns`, also forget the marks of files not written to since then."""
+        conn = self._require_conn()
+        ids = {seg_id for seg_id, _, _ in doomed}
+        if self._segment is not None and self._segment.id in ids:
             self._seal()
             self._close_sealed()
         conn.execute("BEGIN IMMEDIATE")
         try:
-            for seg_id in doomed:
+            for seg_id in ids:
                 conn.execute(
                     "DELETE FROM block_labels WHERE block IN "
                     "(SELECT id FROM blocks WHERE segment = ?)",
@@ -252,20 +339,74 @@ class StoreWriter:
                 )
                 conn.execute("DELETE FROM blocks WHERE segment = ?", (seg_id,))
                 conn.execute("DELETE FROM segments WHERE id = ?", (seg_id,))
-            # Marks of files not written to for longer than the retention: their
-            # events are gone, and a resend that old cannot happen.
-            conn.execute("DELETE FROM sources WHERE updated_ns < ?", (cutoff_ns,))
+            if cutoff_ns is not None:
+                # Marks of files not written to for longer than the retention: their
+                # events are gone, and a resend that old cannot happen.
+                conn.execute("DELETE FROM sources WHERE updated_ns < ?", (cutoff_ns,))
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            _rollback(conn)
             raise
-        self._marks = dict(conn.execute("SELECT source_key, high_water FROM sources").fetchall())
-        for seg_id in doomed:
+        if cutoff_ns is not None:
+            self._marks = dict(
+                conn.execute("SELECT source_key, high_water FROM sources").fetchall()
+            )
+        self._bytes = conn.execute("SELECT coalesce(sum(bytes), 0) FROM segments").fetchone()[0]
+        for seg_id, _, _ in doomed:
             try:
                 os.unlink(self._segment_path(seg_id))
             except FileNotFoundError:
                 pass
-        return len(doomed)
+        self._count_evicted(doomed)
+
+    def _evict_oldest(self) -> bool:
+        """Make room on a full disk: delete the oldest segment whose file still exists
+        (and the index rows of older ones whose file is already gone). False when there
+        is no such segment: the store holds nothing more that could be freed."""
+        conn = self._require_conn()
+        doomed: list[tuple[int, int, EvictReason]] = []
+        for seg_id, size in conn.execute("SELECT id, bytes FROM segments ORDER BY id").fetchall():
+            doomed.append((seg_id, size, "disk_full"))
+            if self._segment_path(seg_id).exists():
+                break
+        else:
+            if doomed:  # rows only: drop them if the disk allows, nothing is freed
+                try:
+                    self._delete_segments(doomed)
+                except (OSError, sqlite3.Error) as exc:
+                    if not is_disk_full(exc):
+                        raise
+            return False
+        seg_id, size, _ = doomed[-1]
+        log.warning(
+            "%s: disk full; evicting the oldest segment %s (%d bytes) to make room",
+            self.path,
+            segment_name(seg_id),
+            size,
+        )
+        try:
+            self._delete_segments(doomed)
+        except (OSError, sqlite3.Error) as exc:
+            if not is_disk_full(exc):
+                raise
+            # Not even the index can change: free the file first, its rows go later.
+            if self._segment is not None and self._segment.id == seg_id:
+                self._seal()
+                self._close_sealed()
+            os.unlink(self._segment_path(seg_id))
+            self._count_evicted([doomed[-1]])
+            self._unlinked.add(seg_id)
+        return True
+
+    def _count_evicted(self, doomed: list[tuple[int, int, EvictReason]]) -> None:
+        for seg_id, size, reason in doomed:
+            if seg_id in self._unlinked:
+                self._unlinked.discard(seg_id)
+                continue
+            self.evicted_segments += 1
+            self.evicted_bytes += size
+            if self._on_evict is not None:
+                self._on_evict(reason, 1, size)
 
     def close(self) -> None:
         """Close the segment, the index and release the writer lock (idempotent)."""
@@ -435,9 +576,15 @@ class StoreWriter:
         if seg is None:
             seg_id = self._next_segment_id
             self._next_segment_id += 1
-            fd = os.open(self._segment_path(seg_id), os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
-            _write_all(fd, [segment_header()], 0)
-            _fsync_dir(self.path / SEGMENTS_DIR)
+            seg_path = self._segment_path(seg_id)
+            fd = os.open(seg_path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+            try:
+                _write_all(fd, [segment_header()], 0)
+                _fsync_dir(self.path / SEGMENTS_DIR)
+            except BaseException:
+                os.close(fd)
+                seg_path.unlink(missing_ok=True)
+                raise
             seg = self._segment = _Segment(seg_id, fd, SEGMENT_HEADER_SIZE, now, True)
         if seg not in touched:
             touched.append(seg)
@@ -502,7 +649,7 @@ class StoreWriter:
             )
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            _rollback(conn)
             raise
 
     def _undo(self, touched: list[_Segment], previous: _Segment | None, size: int) -> None:
@@ -559,9 +706,22 @@ class StoreWriter:
             elif entry.stat().st_size > end:
                 os.truncate(entry.path, end)  # a torn write after the last commit
 
-    def _maybe_retain(self) -> None:
-        if self._clock() - self._last_retention >= self.retention_interval:
+    def _retain(self) -> None:
+        """Retention by size whenever the store is over `max_size`, by age at most every
+        `retention_interval`. On a full disk, where even the index cannot change, the
+        oldest segment file is freed instead (`_evict_oldest`): the write that led here
+        is committed already and must not be reported as failed."""
+        if (
+            self._bytes <= self.max_size
+            and self._clock() - self._last_retention < self.retention_interval
+        ):
+            return
+        try:
             self.enforce_retention()
+        except (OSError, sqlite3.Error) as exc:
+            if not is_disk_full(exc):
+                raise
+            self._evict_oldest()
 
     def _segment_path(self, seg_id: int) -> Path:
         return self.path / SEGMENTS_DIR / segment_name(seg_id)
@@ -614,6 +774,29 @@ def _part(column: Sequence[_T], start: int, end: int) -> Sequence[_T]:
     if start == 0 and end == len(column):
         return column
     return column[start:end]
+
+
+def _filesystem_size(path: Path) -> int:
+    """The size of the filesystem that holds `path` (or its nearest existing parent).
+
+    Segments are cut from the smaller of this and `max_size`: when the disk is smaller
+    than the limit, a full disk then evicts a sixteenth of the data at a time, not a
+    segment as large as the disk."""
+    for candidate in (path, *path.parents):
+        try:
+            st = os.statvfs(candidate)
+        except OSError:
+            continue
+        return st.f_blocks * st.f_frsize or 1 << 62
+    return 1 << 62
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    """Roll back if a transaction is still open: SQLite may already have rolled it back
+    itself (it does on SQLITE_FULL), and a second ROLLBACK would raise and hide the
+    original error."""
+    if conn.in_transaction:
+        conn.execute("ROLLBACK")
 
 
 def _fsync_dir(path: Path) -> None:

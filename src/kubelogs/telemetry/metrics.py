@@ -71,6 +71,20 @@ class Metrics:
             ["component_id", "file"],
             registry=self.registry,
         )
+        self.store_evicted_segments = Counter(
+            "kubelogs_store_evicted_segments",
+            "Segments the local store deleted, by reason: age (retention), max_size, or "
+            "disk_full (deleted to make room for a write on a full filesystem).",
+            ["component_id", "reason"],
+            registry=self.registry,
+        )
+        self.store_evicted_bytes = Counter(
+            "kubelogs_store_evicted_bytes",
+            "Bytes of the segments the local store deleted, by reason (as "
+            "kubelogs_store_evicted_segments).",
+            ["component_id", "reason"],
+            registry=self.registry,
+        )
         self.queue_events = Gauge(
             "kubelogs_buffer_events",
             "Events waiting in a component's input queue or buffer.",
@@ -95,6 +109,12 @@ class ComponentMetrics:
         self.received_bytes = metrics.received_bytes.labels(*self._labels)
         self.sent_events = metrics.sent_events.labels(*self._labels)
         self.sent_bytes = metrics.sent_bytes.labels(*self._labels)
+
+    def evicted(self, reason: str, segments: int, nbytes: int) -> None:
+        """Count segments a store deleted (retention, size limit, full disk)."""
+        component_id = self._labels[0]
+        self._metrics.store_evicted_segments.labels(component_id, reason).inc(segments)
+        self._metrics.store_evicted_bytes.labels(component_id, reason).inc(nbytes)
 
     def error(self, error_type: str, stage: str) -> None:
         self._metrics.errors.labels(*self._labels, error_type, stage).inc()
