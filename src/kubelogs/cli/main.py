@@ -91,6 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
     for name, sub_parser in sub.choices.items():
         _add_debug_flag(sub_parser)
         sub_parser.formatter_class = _HelpFormatter
+        for action in sub_parser._actions:
+            if not action.help and action.default not in (None, False, argparse.SUPPRESS):
+                action.help = "(default: %(default)s)"  # argparse hides an empty help
         if not sub_parser.description:
             sub_parser.description = (helps.get(name) or "").capitalize() + "."
         if not sub_parser.epilog and name in _EXAMPLES:
