@@ -187,5 +187,8 @@ async def serve(cfg: object) -> int:
         close = getattr(store, "close", None)
         if close is not None:
             close()
-    log.info("kubelogs stopped cleanly")
+    if pipeline.grace_expired:
+        log.info("kubelogs stopped; draining was cut short by shutdown_grace_period")
+    else:
+        log.info("kubelogs stopped cleanly")
     return 0

@@ -51,6 +51,8 @@ class Pipeline:
     shared: dict[str, Any] = field(default_factory=dict)
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     ready: bool = False
+    grace_expired: bool = False
+    """Set when draining was cut short: the exit is not "clean" then."""
     started_at: float = field(default_factory=time.time)
 
     def request_stop(self) -> None:
@@ -222,6 +224,7 @@ async def _enforce_grace(pipeline: Pipeline, tasks: list[asyncio.Task[None]]) ->
                 "on the next start",
                 grace,
             )
+            pipeline.grace_expired = True
             for t in pending:
                 t.cancel()
     finally:
