@@ -80,9 +80,17 @@ def describe(exc: BaseException) -> str:
     return f"{name}: {text}" if text else name
 
 
+def _is_config_error(exc: BaseException) -> bool:
+    """Our config errors, and Kubernetes settings that cannot be resolved (a bad
+    kubeconfig or CA file named in the config): the fix is in the config either way."""
+    from kubelogs.kubernetes.errors import KubernetesConfigError
+
+    return isinstance(exc, ConfigError | KubernetesConfigError)
+
+
 def exit_code(exc: BaseException) -> int:
     """1 when a config or usage problem caused the failure, else 2 (runtime)."""
-    if any(isinstance(e, ConfigError) for e in leaf_exceptions(exc)):
+    if any(_is_config_error(e) for e in leaf_exceptions(exc)):
         return EXIT_CONFIG
     return EXIT_RUNTIME
 
@@ -95,7 +103,7 @@ def report(exc: BaseException, *, command: str, debug: bool, stream: TextIO | No
     code = exit_code(exc)
     if debug:
         traceback.print_exception(exc, file=out)
-    first = next((e for e in leaves if isinstance(e, ConfigError)), leaves[0])
+    first = next((e for e in leaves if _is_config_error(e)), leaves[0])
     line = f"kubelogs {command}: error: {describe(first)}".rstrip()
     others = len({describe(e) for e in leaves} - {describe(first)})
     if others:

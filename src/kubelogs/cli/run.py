@@ -142,7 +142,10 @@ def _exception_handler(
             return
         exc = context.get("exception")
         message = str(context.get("message", "unexpected error in the event loop"))
-        log.warning("%s%s", message, f": {exc!r}" if exc is not None else "")
+        # A task still pending when the loop is collected is a shutdown leftover (its
+        # data is read again on the next start): not worth an operator's attention.
+        level = logging.DEBUG if message.startswith("Task was destroyed") else logging.WARNING
+        log.log(level, "%s%s", message, f": {exc!r}" if exc is not None else "")
 
     return handle
 

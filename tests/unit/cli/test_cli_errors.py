@@ -315,3 +315,48 @@ class TestReport:
 
         assert errors.is_broken_pipe(group)
         assert not errors.is_broken_pipe(ExceptionGroup("g", [OSError(5, "io")]))
+
+    def test_os_error_names_the_path_and_the_errno(self) -> None:
+        """`path: reason (ERRNO)`, not Python's `[Errno 13] Permission denied: '/x'`."""
+        exc = PermissionError(13, "Permission denied", "/var/lib/kubelogs/x.db")
+
+        assert "/var/lib/kubelogs/x.db: Permission denied (EACCES)" == errors.describe(exc)
+
+    def test_unresolvable_kubernetes_settings_are_config_errors(self) -> None:
+        """A bad kubeconfig named in the config exits 1, like any config mistake."""
+        import io
+
+        from kubelogs.kubernetes.errors import KubernetesConfigError
+
+        exc = ExceptionGroup("g", [KubernetesConfigError("kubeconfig /k has no current-context")])
+        out = io.StringIO()
+
+        code = errors.report(exc, command="run", debug=False, stream=out)
+
+        assert 1 == code
+        expected = "kubelogs run: error: kubeconfig /k has no current-context\n"
+        assert expected == out.getvalue()
+
+
+class TestLoggedExceptions:
+    @pytest.mark.parametrize("fmt", ["console", "json"])
+    def test_a_logged_exception_is_one_line_unless_debugging(self, fmt: str) -> None:
+        """`log.exception(...)` in a component does not put a traceback in the agent's
+        log; with --debug it does."""
+        import logging
+
+        from kubelogs.telemetry.logging import ConsoleFormatter, JsonFormatter
+
+        try:
+            raise OSError(5, "Input/output error")
+        except OSError:
+            record = logging.LogRecord(
+                "kubelogs.x", logging.ERROR, __file__, 1, "close failed", (), sys.exc_info()
+            )
+        quiet = (JsonFormatter() if fmt == "json" else ConsoleFormatter()).format(record)
+        loud = (JsonFormatter(True) if fmt == "json" else ConsoleFormatter(True)).format(record)
+
+        assert 1 == len(quiet.splitlines())
+        assert "Input/output error" in quiet
+        assert "Traceback" not in quiet
+        assert "Traceback" in loud
