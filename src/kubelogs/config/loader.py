@@ -128,6 +128,9 @@ def _loc(prefix: str, loc: tuple[int | str, ...]) -> str:
 
 
 def _show(value: Any) -> str:
+    """The value as the user wrote it in YAML (``null``, ``true``), shortened."""
+    if value is None or isinstance(value, bool):
+        return {None: "null", True: "true", False: "false"}[value]
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
 

@@ -283,6 +283,10 @@ class TestUserWords:
                 "data_dir: 42 is not a path; write a string like /var/lib/kubelogs",
             ),
             (
+                ("data_dir: {tmp}/data", "data_dir: null"),
+                "data_dir: null is not a path; write a string like /var/lib/kubelogs",
+            ),
+            (
                 ("paths: [/var/log/x.log]", "paths: [/var/log/x.log], read_from: middle"),
                 "sources.c.read_from: 'middle' is not one of: beginning, end",
             ),
