@@ -232,6 +232,33 @@ class TestRunFailures:
         assert 0 == rc, stderr
         assert [] == error_lines(stderr)
 
+    def test_stdout_reader_gone_ends_an_idle_agent_too(self, tmp_path: Path) -> None:
+        """`| head -1` with no more lines to write: the agent notices and exits 0
+        instead of running until its next write."""
+        path = config(tmp_path, sinks={"out": {"type": "stdout", "inputs": ["logs"]}})
+        (tmp_path / "logs" / "a.log").write_text("only line\n")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "kubelogs", "run", "-c", str(path)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env_without_kubelogs(),
+        )
+        assert proc.stdout is not None
+        assert proc.stderr is not None
+        try:
+            assert b"only line" in proc.stdout.readline()
+            proc.stdout.close()
+            rc = proc.wait(60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(30)
+        stderr = proc.stderr.read().decode()
+        proc.stderr.close()
+
+        assert 0 == rc, stderr
+        assert [] == error_lines(stderr)
+
     def test_grace_period_running_out_prints_no_asyncio_noise(self, tmp_path: Path) -> None:
         """A sink stuck in a write past the grace period: a warning, no asyncio leftovers
         ("Task was destroyed", "exception was never retrieved")."""
