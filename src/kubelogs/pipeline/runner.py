@@ -240,7 +240,7 @@ async def _summarize(pipeline: Pipeline, tasks: list[asyncio.Task[None]]) -> Non
     while pending:
         _, pending = await asyncio.wait(pending, timeout=interval)
         if pending:
-            text, fields, previous = summarize(pipeline, previous, interval)
+            text, fields, previous = _summary(pipeline, previous, interval)
             log.info("%s", text, extra={"fields": fields})
 
 
@@ -252,7 +252,7 @@ def _format_bytes(n: float) -> str:
     return f"{n:.1f} GiB"
 
 
-def summarize(
+def _summary(
     pipeline: Pipeline, previous: dict[str, tuple[float, float]], interval: float
 ) -> tuple[str, dict[str, Any], dict[str, tuple[float, float]]]:
     """The summary line, its fields for JSON logs, and the totals for the next delta.
