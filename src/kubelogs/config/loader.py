@@ -9,16 +9,20 @@ literal ``$``.
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import socket
+import types
+import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
+from kubelogs.config.addresses import ListenAddress
 from kubelogs.config.base import ComponentConfig, StrictModel
 from kubelogs.config.errors import ConfigFileError, ConfigInvalid
 from kubelogs.config.registry import lookup, names
@@ -26,6 +30,8 @@ from kubelogs.config.units import Duration
 
 DEFAULT_CONFIG_PATH = Path("/etc/kubelogs/kubelogs.yaml")
 DEFAULT_DATA_DIR = Path("/var/lib/kubelogs")
+BUILTIN_SOURCE = "<built-in default config>"
+"""How messages name the config when no file was given and none was found."""
 
 _VAR_RE = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -33,14 +39,19 @@ _VAR_RE = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 class ApiConfig(StrictModel):
     enabled: bool = True
     """Serve /metrics, /healthz and /readyz."""
-    listen: str = "127.0.0.1:24231"
-    """host:port; loopback by default, the Helm chart sets 0.0.0.0:24231."""
+    listen: ListenAddress = "127.0.0.1:24231"
+    """host:port (IPv6 in brackets, port 1-65535, 0 = any free port); loopback by
+    default, the Helm chart sets 0.0.0.0:24231."""
 
 
 class LogConfig(StrictModel):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["console", "json"] = "console"
-    """`json` for log collection by another pipeline, `console` for people."""
+    """`json` for log collection by another pipeline, `console` for people
+    (`kubelogs run --log-format` overrides it)."""
+    summary_interval: Duration = 60.0
+    """Seconds between the one-line progress summaries at info level (events in and
+    out per component, file lag); `0` turns them off."""
 
 
 class RootConfig(StrictModel):
@@ -116,22 +127,130 @@ def _loc(prefix: str, loc: tuple[int | str, ...]) -> str:
     return out or "<root>"
 
 
-def _pydantic_problems(prefix: str, err: ValidationError) -> list[str]:
+def _show(value: Any) -> str:
+    """The value as the user wrote it in YAML (``null``, ``true``), shortened."""
+    if value is None or isinstance(value, bool):
+        return {None: "null", True: "true", False: "false"}[value]
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _choices(expected: str) -> str:
+    found = re.findall(r"'([^']*)'", expected)
+    return ", ".join(found) if found else expected
+
+
+def _in_user_words(e: Any) -> str:
+    """pydantic's message for one error, rewritten to echo the value and the choices.
+
+    "Input should be 'beginning' or 'end'" tells a user neither what they wrote nor
+    where to look; ``'middle' is not one of: beginning, end`` does.
+    """
+    kind = e["type"]
+    value = e.get("input")
+    ctx = e.get("ctx") or {}
+    if kind == "missing":
+        return "required key is missing"
+    if kind in ("literal_error", "enum"):
+        return f"{_show(value)} is not one of: {_choices(str(ctx.get('expected', '')))}"
+    if kind == "path_type":
+        return f"{_show(value)} is not a path; write a string like /var/lib/kubelogs"
+    if kind == "string_type":
+        return f"{_show(value)} is not a string (quote it in YAML)"
+    if kind in ("int_type", "int_parsing", "int_from_float"):
+        return f"{_show(value)} is not a whole number"
+    if kind in ("float_type", "float_parsing"):
+        return f"{_show(value)} is not a number"
+    if kind in ("bool_type", "bool_parsing"):
+        return f"{_show(value)} is not true or false"
+    if kind in ("list_type", "tuple_type", "set_type"):
+        return f"{_show(value)} is not a list; write [a, b] or one `- item` per line"
+    if kind in ("dict_type", "model_type", "model_attributes_type"):
+        return f"{_show(value)} is not a mapping; write `key: value` lines below it"
+    if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
+        bound = next(iter(ctx.values()), "")
+        words = {
+            "greater_than": "more than",
+            "greater_than_equal": "at least",
+            "less_than": "less than",
+            "less_than_equal": "at most",
+        }
+        return f"{_show(value)} is out of range: must be {words[kind]} {bound}"
+    msg = str(e["msg"])
+    if msg.startswith("Value error, "):
+        return msg[len("Value error, ") :]
+    if msg.startswith("Assertion failed, "):
+        return msg[len("Assertion failed, ") :]
+    return f"{_show(value)}: {msg[:1].lower()}{msg[1:]}"
+
+
+def _unwrap_model(annotation: Any) -> type[BaseModel] | None:
+    """The model inside `X`, `X | None` or `Annotated[X, ...]`, if there is one."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return _unwrap_model(typing.get_args(annotation)[0])
+    if origin in (typing.Union, types.UnionType):
+        for arg in typing.get_args(annotation):
+            found = _unwrap_model(arg)
+            if found is not None:
+                return found
+    return None
+
+
+def _known_keys(model: type[BaseModel] | None, loc: tuple[int | str, ...]) -> list[str]:
+    """The keys a mapping at `loc` (inside `model`) accepts: field names and aliases."""
+    for part in loc:
+        if model is None:
+            return []
+        field = next((f for n, f in model.model_fields.items() if part in (n, f.alias)), None)
+        model = _unwrap_model(field.annotation) if field is not None else None
+    if model is None:
+        return []
+    keys = []
+    for name, f in model.model_fields.items():
+        keys.append(f.alias or name)
+    return keys
+
+
+def did_you_mean(word: str, candidates: list[str]) -> str:
+    """`` (did you mean `x`?)`` for the closest candidate, or an empty string."""
+    close = difflib.get_close_matches(word, candidates, n=1, cutoff=0.6)
+    return f" (did you mean `{close[0]}`?)" if close else ""
+
+
+def _pydantic_problems(
+    prefix: str, err: ValidationError, model: type[BaseModel] | None = None
+) -> list[str]:
     problems = []
     for e in err.errors(include_url=False):
         loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and p.startswith("function-")))
-        msg = e["msg"]
         if e["type"] == "extra_forbidden":
-            msg = "unknown key"
-        elif msg.startswith("Value error, "):
-            msg = msg[len("Value error, ") :]
+            key = str(loc[-1]) if loc else ""
+            msg = "unknown key" + did_you_mean(key, _known_keys(model, loc[:-1]))
+        else:
+            msg = _in_user_words(e)
         problems.append(f"{_loc(prefix, loc)}: {msg}")
     return problems
 
 
 def parse_yaml(text: str, source: str) -> Any:
+    """The YAML document as Python data; `ConfigFileError` with line and column."""
+    return parse_yaml_checked(text, source)[0]
+
+
+def parse_yaml_checked(text: str, source: str) -> tuple[Any, list[str]]:
+    """The YAML document and a problem for every key written twice in one mapping.
+
+    PyYAML keeps the last of two equal keys silently: two sinks named `s` became one,
+    and the config was reported valid. The node tree still has both, with their lines.
+    """
+    loader = yaml.SafeLoader(text)
     try:
-        return yaml.safe_load(text)
+        node = loader.get_single_node()
+        duplicates = _duplicate_keys(node, "") if node is not None else []
+        data = loader.construct_document(node) if node is not None else None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown place"
@@ -140,6 +259,37 @@ def parse_yaml(text: str, source: str) -> Any:
         ) from None
     except yaml.YAMLError as exc:
         raise ConfigFileError(f"{source}: not valid YAML: {exc}") from None
+    finally:
+        loader.dispose()
+    return data, duplicates
+
+
+def _duplicate_keys(node: yaml.Node, path: str, seen_nodes: set[int] | None = None) -> list[str]:
+    seen_nodes = set() if seen_nodes is None else seen_nodes
+    if id(node) in seen_nodes:  # an alias: its keys were checked where it was defined
+        return []
+    seen_nodes.add(id(node))
+    problems: list[str] = []
+    if isinstance(node, yaml.MappingNode):
+        first_line: dict[str, int] = {}
+        for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag.endswith(":merge"):
+                continue
+            key = str(key_node.value)
+            where = f"{path}.{key}" if path else key
+            line = key_node.start_mark.line + 1
+            if key in first_line:
+                problems.append(
+                    f"{where}: defined twice (lines {first_line[key]} and {line}); "
+                    "YAML would keep only the second"
+                )
+            else:
+                first_line[key] = line
+            problems.extend(_duplicate_keys(value_node, where, seen_nodes))
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            problems.extend(_duplicate_keys(item, f"{path}[{i}]", seen_nodes))
+    return problems
 
 
 def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Config:
@@ -151,17 +301,26 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Confi
         raise ConfigFileError(f"{source}: no such config file") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigFileError(f"{source}: cannot read config file: {exc}") from None
-    return config_from_data(parse_yaml(text, source), source, env)
+    data, duplicates = parse_yaml_checked(text, source)
+    return config_from_data(data, source, env, problems=duplicates)
 
 
-def config_from_data(data: Any, source: str, env: Mapping[str, str] | None = None) -> Config:
+def config_from_data(
+    data: Any,
+    source: str,
+    env: Mapping[str, str] | None = None,
+    *,
+    problems: list[str] | None = None,
+) -> Config:
+    """Validate parsed YAML; `problems` already found (duplicate keys) are reported with
+    the rest."""
     import kubelogs.components  # noqa: F401  (registers the built-in component types)
 
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise ConfigInvalid(source, ["<root>: the config must be a mapping of keys"])
-    problems: list[str] = []
+    problems = list(problems or [])
     data = substitute_env(data, os.environ if env is None else env, "", problems)
     # Component tables are checked one by one against their registered types, so a
     # problem at the top level does not hide the problems inside components.
@@ -179,7 +338,7 @@ def config_from_data(data: Any, source: str, env: Mapping[str, str] | None = Non
     try:
         root = RootConfig.model_validate(rest)
     except ValidationError as exc:
-        problems.extend(_pydantic_problems("", exc))
+        problems.extend(_pydantic_problems("", exc, RootConfig))
 
     components: dict[str, ComponentConfig] = {}
     kinds = {"sources": "source", "transforms": "transform", "sinks": "sink"}
@@ -200,18 +359,22 @@ def config_from_data(data: Any, source: str, env: Mapping[str, str] | None = Non
             type_name = raw.get("type")
             if not type_name:
                 problems.append(f"{where}.type: missing; one of {', '.join(names(kind))}")
+                others = [k for k in raw if isinstance(k, str) and k != "type"]
+                for key in difflib.get_close_matches("type", others, n=1, cutoff=0.6):
+                    problems.append(f"{where}.{key}: unknown key (did you mean `type`?)")
                 continue
             reg = lookup(kind, str(type_name))
             if reg is None:
                 problems.append(
-                    f"{where}.type: unknown {kind} type {type_name!r}; "
+                    f"{where}.type: unknown {kind} type {type_name!r}"
+                    f"{did_you_mean(str(type_name), names(kind))}; "
                     f"one of {', '.join(names(kind))}"
                 )
                 continue
             try:
                 components[cid] = reg.config.model_validate(raw)
             except ValidationError as exc:
-                problems.extend(_pydantic_problems(where, exc))
+                problems.extend(_pydantic_problems(where, exc, reg.config))
 
     inputs = _check_graph(sections, section_of, problems)
     if not sections["sinks"] and not any(p.startswith("sinks:") for p in problems):
@@ -313,7 +476,7 @@ def resolve_config_path(explicit: str | None) -> Path | None:
 def load_effective_config(explicit: str | None) -> Config:
     path = resolve_config_path(explicit)
     if path is None:
-        return config_from_data(default_config_data(), "<built-in default config>")
+        return config_from_data(default_config_data(), BUILTIN_SOURCE)
     return load_config(path)
 
 

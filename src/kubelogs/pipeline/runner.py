@@ -20,6 +20,7 @@ from typing import Any
 from kubelogs.config.base import BuildContext
 from kubelogs.config.loader import Config
 from kubelogs.pipeline.channels import Channel, FanOut
+from kubelogs.pipeline.event import Batch
 from kubelogs.pipeline.runtime import Sink, Source, Transform
 from kubelogs.telemetry.metrics import ComponentMetrics, Metrics
 
@@ -50,6 +51,8 @@ class Pipeline:
     shared: dict[str, Any] = field(default_factory=dict)
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     ready: bool = False
+    grace_expired: bool = False
+    """Set when draining was cut short: the exit is not "clean" then."""
     started_at: float = field(default_factory=time.time)
 
     def request_stop(self) -> None:
@@ -60,12 +63,7 @@ def build_pipeline(config: Config, metrics: Metrics | None = None) -> Pipeline:
     """Instantiate every component (opens files, no tasks yet)."""
     metrics = metrics or Metrics()
     data_dir = config.root.data_dir
-    try:
-        data_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        from kubelogs.config.errors import ConfigError
-
-        raise ConfigError(f"data_dir: cannot create {str(data_dir)!r}: {exc.strerror}") from None
+    _prepare_data_dir(config)
     pipeline = Pipeline(config=config, metrics=metrics)
     node_name = config.node_name
     for cid, comp in config.components.items():
@@ -99,6 +97,33 @@ def build_pipeline(config: Config, metrics: Metrics | None = None) -> Pipeline:
             node.output = FanOut(downstream[node.id])
     metrics.add_collector(lambda: _queue_gauges(pipeline))
     return pipeline
+
+
+def _prepare_data_dir(config: Config) -> None:
+    """Create `data_dir` and prove it writable before any component opens a file in it.
+
+    Without this an unwritable directory fails deep inside SQLite ("unable to open
+    database file", no path); here the error names the key, the path and the errno.
+    """
+    import errno
+    import tempfile
+
+    from kubelogs.config.errors import ConfigError, ConfigInvalid
+    from kubelogs.config.paths import writable_path_problems
+
+    problems = writable_path_problems(config.root.data_dir, config.components)
+    if problems:
+        raise ConfigInvalid(config.source, problems)
+    data_dir = config.root.data_dir
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=data_dir, prefix=".kubelogs-write-test-"):
+            pass
+    except OSError as exc:
+        code = errno.errorcode.get(exc.errno or 0, str(exc.errno))
+        raise ConfigError(
+            f"data_dir: cannot create or write in {str(data_dir)!r}: {exc.strerror} ({code})"
+        ) from None
 
 
 def _queue_gauges(pipeline: Pipeline) -> list[Any]:
@@ -157,6 +182,8 @@ async def run_pipeline(
                 await on_ready()
             # grace: once stop is requested, draining gets a deadline
             tg.create_task(_enforce_grace(pipeline, pipeline_tasks), name="grace-deadline")
+            if pipeline.config.root.log.summary_interval > 0:
+                tg.create_task(_summarize(pipeline, pipeline_tasks), name="summary")
     finally:
         pipeline.ready = False
         for n in transforms:
@@ -175,35 +202,122 @@ async def run_pipeline(
 
 
 async def _enforce_grace(pipeline: Pipeline, tasks: list[asyncio.Task[None]]) -> None:
-    waiter: asyncio.Future[object] = asyncio.ensure_future(
-        asyncio.gather(*tasks, return_exceptions=True)
-    )
-    stop_wait: asyncio.Future[object] = asyncio.ensure_future(pipeline.stopping.wait())
+    """Once stop is requested, give draining `shutdown_grace_period`, then cancel.
+
+    Waits on the tasks themselves (no `gather` future): a gather cancelled with the
+    task group would end as a never-retrieved `CancelledError` and asyncio would print
+    "_GatheringFuture exception was never retrieved" on the way out.
+    """
+    pending: set[asyncio.Task[None]] = set(tasks)
+    stop_wait = asyncio.create_task(pipeline.stopping.wait(), name="stop-requested")
     try:
-        done, _ = await asyncio.wait([waiter, stop_wait], return_when=asyncio.FIRST_COMPLETED)
-        if waiter in done:
+        while pending and not stop_wait.done():
+            done, _ = await asyncio.wait({*pending, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+            pending -= done
+        if not pending:
             return
         grace = pipeline.config.root.shutdown_grace_period
-        finished, _ = await asyncio.wait({waiter}, timeout=grace)
-        if not finished:
+        _, pending = await asyncio.wait(pending, timeout=grace)
+        if pending:
             log.warning(
                 "shutdown grace period of %.0fs ran out; unacknowledged data is read again "
                 "on the next start",
                 grace,
             )
-            for t in tasks:
+            pipeline.grace_expired = True
+            for t in pending:
                 t.cancel()
     finally:
         stop_wait.cancel()
-        if not waiter.done():
-            waiter.cancel()
+
+
+async def _summarize(pipeline: Pipeline, tasks: list[asyncio.Task[None]]) -> None:
+    """Every `log.summary_interval`, one info line saying what the agent is doing; ends
+    with the pipeline's tasks, so it never holds the shutdown."""
+    interval = pipeline.config.root.log.summary_interval
+    pending: set[asyncio.Task[None]] = set(tasks)
+    previous: dict[str, tuple[float, float]] = {}
+    while pending:
+        _, pending = await asyncio.wait(pending, timeout=interval)
+        if pending:
+            text, fields, previous = _summary(pipeline, previous, interval)
+            log.info("%s", text, extra={"fields": fields})
+
+
+def _format_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"
+
+
+def _summary(
+    pipeline: Pipeline, previous: dict[str, tuple[float, float]], interval: float
+) -> tuple[str, dict[str, Any], dict[str, tuple[float, float]]]:
+    """The summary line, its fields for JSON logs, and the totals for the next delta.
+
+    Read from the metrics registry (the numbers /metrics shows), once per interval.
+    """
+    received: dict[str, float] = {}
+    sent: dict[str, float] = {}
+    lag = 0.0
+    files = 0
+    for family in pipeline.metrics.registry.collect():
+        for sample in family.samples:
+            if sample.name == "kubelogs_component_received_events_total":
+                cid = sample.labels["component_id"]
+                received[cid] = received.get(cid, 0.0) + sample.value
+            elif sample.name == "kubelogs_component_sent_events_total":
+                cid = sample.labels["component_id"]
+                sent[cid] = sent.get(cid, 0.0) + sample.value
+            elif sample.name == "kubelogs_file_lag_bytes":
+                lag += sample.value
+                files += 1
+    parts = []
+    fields: dict[str, Any] = {"interval_s": interval, "components": {}}
+    totals: dict[str, tuple[float, float]] = {}
+    for cid in pipeline.nodes:
+        r, o = received.get(cid, 0.0), sent.get(cid, 0.0)
+        pr, po = previous.get(cid, (0.0, 0.0))
+        totals[cid] = (r, o)
+        parts.append(f"{cid} in {r - pr:.0f} out {o - po:.0f}")
+        fields["components"][cid] = {
+            "received_events": r - pr,
+            "sent_events": o - po,
+            "received_events_total": r,
+            "sent_events_total": o,
+        }
+    fields["lag_bytes"] = lag
+    fields["files"] = files
+    text = (
+        f"last {interval:g}s: " + ", ".join(parts) + f"; lag {_format_bytes(lag)} "
+        f"in {files} file{'' if files == 1 else 's'}"
+    )
+    return text, fields, totals
+
+
+class _CountingOutput:
+    """A source's output that counts what the source emitted downstream.
+
+    `kubelogs_component_sent_events_total` of a source is what it handed on, counted
+    here where every source's batches pass, so no source has to remember to do it
+    (the tailer counts what it received: lines read)."""
+
+    def __init__(self, output: FanOut, metrics: ComponentMetrics) -> None:
+        self._output = output
+        self._sent = metrics.sent_events
+
+    async def send(self, batch: Batch) -> None:
+        await self._output.send(batch)
+        self._sent.inc(len(batch))
 
 
 async def _run_source(node: Node, stopping: asyncio.Event) -> None:
-    assert node.output is not None
+    assert node.output is not None and node.metrics is not None
     src: Source = node.runtime
     try:
-        await src.run(node.output, stopping)
+        await src.run(_CountingOutput(node.output, node.metrics), stopping)
     finally:
         node.output.close()
 

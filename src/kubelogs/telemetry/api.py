@@ -7,6 +7,7 @@ costs ~15 MiB of RSS on every node), and a scrape never waits for the event loop
 
 from __future__ import annotations
 
+import socket
 import threading
 from collections.abc import Callable, Iterable
 from socketserver import ThreadingMixIn
@@ -19,14 +20,23 @@ from kubelogs.telemetry.metrics import Metrics
 
 
 def parse_listen(listen: str) -> tuple[str, int]:
-    host, sep, port = listen.rpartition(":")
-    if not sep or not port.isdigit():
-        raise ValueError(f"api.listen: {listen!r} is not host:port")
-    return host.strip("[]") or "0.0.0.0", int(port)
+    """``host:port`` -> (host, port), by the same rules `kubelogs validate` applies."""
+    from kubelogs.config.addresses import parse_listen as parse
+
+    try:
+        return parse(listen)
+    except ValueError as exc:
+        raise ValueError(f"api.listen: {exc}") from None
 
 
 class _Server(ThreadingMixIn, WSGIServer):
     daemon_threads = True
+
+
+class _Server6(_Server):
+    """For an IPv6 listen address (`[::1]:24231`); wsgiref's server is IPv4 only."""
+
+    address_family = socket.AF_INET6
 
 
 class _QuietHandler(WSGIRequestHandler):
@@ -61,7 +71,11 @@ class ApiServer:
     async def start(self) -> None:
         self._metrics_app = make_wsgi_app(self.metrics.registry)
         self._server = make_server(
-            self.host, self.port, self._app, server_class=_Server, handler_class=_QuietHandler
+            self.host,
+            self.port,
+            self._app,
+            server_class=_Server6 if ":" in self.host else _Server,
+            handler_class=_QuietHandler,
         )
         self.port = self._server.server_address[1]
         # Serves scrapes and probes until stop(); a daemon so it never holds the exit.

@@ -1,5 +1,9 @@
 """kubelogs' own logs on stderr: console or JSON lines, with repeats rate-limited.
 
+Tracebacks are for developers: unless `tracebacks` is asked for (``kubelogs run --debug``
+or ``KUBELOGS_DEBUG=1``), a logged exception is its one-line summary, so that no
+traceback reaches an operator's terminal or log collector (DESIGN.md section 3).
+
 A broken file or an unreachable server can fail thousands of times a minute; the same
 message template from the same logger is written at most once per `RATE_LIMIT_SECONDS`,
 and the next one that gets through says how many were suppressed (as Vector's
@@ -43,7 +47,21 @@ class RateLimitFilter(logging.Filter):
         return True
 
 
+def _one_line(exc_info: object) -> str:
+    if isinstance(exc_info, tuple) and len(exc_info) == 3 and exc_info[1] is not None:
+        exc = exc_info[1]
+        return f"{type(exc).__name__}: {exc}".replace("\n", " ")
+    return ""
+
+
 class JsonFormatter(logging.Formatter):
+    """One JSON object per line; a record's `fields` (a dict given as
+    ``extra={"fields": {...}}``) is added under ``fields`` for machines to read."""
+
+    def __init__(self, tracebacks: bool = False) -> None:
+        super().__init__()
+        self.tracebacks = tracebacks
+
     def format(self, record: logging.LogRecord) -> str:
         doc: dict[str, object] = {
             "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
@@ -55,29 +73,47 @@ class JsonFormatter(logging.Formatter):
         suppressed = getattr(record, "suppressed", 0)
         if suppressed:
             doc["suppressed"] = suppressed
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict):
+            doc["fields"] = fields
         if record.exc_info:
-            doc["error"] = self.formatException(record.exc_info)
+            doc["error"] = (
+                self.formatException(record.exc_info)
+                if self.tracebacks
+                else _one_line(record.exc_info)
+            )
         return _encode(doc).decode()
 
 
 class ConsoleFormatter(logging.Formatter):
-    def __init__(self) -> None:
+    def __init__(self, tracebacks: bool = False) -> None:
         super().__init__("%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+        self.tracebacks = tracebacks
 
     def format(self, record: logging.LogRecord) -> str:
-        text = super().format(record)
+        if record.exc_info and not self.tracebacks:
+            saved = record.exc_info, record.exc_text
+            record.exc_info, record.exc_text = None, None
+            try:
+                text = f"{super().format(record)} ({_one_line(saved[0])})"
+            finally:
+                record.exc_info, record.exc_text = saved
+        else:
+            text = super().format(record)
         suppressed = getattr(record, "suppressed", 0)
         if suppressed:
             text += f" ({suppressed} similar messages suppressed)"
         return text
 
 
-def setup_logging(level: str = "info", fmt: str = "console") -> None:
+def setup_logging(level: str = "info", fmt: str = "console", *, tracebacks: bool = False) -> None:
     root = logging.getLogger("kubelogs")
     for h in list(root.handlers):
         root.removeHandler(h)
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter() if fmt == "json" else ConsoleFormatter())
+    handler.setFormatter(
+        JsonFormatter(tracebacks) if fmt == "json" else ConsoleFormatter(tracebacks)
+    )
     handler.addFilter(RateLimitFilter())
     root.addHandler(handler)
     root.setLevel(level.upper())

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
+import prometheus_client
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
@@ -26,6 +27,9 @@ class _CallbackCollector(Collector):
 
 class Metrics:
     def __init__(self) -> None:
+        # `*_created` series double the number of series and no dashboard reads them.
+        # The switch is process-wide in prometheus-client; kubelogs has one exposition.
+        prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = CollectorRegistry(auto_describe=False)
         labels = ["component_id", "component_kind", "component_type"]
         self.received_events = Counter(
@@ -99,8 +103,20 @@ class Metrics:
         return generate_latest(self.registry)
 
 
+NO_ERROR_TYPE = ""
+"""`error_type` and `stage` label of the zero series every component starts with."""
+ALL_FILES = ""
+"""`file` label of the zero `kubelogs_lost_bytes_total` series every source starts with."""
+
+
 class ComponentMetrics:
-    """Counters of one component, bound to its labels once."""
+    """Counters of one component, bound to its labels once.
+
+    Every series a dashboard or an alert reads exists from the start, at 0: an alert on
+    ``rate(kubelogs_component_errors_total[5m]) > 0`` or on lost bytes sees "no data"
+    instead of 0 until the first error otherwise. Those zero series carry empty
+    `error_type`/`stage` (and `file` for lost bytes); sums by component are unchanged.
+    """
 
     def __init__(self, metrics: Metrics, component_id: str, kind: str, type_: str) -> None:
         self._metrics = metrics
@@ -109,6 +125,9 @@ class ComponentMetrics:
         self.received_bytes = metrics.received_bytes.labels(*self._labels)
         self.sent_events = metrics.sent_events.labels(*self._labels)
         self.sent_bytes = metrics.sent_bytes.labels(*self._labels)
+        metrics.errors.labels(*self._labels, NO_ERROR_TYPE, NO_ERROR_TYPE)
+        if kind == "source":
+            metrics.lost_bytes.labels(component_id, ALL_FILES)
 
     def evicted(self, reason: str, segments: int, nbytes: int) -> None:
         """Count segments a store deleted (retention, size limit, full disk)."""

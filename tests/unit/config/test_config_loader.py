@@ -204,7 +204,7 @@ class TestUnknownKeysAndTypes:
         actual = problems_of(data)
 
         expected = [
-            "api.enabled: Input should be a valid boolean, unable to interpret input",
+            "api.enabled: 'maybe' is not true or false",
             "shutdown_grace_period: 'soon' is not a duration like 30s, 5m or 7d",
         ]
         assert expected == actual
@@ -255,7 +255,7 @@ class TestSeveralProblems:
         expected = [
             "sources.c.nope: unknown key",
             "sources.d.type: unknown source type 'wat'; one of " + ", ".join(names("source")),
-            "sinks.p.path: Field required",
+            "sinks.p.path: required key is missing",
             "sinks.o.inputs[1]: 'o' is a sink; sinks produce nothing",
             "sinks.o.inputs[2]: 'zz' matches no source or transform",
             "sinks.o.inputs[3]: 'k8s_*' matches no source or transform",

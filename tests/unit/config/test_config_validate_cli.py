@@ -178,12 +178,3 @@ class TestValidateCommand:
         assert expected == [r.returncode for r in results]
         assert all("Traceback" not in r.stderr for r in results)
         assert all("cannot read config file" in r.stderr for r in results)
-
-    def test_missing_config_option_is_a_usage_error_exiting_one(self) -> None:
-        """`kubelogs validate` without `-c` is a usage error: exit 1 (DESIGN.md §3)."""
-        result = validate()
-
-        expected_returncode = 1
-        assert expected_returncode == result.returncode
-        assert "Traceback" not in result.stderr
-        assert "-c" in result.stderr
