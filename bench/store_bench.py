@@ -167,6 +167,12 @@ def main() -> int:
             ("common word", "error"),
             ("word+namespace", f"error and kubernetes.namespace:{namespace}"),
             ("absent word", "nosuchwordanywhere"),
+            # Numbers the store keeps as columns: answered without rendering documents.
+            ("offset range", "log.offset > 1000000"),
+            ("offset+stream", "stream:stderr and log.offset < 20000"),
+            # A field no document has (a typo): rejected from the per-block field lists.
+            ("unknown field", f"kubernetes.namspace:{namespace}"),
+            ("unparsed field", "level:error"),
         ):
             t_count, count = timed(functools.partial(reader.count, query))
             t_search, hits = timed(functools.partial(reader.search, query, limit=100))
