@@ -231,7 +231,7 @@ def _print_examples(store: Path, containers: int) -> None:
     pod = _first_pod(containers)
     print(
         f"  # one pod's logs, like kubectl logs (also after the pod is gone)\n"
-        f"  {prefix} logs --store {store} {pod} -n 20"
+        f"  {prefix} logs --store {store} {pod} --tail 20"
     )
 
 

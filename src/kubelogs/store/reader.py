@@ -212,6 +212,15 @@ class StoreReader:
         self._refresh_field_sets(prepared)
         return prepared
 
+    def label_values(self, query: str | Node | PreparedQuery, field: str) -> list[str]:
+        """The values of the indexed `field` in the label sets that may match `query`
+        (from the index alone), sorted: which containers a pod has, which pods a
+        namespace has."""
+        q = self._prepared(query)
+        ids = q.label_sets if q.label_sets is not None else list(self._labels)
+        values = {self._label_values(i).get(field) for i in ids}
+        return sorted(v for v in values if v is not None)
+
     def unknown_fields(self, query: str | Node | PreparedQuery) -> list[tuple[str, str | None]]:
         """Fields the query names that no document in its time range has, each with the
         closest known field name (or None): answered from the field lists alone. Empty
