@@ -226,11 +226,16 @@ def run(args: argparse.Namespace) -> int:
                 shown += 1
             sys.stdout.flush()
             if args.limit and shown == args.limit and _stderr_is_terminal():
-                total = (
-                    sum(n for n, _ in _sharded(reader, prepared, workers, lambda r, q: r.count(q)))
-                    if workers > 1
-                    else reader.count(prepared)
-                )
+                # After the matches are out: counting may read every block (a word
+                # search), and the person at the terminal reads meanwhile.
+                try:
+                    total = (
+                        sum(n for n, _ in _sharded(reader, prepared, workers, _count))
+                        if workers > 1
+                        else reader.count(prepared)
+                    )
+                except KeyboardInterrupt:
+                    return 0  # the matches were printed; only the footer was skipped
                 if total > shown:
                     print(f"{shown} of {total} shown (use --limit 0 for all)", file=err)
             if args.follow:
@@ -321,6 +326,10 @@ def _store_path(explicit: str | None) -> Path:
     from kubelogs.config.loader import default_store_path
 
     return default_store_path()
+
+
+def _count(reader: Any, prepared: Any) -> Any:
+    return reader.count(prepared)
 
 
 def warn_unknown_fields(command: str, reader: Any, prepared: Any) -> None:

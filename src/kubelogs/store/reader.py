@@ -50,6 +50,7 @@ from kubelogs.store.index import (
     connect,
     has_field_sets,
     read_layout,
+    row_fields,
 )
 from kubelogs.store.matcher import (
     DocMatcher,
@@ -177,6 +178,8 @@ class StoreReader:
         self._labels: dict[int, dict[str, str]] = {}
         self._fields: dict[int, frozenset[str]] = {}
         """`present_fields` of each field list, by id."""
+        self._leaves: set[str] = set()
+        """Every field list's leaf paths: the names `unknown_fields` suggests."""
         self._codec = BlockCodec()
         self.corrupt_blocks = 0
         """Blocks skipped because their bytes do not match the index."""
@@ -242,14 +245,15 @@ class StoreReader:
         present: set[str] = set()
         for i in ids:
             present |= self._field_set(i)
-        known = set(present_fields([], self.layout))
-        for names in self._fields.values():
-            known |= names
+        names = sorted({*self._leaves, *row_fields(self.layout.schema)})
         out: list[tuple[str, str | None]] = []
         for name in wanted:
             if name not in present:
-                close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
-                out.append((name, close[0] if close else None))
+                # A short name of a known field (`namespace`), else a close spelling
+                # (`namspace`); 0.75 keeps `labels.app` from suggesting `namespace`.
+                ends = [n for n in names if n.endswith("." + name)]
+                close = ends or difflib.get_close_matches(name, names, n=1, cutoff=0.75)
+                out.append((name, min(close, key=len) if close else None))
         return out
 
     def count(self, query: str | Node | PreparedQuery) -> int:
@@ -389,7 +393,9 @@ class StoreReader:
             "SELECT id, fields FROM field_sets WHERE id > ?", (max(self._fields, default=0),)
         )
         for set_id, text in rows:
-            self._fields[set_id] = present_fields(json.loads(text), self.layout)
+            leaves = json.loads(text)
+            self._leaves.update(leaves)
+            self._fields[set_id] = present_fields(leaves, self.layout)
         candidates = [
             i
             for i, present in self._fields.items()
@@ -403,6 +409,7 @@ class StoreReader:
         if present is None:
             rows = self._sql("SELECT fields FROM field_sets WHERE id = ?", (set_id,))
             names = json.loads(rows[0][0]) if rows else []
+            self._leaves.update(names)
             present = self._fields[set_id] = present_fields(names, self.layout)
         return present
 

@@ -54,8 +54,12 @@ class TestFieldLists:
             typo = reader.unknown_fields("kubernetes.namspace:payments and level:error")
             fine = reader.unknown_fields("kubernetes.namespace:payments and log.offset > 3")
             nested = reader.unknown_fields("http.status >= 500 and kubernetes.pod:*")
+            short = reader.unknown_fields("namespace:payments")
+            unlike = reader.unknown_fields("kubernetes.labels.tier:web")
 
         assert [("kubernetes.namspace", "kubernetes.namespace")] == typo
+        assert [("namespace", "kubernetes.namespace")] == short
+        assert "kubernetes.labels.app" == unlike[0][1]  # a sibling, not the object
         assert [] == fine
         assert [] == nested
 
