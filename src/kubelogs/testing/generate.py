@@ -14,6 +14,13 @@ messages longer than 16 KiB that the runtime splits. Everything is a function of
 seed: the same arguments give byte-identical trees. `run_live` appends at a rate and
 rotates files the way kubelet does (rename ``0.log`` to ``0.log.<YYYYmmdd-HHMMSS>``,
 create a new ``0.log``, keep the newest `max_rotated`), for rotation tests and the demo.
+
+A tree's root gets a `MARKER` file; ``var/``, ``kube-meta/`` and ``manifest.json`` are
+replaced only under a root that has it (`check_root`), so pointing the generator at a
+directory of other data (or at ``/``) is refused instead of deleting that data. The
+content reads like a cluster's: JSON levels agree with their message and HTTP status,
+stack frames come in call order, and each app runs in the namespace its name suggests
+(`APP_NAMESPACES`).
 """
 
 from __future__ import annotations

@@ -30,11 +30,13 @@ def run_demo(argv: list[str]) -> int:
         ["--rate", "-1"],
         ["--duration", "soon"],
     ],
+    ids=["containers-0", "rate-0", "rate-negative", "bad-duration"],
 )
 def test_bad_arguments_are_one_line_usage_errors(
     tmp_path: Path, argv: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    rc = run_demo(["--dir", str(tmp_path / "d"), *argv])
+    # --duration bounds the run where a bad value used to be accepted (it ran forever).
+    rc = run_demo(["--dir", str(tmp_path / "d"), "--duration", "2s", *argv])
 
     err = capsys.readouterr().err
     assert 1 == rc
@@ -77,8 +79,10 @@ def test_plain_status_waits_for_stored_events_and_shows_lines(
 
 def test_store_and_searches_are_printed_before_the_pods_stop(tmp_path: Path) -> None:
     """`--follow` in the example list is only useful while the demo runs."""
+    # --duration: the demo ends by itself even if this test never interrupts it.
+    argv = ["demo", "--dir", str(tmp_path), "--rate", "50", "--duration", "60s"]
     with subprocess.Popen(
-        [sys.executable, "-m", "kubelogs", "demo", "--dir", str(tmp_path), "--rate", "50"],
+        [sys.executable, "-m", "kubelogs", *argv],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

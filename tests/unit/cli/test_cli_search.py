@@ -280,14 +280,14 @@ class TestErgonomics:
         ],
     )
     def test_ambiguous_or_empty_time_ranges_are_refused(
-        self, store: Path, argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+        self, store: Path, argv: list[str], message: str
     ) -> None:
-        rc = run_search(["--store", str(store), *argv])
+        # A subprocess with a deadline: `--follow --until` used to follow forever.
+        r = kubelogs("search", "--store", str(store), *argv)
 
-        err = capsys.readouterr().err
-        assert 1 == rc
-        assert 1 == len(err.splitlines())
-        assert message in err
+        assert 1 == r.returncode
+        assert 1 == len(r.stderr.splitlines())
+        assert message in r.stderr
 
 
 class TestCommandLine:
