@@ -165,7 +165,7 @@ def test_installs_with_ci_uv_and_the_frozen_lock_file() -> None:
     runs = [i["value"] for i in build if i["instruction"] == "RUN"]
     syncs = [r for r in runs if r.startswith("uv ")]
 
-    assert 'python3 -m pip install --no-cache-dir "uv==${{UV_VERSION}}"' == runs[0]
+    assert 'python3 -m pip install --no-cache-dir "uv==${UV_VERSION}"' == runs[0]
     assert _ci_uv_version() == _args()["UV_VERSION"]
     assert syncs
     assert all(shlex.split(s)[:3] == ["uv", "sync", "--frozen"] for s in syncs)
