@@ -7,7 +7,9 @@
 #   tests/deploy/tools/build-k8s-tools.sh kube-apiserver  # kube-apiserver v1.37.2 (~1,200 CPU-s cold)
 #   tests/deploy/tools/build-k8s-tools.sh all
 #
-# Prints the path of each binary. A binary already in the cache is not rebuilt.
+# Prints the path of each binary. A binary already in the cache is not rebuilt; a build
+# that another run of this script has started is waited for (one lock per tool), so .ci/run
+# can build in the background while the tests that need a tool wait only for that one.
 # Cache: $KUBELOGS_CI_CACHE (default ~/.cache/kubelogs-ci); Go's own caches as configured.
 set -euo pipefail
 
@@ -105,10 +107,22 @@ build_kube_apiserver() {
   echo "$out"
 }
 
+locked() {  # locked NAME FUNCTION: run FUNCTION holding NAME's lock
+  mkdir -p "$CACHE/locks"
+  (
+    flock 9
+    "$2"
+  ) 9>"$CACHE/locks/$1.lock"
+}
+
 case "${1:-all}" in
-  helm) build_helm ;;
-  etcd) build_etcd ;;
-  kube-apiserver) build_kube_apiserver ;;
-  all) build_helm; build_etcd; build_kube_apiserver ;;
+  helm) locked helm build_helm ;;
+  etcd) locked etcd build_etcd ;;
+  kube-apiserver) locked kube-apiserver build_kube_apiserver ;;
+  all)
+    locked helm build_helm
+    locked etcd build_etcd
+    locked kube-apiserver build_kube_apiserver
+    ;;
   *) echo "usage: $0 helm|etcd|kube-apiserver|all" >&2; exit 1 ;;
 esac
