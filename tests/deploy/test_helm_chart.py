@@ -28,52 +28,28 @@ import kubelogs.components  # noqa: F401  (registers the built-in component type
 from kubelogs.config.registry import lookup
 from kubelogs.config.unit_parsers import parse_duration
 
-ROOT = Path(__file__).resolve().parents[2]
-CHART = ROOT / "deploy" / "helm" / "kubelogs"
-CI_VALUES = sorted((ROOT / "deploy" / "helm" / "ci").glob("*-values.yaml"))
-VALUES = ["defaults", *(p.name for p in CI_VALUES)]
+from .chart import (
+    CHART,
+    CRD_KINDS,
+    NAMESPACE,
+    ROOT,
+    VALUES,
+    Doc,
+    helm_template,
+    one,
+    render,
+    values_args,
+)
+
 KUBE_VERSIONS = ["1.35.0", "1.36.0", "1.37.0"]
 STORE_SETUPS = {"agent-opensearch-values.yaml", "agent-elasticsearch-values.yaml"}
-CRD_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor")}
-"""Kinds of CRDs, which kubernetes-validate has no schema for (the Prometheus Operator's)."""
 
 pytestmark = pytest.mark.timeout(3000)  # the first test may wait for a cold build of helm
-
-Doc = dict[str, Any]
-
-
-def _values_args(values: str) -> list[str]:
-    return [] if values == "defaults" else ["--values", f"deploy/helm/ci/{values}"]
-
-
-def helm_template(helm: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(helm), "template", "kubelogs", str(CHART), "--namespace", "logging",
-         "--kube-version", "1.37.0", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-    )  # fmt: skip
-
-
-def render(helm: Path, *args: str) -> list[Doc]:
-    r = helm_template(helm, *args)
-    assert 0 == r.returncode, r.stderr
-    return [d for d in yaml.safe_load_all(r.stdout) if d]
 
 
 @pytest.fixture(scope="module")
 def rendered(helm: Path) -> dict[str, list[Doc]]:
-    return {v: render(helm, *_values_args(v)) for v in VALUES}
-
-
-def one(docs: list[Doc], kind: str, name: str | None = None) -> Doc:
-    found = [
-        d for d in docs if d["kind"] == kind and (name is None or d["metadata"]["name"] == name)
-    ]
-    assert 1 == len(found), f"{len(found)} {kind} {name or ''} rendered"
-    return found[0]
+    return {v: render(helm, *values_args(v)) for v in VALUES}
 
 
 def agent_config(docs: list[Doc]) -> dict[str, Any]:
@@ -100,7 +76,7 @@ def elasticsearch_sink_exists() -> bool:
 def test_helm_lint_strict(helm: Path, values: str) -> None:
     r = subprocess.run(
         [str(helm), "lint", "--strict", "--kube-version", "1.37.0", str(CHART),
-         *_values_args(values)],
+         *values_args(values)],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -363,7 +339,7 @@ def test_cluster_role_is_get_list_watch_on_pods_and_namespaces(
         "name": role["metadata"]["name"]
     } == binding["roleRef"]
     assert [
-        {"kind": "ServiceAccount", "name": sa["metadata"]["name"], "namespace": "logging"}
+        {"kind": "ServiceAccount", "name": sa["metadata"]["name"], "namespace": NAMESPACE}
     ] == binding["subjects"]
 
 
