@@ -11,9 +11,12 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from .kube_cluster import ControlPlane
 
 ROOT = Path(__file__).resolve().parents[2]
 BUILD = ROOT / "tests" / "deploy" / "tools" / "build-k8s-tools.sh"
@@ -38,3 +41,15 @@ def build_tool(name: str) -> Path:
 @pytest.fixture(scope="session")
 def helm() -> Path:
     return build_tool("helm")
+
+
+@pytest.fixture(scope="session")
+def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
+    """etcd and kube-apiserver on loopback, for the whole session."""
+    etcd = build_tool("etcd")
+    apiserver = build_tool("kube-apiserver")
+    plane = ControlPlane(etcd, apiserver, tmp_path_factory.mktemp("control-plane"))
+    try:
+        yield plane.start()
+    finally:
+        plane.stop()
