@@ -72,7 +72,11 @@ class KubeApi:
                 status, raw = r.status, r.read()
         except urllib.error.HTTPError as e:
             status, raw = e.code, e.read()
-        parsed = json.loads(raw) if raw[:1] in (b"{", b"[") else raw.decode(errors="replace")
+        parsed: Any
+        try:
+            parsed = json.loads(raw)
+        except ValueError:  # /readyz, /healthz answer plain text
+            parsed = raw.decode(errors="replace")
         if status not in ok:
             raise ApiError(method, path, status, parsed)
         return parsed
@@ -120,6 +124,24 @@ class KubeApi:
         )
         token: str = review["status"]["token"]
         return token
+
+    def can_list(self, user: str, groups: list[str], resource: str) -> bool:
+        """Whether RBAC lets `user` list `resource` cluster-wide (a SubjectAccessReview:
+        the authorizer's view, which follows role changes a moment after they are made)."""
+        review = self.request(
+            "POST",
+            "/apis/authorization.k8s.io/v1/subjectaccessreviews",
+            {
+                "apiVersion": "authorization.k8s.io/v1",
+                "kind": "SubjectAccessReview",
+                "spec": {
+                    "user": user,
+                    "groups": groups,
+                    "resourceAttributes": {"verb": "list", "resource": resource},
+                },
+            },
+        )
+        return bool(review["status"].get("allowed"))
 
     def ensure_namespace(self, name: str, labels: dict[str, str] | None = None) -> None:
         self.apply(
