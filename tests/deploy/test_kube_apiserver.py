@@ -213,3 +213,28 @@ def test_without_the_role_lines_flow_and_the_refusal_is_logged_once(
     ), refused[0]
     assert "Traceback" not in log
     assert re.search(r"answers again.*pod metadata resumes", log), log[-3000:]
+
+
+def test_agent_pod_needs_the_privileged_pod_security_level(helm: Path, admin: KubeApi) -> None:
+    """As the README says: the agent's pod (hostPath volumes) is admitted where Pod
+    Security is `privileged` and refused, naming hostPath, where it is `baseline`."""
+    docs = render(helm)
+    template = one(docs, "DaemonSet")["spec"]["template"]
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "kubelogs-agent-probe", **template["metadata"]},
+        "spec": {**template["spec"], "nodeName": NODE},
+    }
+    admin.ensure_namespace(
+        "logging-baseline", labels={"pod-security.kubernetes.io/enforce": "baseline"}
+    )
+    for namespace in (NAMESPACE, "logging-baseline"):
+        sa = one(docs, "ServiceAccount")
+        admin.apply({**sa, "metadata": {**sa["metadata"], "namespace": namespace}}, namespace)
+
+    admitted = admin.apply(pod, NAMESPACE, dry_run=True)
+    with pytest.raises(ApiError, match=r"violates PodSecurity \\?\"baseline:latest\\?\": hostPath"):
+        admin.apply(pod, "logging-baseline", dry_run=True)
+
+    assert "kubelogs-agent-probe" == admitted["metadata"]["name"]
