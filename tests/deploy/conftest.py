@@ -23,6 +23,19 @@ BUILD = ROOT / "tests" / "deploy" / "tools" / "build-k8s-tools.sh"
 IN_CI = os.environ.get("CI") == "true"
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that need a built tool run last (helm, then the API server): on a cold
+    machine .ci/run's background builds go on while the rest of the suite runs."""
+
+    def rank(item: pytest.Item) -> int:
+        fixtures = getattr(item, "fixturenames", ())
+        if "control_plane" in fixtures or item.get_closest_marker("kube_apiserver"):
+            return 2
+        return 1 if "helm" in fixtures else 0
+
+    items.sort(key=rank)  # stable: the order within each group is kept
+
+
 def build_tool(name: str) -> Path:
     """The path of `name` (helm, etcd, kube-apiserver), built if it is not cached yet."""
     if shutil.which("go") is None:
