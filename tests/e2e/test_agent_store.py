@@ -141,14 +141,26 @@ def test_demo_stores_everything_it_wrote_and_its_searches_work(tmp_path: Path) -
     assert 0 == r.returncode, r.stderr
     manifest = json.loads((base / "node" / "manifest.json").read_text())
     store = base / "store"
-    printed = [
-        ln.strip().split("kubelogs search", 1)[1]
-        for ln in r.stdout.splitlines()
-        if "kubelogs search --store" in ln
-    ]
+    lines = r.stdout.splitlines()
+    printed = list(
+        dict.fromkeys(  # printed at the start and again at the end
+            ln.strip().split("kubelogs search", 1)[1]
+            for ln in lines
+            if "kubelogs search --store" in ln
+        )
+    )
+    logs_args = next(ln.split("kubelogs logs", 1)[1] for ln in lines if "kubelogs logs --" in ln)
+    pod_logs = subprocess.run(
+        [sys.executable, "-m", "kubelogs", "logs", *__import__("shlex").split(logs_args)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
     assert manifest["records"] > 0
     assert str(manifest["records"]) == search(store, "--count").stdout.strip()
+    assert 0 == pod_logs.returncode, pod_logs.stderr
+    assert pod_logs.stdout.strip()
     assert 5 == len(printed)
     for cmd in printed:
         if "--follow" in cmd:

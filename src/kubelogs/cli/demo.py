@@ -2,9 +2,10 @@
 
 Synthetic pods write realistic logs (JSON, access logs, Java stack traces, lines split by
 the runtime) into a node-style tree in a directory of their own, rotating kubelet-style;
-the real pipeline (`kubernetes_logs` -> `local` store) reads them; a status view shows
-lines written, read and stored, and per-namespace counts; then example `kubelogs search`
-commands that work against that store. Ctrl-C (or `--duration`) stops the writers, lets
+the real pipeline (`kubernetes_logs` -> `local` store) reads them. The store's path and
+example `kubelogs search` commands are printed at the start, so they can be tried while
+the pods write (``--follow`` included), and again at the end; a status view shows lines
+written, events stored, and per-namespace counts. Ctrl-C (or `--duration`) stops the writers, lets
 the agent drain what was written, and stops it cleanly; the store is kept for searching.
 """
 
@@ -21,16 +22,36 @@ from pathlib import Path
 from typing import Any
 
 EXAMPLES = [
-    ("the newest 20 lines", "--limit 20"),
-    ("Java stack traces", "'NullPointerException or SQLTransientConnectionException'"),
+    ("the newest 20 events", "-n 20"),
+    ("Java stack traces", "NullPointerException or SQLTransientConnectionException"),
     ("one namespace, a phrase", "'kubernetes.namespace:payments and \"payment authorized\"'"),
-    ("errors on stderr, counted", "--count 'stream:stderr'"),
-    ("follow new errors live", "--follow 'ERROR'"),
+    ("errors on stderr, counted", "--count stream:stderr"),
+    ("follow new errors live (Ctrl-C to stop)", "--follow ERROR"),
 ]
+"""(what it shows, arguments of `kubelogs search`): printed when the demo starts, so
+that they can be tried (``--follow`` too) while the pods write, and again at the end."""
+
+EVENTS_VS_LINES = (
+    "Lines are what the containers wrote to their log files; events are what is stored: "
+    "one per message, after the lines the runtime split (messages over 16 KiB) are "
+    "joined again. Each line of a stack trace is an event of its own."
+)
+SEED = 42
+"""The generator's seed: the demo's pods (and so the `kubelogs logs` example) are the
+same every run."""
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("demo", help="run synthetic pods and the real pipeline into a local store")
+    p = sub.add_parser(
+        "demo",
+        help="run synthetic pods and the real pipeline into a local store",
+        description=(
+            "Synthetic pods write logs into DIR/node, the real pipeline stores them in "
+            "DIR/store, and example searches are printed. DIR/node is replaced only if a "
+            "demo or `kubelogs generate` wrote it (it holds a .kubelogs-generated file); "
+            "anything else is refused."
+        ),
+    )
     p.add_argument("--dir", help="where the node tree and the store go (default: a new temp dir)")
     p.add_argument("--rate", type=float, default=200.0, help="lines per second (default 200)")
     p.add_argument("--containers", type=int, default=6, help="containers writing (default 6)")
@@ -42,14 +63,38 @@ def run(args: argparse.Namespace) -> int:
     import asyncio
 
     from kubelogs.config.unit_parsers import parse_duration
+    from kubelogs.testing.generate import TreeRootError, check_root
 
+    err = sys.stderr
     try:
         duration = parse_duration(args.duration) if args.duration else None
     except ValueError as exc:
-        print(f"error: --duration: {exc}", file=sys.stderr)
+        print(f"kubelogs demo: --duration: {exc}", file=err)
         return 1
-    base = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="kubelogs-demo-"))
-    base.mkdir(parents=True, exist_ok=True)
+    if args.containers < 1:
+        print(f"kubelogs demo: --containers {args.containers}: must be 1 or more", file=err)
+        return 1
+    if not args.rate > 0:  # also NaN
+        print(f"kubelogs demo: --rate {args.rate:g}: must be more than 0 lines/s", file=err)
+        return 1
+    if args.dir:
+        base = Path(args.dir)
+        if base.exists() and not base.is_dir():
+            print(f"kubelogs demo: --dir {base}: is not a directory", file=err)
+            return 1
+        try:
+            if base.is_dir():  # before the pipeline starts: a refusal touches nothing
+                check_root(base / "node")
+        except TreeRootError as exc:
+            print(f"kubelogs demo: --dir {base}: {exc}", file=err)
+            return 1
+        try:
+            base.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            print(f"kubelogs demo: --dir {base}: {exc.strerror}", file=err)
+            return 1
+    else:
+        base = Path(tempfile.mkdtemp(prefix="kubelogs-demo-"))
     from kubelogs.telemetry.logging import setup_logging
 
     setup_logging("warning", "console")
@@ -93,21 +138,29 @@ async def _demo(base: Path, rate: float, containers: int, duration: float | None
     store = base / "store"
     stop_writing = threading.Event()
     manifest: dict[str, Any] = {}
+    written = _Written()
+    failure: list[BaseException] = []
 
     def nap(seconds: float) -> None:
         stop_writing.wait(seconds)
 
     def write() -> None:
-        m = run_live(
-            tree,
-            rate=rate,
-            duration=duration if duration is not None else 365 * 86400.0,
-            containers=containers,
-            node="demo-node",
-            rotate_size=256 * 1024,
-            should_stop=stop_writing.is_set,
-            sleep=nap,
-        )
+        try:
+            m = run_live(
+                tree,
+                rate=rate,
+                duration=duration if duration is not None else 365 * 86400.0,
+                containers=containers,
+                seed=SEED,
+                node="demo-node",
+                rotate_size=256 * 1024,
+                should_stop=stop_writing.is_set,
+                sleep=nap,
+                progress=written.update,
+            )
+        except Exception as exc:  # reported by the main thread, which then stops
+            failure.append(exc)
+            return
         manifest["records"] = m.records
         manifest["lines"] = m.lines
 
@@ -117,15 +170,20 @@ async def _demo(base: Path, rate: float, containers: int, duration: float | None
     interrupted = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, interrupted.set)
+    print(f"kubelogs demo: synthetic pods are writing logs under {tree}")
+    print(f"The pipeline stores them in {store}; try these in another terminal now:")
+    _print_examples(store, containers)
+    print(f"\n{EVENTS_VS_LINES}")
+    print("Press Ctrl-C to stop.\n", flush=True)
     writer.start()
     runner = asyncio.create_task(run_pipeline(pipeline), name="demo-pipeline")
-    view = _StatusView(store, base)
+    view = _StatusView(store)
     started = time.monotonic()
     try:
-        while not interrupted.is_set() and not runner.done():
+        while not interrupted.is_set() and not runner.done() and writer.is_alive():
             if duration is not None and time.monotonic() - started >= duration:
                 break
-            view.update(_sent(pipeline))
+            view.update(written.lines, _sent(pipeline))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(interrupted.wait(), 1.0)
         # Stop writing, then let the agent read what was written before stopping it.
@@ -140,17 +198,51 @@ async def _demo(base: Path, rate: float, containers: int, duration: float | None
         await runner
     finally:
         view.close()
+    if failure:
+        print(f"kubelogs demo: the log writer failed: {failure[0]}", file=sys.stderr)
+        return 2
     stored = _sent(pipeline)
     print(
-        f"\nWrote {manifest.get('records', 0)} events ({manifest.get('lines', 0)} lines); "
-        f"stored {stored} in {store}\n"
+        f"\nWrote {manifest.get('lines', 0)} lines ({manifest.get('records', 0)} events); "
+        f"stored {stored} events in {store}\n"
     )
     print("Try these (the store stays until you delete it):")
+    _print_examples(store, containers)
+    print(f"\nThe node log tree is in {tree}; rm -rf {base} removes everything.")
+    return 0
+
+
+class _Written:
+    """Lines and events the writer thread has written so far (ints: assignment is
+    atomic, and the status only needs a recent value)."""
+
+    def __init__(self) -> None:
+        self.lines = 0
+        self.records = 0
+
+    def update(self, lines: int, records: int) -> None:
+        self.lines, self.records = lines, records
+
+
+def _print_examples(store: Path, containers: int) -> None:
     prefix = _command_prefix()
     for what, q in EXAMPLES:
         print(f"  # {what}\n  {prefix} search --store {store} {q}")
-    print(f"\nThe node log tree is in {tree}; rm -rf {base} removes everything.")
-    return 0
+    pod = _first_pod(containers)
+    print(
+        f"  # one pod's logs, like kubectl logs (also after the pod is gone)\n"
+        f"  {prefix} logs --store {store} {pod} --tail 20"
+    )
+
+
+def _first_pod(containers: int) -> str:
+    """``namespace/pod`` of a pod the demo runs (the generator's plan for `SEED`)."""
+    import random
+
+    from kubelogs.testing.generate import plan_containers
+
+    first = plan_containers(random.Random(SEED), containers, 0)[0]
+    return f"{first.namespace}/{first.pod}"
 
 
 def _command_prefix() -> str:
@@ -170,16 +262,14 @@ def _sent(pipeline: Any) -> int:
 
 
 class _StatusView:
-    """Lines read and stored, per namespace; a live table on a terminal, plain lines
-    otherwise."""
+    """Lines written and events stored, per namespace; a live table on a terminal,
+    plain lines otherwise (every 5 s, once something is stored)."""
 
-    def __init__(self, store: Path, base: Path) -> None:
+    def __init__(self, store: Path) -> None:
         self.store = store
         self.tty = sys.stdout.isatty()
         self._live: Any = None
         self._last_plain = 0.0
-        print(f"kubelogs demo: synthetic pods are writing logs under {base / 'node'}")
-        print("Press Ctrl-C to stop.\n")
 
     def _per_namespace(self) -> dict[str, int]:
         from kubelogs.store.errors import StoreError
@@ -192,13 +282,14 @@ class _StatusView:
         except (StoreError, OSError):
             return {}
 
-    def update(self, stored: int) -> None:
-        counts = self._per_namespace()
+    def update(self, lines: int, stored: int) -> None:
+        counts = {ns: n for ns, n in self._per_namespace().items() if n}
         if self.tty:
             from rich.live import Live
             from rich.table import Table
 
-            table = Table(title=f"kubelogs demo: {stored} events stored")
+            title = f"kubelogs demo: {lines} lines written, {stored} events stored"
+            table = Table(title=title)
             table.add_column("namespace")
             table.add_column("events", justify="right")
             for ns, n in counts.items():
@@ -208,10 +299,10 @@ class _StatusView:
                 self._live.start()
             else:
                 self._live.update(table)
-        elif time.monotonic() - self._last_plain >= 5:
+        elif stored and time.monotonic() - self._last_plain >= 5:
             self._last_plain = time.monotonic()
-            per_ns = ", ".join(f"{ns}={n}" for ns, n in counts.items() if n)
-            print(f"stored {stored} events ({per_ns})", flush=True)
+            per_ns = ", ".join(f"{ns} {n}" for ns, n in counts.items())
+            print(f"{lines} lines written, {stored} events stored: {per_ns}", flush=True)
 
     def close(self) -> None:
         if self._live is not None:

@@ -22,9 +22,18 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "generate",
         help="write a synthetic node log tree (var/log/pods, var/log/containers)",
-        description="Write kubelet-style container logs with a manifest of expected counts.",
+        description=(
+            "Write kubelet-style container logs with a manifest of expected counts. DIR "
+            "must be new, hold no var/, kube-meta/ or manifest.json, or have been written "
+            "by kubelogs before (it then holds a .kubelogs-generated file, and only those "
+            "three are replaced); anything else is refused."
+        ),
     )
-    p.add_argument("dir", metavar="DIR", help="root of the tree (var/ and kube-meta/ are replaced)")
+    p.add_argument(
+        "dir",
+        metavar="DIR",
+        help="root of the tree: new, or one kubelogs generated (var/, kube-meta/ replaced)",
+    )
     p.add_argument(
         "--format",
         choices=("cri", "docker"),
@@ -59,7 +68,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from kubelogs.config.unit_parsers import parse_duration, parse_size
-    from kubelogs.testing.generate import generate_tree, run_live
+    from kubelogs.testing.generate import TreeRootError, check_root, generate_tree, run_live
 
     err = sys.stderr
     if args.containers < 1 or args.lines < 0 or args.pods < 0 or args.max_rotated < 0:
@@ -69,6 +78,11 @@ def run(args: argparse.Namespace) -> int:
         )
         return 1
     root = Path(args.dir)
+    try:
+        check_root(root)  # before anything runs: a refused DIR is never touched
+    except TreeRootError as exc:
+        print(f"kubelogs generate: {exc}", file=err)
+        return 1
     if args.rate is None:
         if args.duration is not None:
             print("kubelogs generate: --duration needs --rate", file=err)

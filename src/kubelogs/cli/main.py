@@ -20,6 +20,7 @@ _COMMAND_MODULES = [
     "kubelogs.cli.run",
     "kubelogs.cli.validate",
     "kubelogs.cli.search",
+    "kubelogs.cli.logs",
     "kubelogs.cli.dlq",
     "kubelogs.cli.generate",
     "kubelogs.cli.demo",

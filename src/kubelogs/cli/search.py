@@ -1,10 +1,18 @@
-"""`kubelogs search [QUERY]`: the local store from the command line, like grep/tail -f.
+"""`kubelogs search [QUERY...]`: the local store from the command line, like grep/tail -f.
 
 Thin on purpose: parse arguments, call `kubelogs.store`, map errors to exit codes
 (0 ok; 1 usage, query or missing store; 2 runtime failure such as a damaged index). A
-query syntax error prints the query with a caret under the column at fault. Text output
-is ``time namespace/pod/container message``, coloured only on a terminal (rich is
-imported only then); ``--output json`` prints each stored document byte for byte.
+query syntax error prints the query with a caret under the column at fault. Several
+arguments are one query (``search error timeout`` is ``error and timeout``). Text
+output is ``time namespace/pod/container stream message`` (UTC unless ``--local``),
+coloured only on a terminal (rich is imported only then); ``--output json`` prints each
+stored document byte for byte, ``--output raw`` the message alone (as ``kubectl logs``).
+
+No silent zeros: a field that no document in the range has is named on stderr with the
+closest known field (from the store's field lists, without reading any row); when
+``--limit`` cut the output and stderr is a terminal, ``N of M shown`` ends it; a
+``--since`` without a unit, ``--since`` after ``--until`` and ``--follow --until`` are
+usage errors.
 
 ``--count`` and ``--limit N`` on a store of many blocks fork one process per CPU (at most
 four; ``KUBELOGS_SEARCH_WORKERS`` overrides, ``1`` keeps one process), each searching a
@@ -36,15 +44,18 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
             "matches oldest first."
         ),
     )
-    p.add_argument("query", nargs="?", default="", metavar="QUERY", help="default: everything")
     p.add_argument(
-        "--since",
-        metavar="DUR",
-        help="only events newer than DUR ago (15m, 2h, 7d) or an RFC 3339 time",
+        "query",
+        nargs="*",
+        metavar="QUERY",
+        help="default: everything; several words are joined with 'and'",
     )
-    p.add_argument("--until", metavar="T", help="only events up to T (RFC 3339, or DUR ago)")
+    add_time_arguments(p)
     p.add_argument(
+        "-n",
         "--limit",
+        "--tail",
+        dest="limit",
         type=int,
         default=100,
         metavar="N",
@@ -57,10 +68,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument(
         "-o",
         "--output",
-        choices=("text", "json"),
+        choices=("text", "json", "raw"),
         default="text",
-        help="json: each document exactly as stored, one per line",
+        help="json: each document exactly as stored, one per line; raw: the message alone",
     )
+    add_zone_arguments(p)
     where = p.add_mutually_exclusive_group()
     where.add_argument(
         "--store", metavar="DIR", help="default: $KUBELOGS_STORE, else the config's store"
@@ -69,19 +81,94 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
+def add_time_arguments(p: argparse.ArgumentParser) -> None:
+    """``--since`` and ``--until``, shared with `kubelogs logs`."""
+    p.add_argument(
+        "--since",
+        metavar="DUR",
+        help="only events newer than DUR ago (15m, 2h, 7d) or an RFC 3339 time",
+    )
+    p.add_argument("--until", metavar="T", help="only events up to T (RFC 3339, or DUR ago)")
+
+
+def add_zone_arguments(p: argparse.ArgumentParser) -> None:
+    """``--utc`` (the default) and ``--local`` for the times of text output."""
+    zone = p.add_mutually_exclusive_group()
+    zone.add_argument(
+        "--utc",
+        dest="local",
+        action="store_false",
+        default=False,
+        help="print times in UTC (the default)",
+    )
+    zone.add_argument(
+        "--local", dest="local", action="store_true", help="print times in the local time zone"
+    )
+
+
+def join_query(parts: list[str]) -> str:
+    """One query from several arguments: each is a term of an implied ``and``. An
+    argument with spaces is put in parentheses, so ``'a or b' c`` keeps its meaning;
+    lone keywords (``error or timeout`` typed unquoted) join as they are."""
+    out = []
+    for part in parts:
+        text = part.strip()
+        if len(parts) > 1 and any(c.isspace() for c in text) and not _quoted(text):
+            text = f"({text})"
+        out.append(text)
+    return " ".join(t for t in out if t)
+
+
+def _quoted(text: str) -> bool:
+    return len(text) >= 2 and text[0] == text[-1] == '"' and '"' not in text[1:-1]
+
+
+def time_bounds(
+    command: str, since: str | None, until: str | None, *, follow: bool
+) -> tuple[int | None, int | None] | str:
+    """``(since_ns, until_ns)`` from the flags, or the one-line usage error. A number
+    without a unit is refused (``--since 15``: minutes? seconds?), as are a ``--since``
+    after ``--until`` (nothing could match) and ``--follow --until`` (following never
+    reaches new events that are all after the end)."""
     from kubelogs.config.unit_parsers import parse_duration
+    from kubelogs.store.matcher import parse_time_ns
+
+    now_ns = time.time_ns()
+    bounds: list[int | None] = []
+    for flag, text in (("--since", since), ("--until", until)):
+        if text is None:
+            bounds.append(None)
+            continue
+        if text.strip().replace(".", "", 1).isdigit():
+            return (
+                f"kubelogs {command}: {flag} {text}: add a unit ({text}s, {text}m, {text}h "
+                f"or {text}d) or give an RFC 3339 time"
+            )
+        when = parse_time_ns(text)
+        if when is None:
+            try:
+                when = now_ns - int(parse_duration(text) * 1e9)
+            except ValueError:
+                return (
+                    f"kubelogs {command}: {flag} {text!r}: not a duration like 15m or an "
+                    "RFC 3339 time like 2025-01-15T10:00:00Z"
+                )
+        bounds.append(when)
+    lo, hi = bounds
+    if lo is not None and hi is not None and lo > hi:
+        return f"kubelogs {command}: --since {since} is after --until {until}: nothing can match"
+    if follow and hi is not None:
+        return f"kubelogs {command}: --follow and --until cannot be combined (follow never ends)"
+    return lo, hi
+
+
+def run(args: argparse.Namespace) -> int:
     from kubelogs.store import (
         QueryError,
         QuerySyntaxError,
         StoreCorruptError,
-        StoreError,
-        StoreNotFound,
-        StoreReader,
-        StoreVersionError,
         parse_query,
     )
-    from kubelogs.store.matcher import parse_time_ns
 
     err = sys.stderr
     if args.es:
@@ -93,51 +180,26 @@ def run(args: argparse.Namespace) -> int:
     if args.count and args.follow:
         print("kubelogs search: --count and --follow cannot be combined", file=err)
         return 1
+    query = join_query(args.query)
     try:
-        node = parse_query(args.query)
+        node = parse_query(query)
     except QuerySyntaxError as exc:
         print(f"kubelogs search: invalid query: {exc}", file=err)
         print(_indent(exc.caret_lines()), file=err)
         return 1
-    now_ns = time.time_ns()
-    bounds: list[int | None] = []
-    for flag, text in (("--since", args.since), ("--until", args.until)):
-        if text is None:
-            bounds.append(None)
-            continue
-        when = parse_time_ns(text)
-        if when is None:
-            try:
-                when = now_ns - int(parse_duration(text) * 1e9)
-            except ValueError:
-                print(
-                    f"kubelogs search: {flag} {text!r}: not a duration like 15m or an "
-                    "RFC 3339 time like 2025-01-15T10:00:00Z",
-                    file=err,
-                )
-                return 1
-        bounds.append(when)
-    store = _store_path(args.store)
-    try:
-        reader = StoreReader(store)
-    except StoreNotFound:
-        print(
-            f"kubelogs search: no store at {store} (nothing stored there yet?); "
-            "use --store DIR or set KUBELOGS_STORE",
-            file=err,
-        )
+    bounds = time_bounds("search", args.since, args.until, follow=args.follow)
+    if isinstance(bounds, str):
+        print(bounds, file=err)
         return 1
-    except StoreVersionError as exc:
-        print(f"kubelogs search: {exc}", file=err)
-        return 1
-    except StoreError as exc:
-        print(f"kubelogs search: {exc}", file=err)
-        return 2
+    reader = open_reader("search", args.store)
+    if isinstance(reader, int):
+        return reader
     try:
         with reader:
             prepared = reader.prepare(node, since_ns=bounds[0], until_ns=bounds[1])
             position = reader.last_block()
             prepared.until_block = position
+            warn_unknown_fields("search", reader, prepared)
             workers = _workers(reader)
             if args.count:
                 if workers > 1:
@@ -146,7 +208,7 @@ def run(args: argparse.Namespace) -> int:
                     return _warn_corrupt(sum(bad for _, bad in counts))
                 print(reader.count(prepared))
                 return _warn_corrupt(reader.corrupt_blocks)
-            out = _printer(args.output, reader.layout.message_field)
+            out = _printer(args.output, reader.layout.message_field, local=args.local)
             hits: Iterable[Any]
             corrupt = 0
             if args.limit == 0:
@@ -158,9 +220,24 @@ def run(args: argparse.Namespace) -> int:
                 corrupt = sum(bad for _, bad in shards)
             else:
                 hits = reader.search(prepared, limit=args.limit)
+            shown = 0
             for hit in hits:
                 out(hit.time_ns, hit.doc)
+                shown += 1
             sys.stdout.flush()
+            if args.limit and shown == args.limit and _stderr_is_terminal():
+                # After the matches are out: counting may read every block (a word
+                # search), and the person at the terminal reads meanwhile.
+                try:
+                    total = (
+                        sum(n for n, _ in _sharded(reader, prepared, workers, _count))
+                        if workers > 1
+                        else reader.count(prepared)
+                    )
+                except KeyboardInterrupt:
+                    return 0  # the matches were printed; only the footer was skipped
+                if total > shown:
+                    print(f"{shown} of {total} shown (use --limit 0 for all)", file=err)
             if args.follow:
                 try:
                     while True:
@@ -179,6 +256,30 @@ def run(args: argparse.Namespace) -> int:
         if isinstance(exc, BrokenPipeError):
             raise
         print(f"kubelogs search: {exc}", file=err)
+        return 2
+
+
+def open_reader(command: str, explicit: str | None) -> Any:
+    """A `StoreReader` on the store the user means, or the exit code after a one-line
+    error (1: no store or another format; 2: a damaged index)."""
+    from kubelogs.store import StoreError, StoreNotFound, StoreReader, StoreVersionError
+
+    err = sys.stderr
+    store = _store_path(explicit)
+    try:
+        return StoreReader(store)
+    except StoreNotFound:
+        print(
+            f"kubelogs {command}: no store at {store} (nothing stored there yet?); "
+            "use --store DIR or set KUBELOGS_STORE",
+            file=err,
+        )
+        return 1
+    except StoreVersionError as exc:
+        print(f"kubelogs {command}: {exc}", file=err)
+        return 1
+    except StoreError as exc:
+        print(f"kubelogs {command}: {exc}", file=err)
         return 2
 
 
@@ -227,6 +328,24 @@ def _store_path(explicit: str | None) -> Path:
     return default_store_path()
 
 
+def _count(reader: Any, prepared: Any) -> Any:
+    return reader.count(prepared)
+
+
+def warn_unknown_fields(command: str, reader: Any, prepared: Any) -> None:
+    """Name on stderr each field of the query that no document in range has, with the
+    closest known one: a typo otherwise answers 0 without a word."""
+    for name, close in reader.unknown_fields(prepared):
+        hint = f"; did you mean {close}?" if close else ""
+        print(f"kubelogs {command}: no document has field {name}{hint}", file=sys.stderr)
+
+
+def _stderr_is_terminal() -> bool:
+    """Whether hints for a person (``N of M shown``) go to stderr; a script reading
+    stdout or stderr from a pipe never gets them."""
+    return sys.stderr.isatty()
+
+
 def _warn_corrupt(count: int) -> int:
     if count:
         print(f"kubelogs search: warning: skipped {count} damaged block(s)", file=sys.stderr)
@@ -237,7 +356,9 @@ def _indent(text: str) -> str:
     return "\n".join("  " + line for line in text.splitlines())
 
 
-def _printer(kind: str, message_field: str) -> Callable[[int, bytes], None]:
+def _printer(kind: str, message_field: str, *, local: bool = False) -> Callable[[int, bytes], None]:
+    """The writer of one hit for ``--output`` `kind`: json (the document as stored),
+    raw (the message alone) or text (time, source, stream, message)."""
     if kind == "json":
         raw = sys.stdout.buffer
 
@@ -250,27 +371,40 @@ def _printer(kind: str, message_field: str) -> Callable[[int, bytes], None]:
     from kubelogs.store.matcher import get_field, is_missing
 
     decode = msgspec.json.Decoder().decode
+
+    def message_of(obj: Any) -> str:
+        message = get_field(obj, message_field)
+        return "" if is_missing(message) else str(message)
+
+    def parse(doc: bytes) -> Any:
+        try:
+            return decode(doc)
+        except msgspec.DecodeError:
+            return {}
+
+    if kind == "raw":
+
+        def write_raw(time_ns: int, doc: bytes) -> None:
+            sys.stdout.write(message_of(parse(doc)) + "\n")
+
+        return write_raw
     colour = _console(sys.stdout)
 
     def write_text(time_ns: int, doc: bytes) -> None:
-        try:
-            obj = decode(doc)
-        except msgspec.DecodeError:
-            obj = {}
-        message = get_field(obj, message_field)
-        message = "" if is_missing(message) else str(message)
+        obj = parse(doc)
+        message = message_of(obj)
         parts = [
             _first(obj, "kubernetes.namespace", "kubernetes.namespace_name"),
             _first(obj, "kubernetes.pod.name", "kubernetes.pod_name"),
             _first(obj, "kubernetes.container.name", "kubernetes.container_name"),
         ]
         source = "/".join(p for p in parts if p) or _first(obj, "log.file.path", "host.name")
-        stamp = _format_time(time_ns)
-        stream = _first(obj, "stream")
+        stamp = format_time(time_ns, local=local)
+        stream = _first(obj, "stream") or "-"
         if colour is None:
-            sys.stdout.write(f"{stamp} {source or '-'} {message}\n")
+            sys.stdout.write(f"{stamp} {source or '-'} {stream} {message}\n")
         else:
-            colour(stamp, source or "-", message, stream == "stderr")
+            colour(stamp, source or "-", stream, message)
 
     def _first(obj: Any, *paths: str) -> str:
         for path in paths:
@@ -282,7 +416,7 @@ def _printer(kind: str, message_field: str) -> Callable[[int, bytes], None]:
     return write_text
 
 
-def _console(stream: IO[str]) -> Callable[[str, str, str, bool], None] | None:
+def _console(stream: IO[str]) -> Callable[[str, str, str, str], None] | None:
     """A coloured line writer when `stream` is a terminal (and NO_COLOR is unset)."""
     if not stream.isatty() or os.environ.get("NO_COLOR"):
         return None
@@ -291,11 +425,14 @@ def _console(stream: IO[str]) -> Callable[[str, str, str, bool], None] | None:
 
     console = Console(file=stream, highlight=False, soft_wrap=True)
 
-    def write(stamp: str, source: str, message: str, is_stderr: bool) -> None:
+    def write(stamp: str, source: str, stream_name: str, message: str) -> None:
+        is_stderr = stream_name == "stderr"
         line = Text()
         line.append(stamp, style="dim")
         line.append(" ")
         line.append(source, style="cyan")
+        line.append(" ")
+        line.append(stream_name, style="red" if is_stderr else "dim")
         line.append(" ")
         line.append(message, style="red" if is_stderr else "")
         console.print(line)
@@ -303,8 +440,15 @@ def _console(stream: IO[str]) -> Callable[[str, str, str, bool], None] | None:
     return write
 
 
-def _format_time(ns: int) -> str:
-    """Milliseconds are enough to read; `--output json` keeps the stored nanoseconds."""
-    from kubelogs.codecs.document import format_timestamp
+def format_time(ns: int, *, local: bool = False) -> str:
+    """Milliseconds are enough to read; `--output json` keeps the stored nanoseconds.
+    UTC ends with ``Z``; local time with its offset (``+01:00``), so a pasted line
+    still says when it happened."""
+    if not local:
+        from kubelogs.codecs.document import format_timestamp
 
-    return format_timestamp(ns)[:23] + "Z"
+        return format_timestamp(ns)[:23] + "Z"
+    from datetime import datetime
+
+    when = datetime.fromtimestamp(ns / 1e9).astimezone()
+    return when.isoformat(timespec="milliseconds")

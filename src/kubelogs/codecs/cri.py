@@ -14,7 +14,7 @@ tells the tailer where the checkpoint must stay while they are incomplete.
 from __future__ import annotations
 
 from kubelogs.codecs.columns import Columns
-from kubelogs.codecs.partials import PartialLines
+from kubelogs.codecs.partials import JoiningParser
 from kubelogs.codecs.timestamps import format_timestamp, parse_rfc3339_ns
 
 _STREAMS = {b"stdout": "stdout", b"stderr": "stderr"}
@@ -35,26 +35,11 @@ def _tstr(tsb: bytes, ts: int) -> bytes:
     return tsb if len(tsb) == 30 and tsb[29] == 90 else format_timestamp(ts).encode()
 
 
-class CriParser:
-    __slots__ = ("_joiner", "max_size")
+class CriParser(JoiningParser):
+    __slots__ = ()
 
     def __init__(self, max_size: int) -> None:
-        self.max_size = max_size
-        self._joiner = PartialLines(max_size, _cut, _join)
-
-    @property
-    def pending_offset(self) -> int | None:
-        return self._joiner.pending_offset
-
-    @property
-    def open_streams(self) -> set[str]:
-        return self._joiner.open_streams
-
-    def continue_streams(self, streams: set[str]) -> None:
-        self._joiner.continue_streams(streams)
-
-    def reset(self) -> None:
-        self._joiner.reset()
+        super().__init__(max_size, _cut, _join)
 
     def feed(self, lines: list[bytes], offset: int, cols: Columns, truncated: bool = False) -> int:
         """Parse complete physical lines starting at byte `offset`; return the offset after
@@ -105,10 +90,6 @@ class CriParser:
                 slow = joiner.active
             offset = nxt
         return offset
-
-    def flush(self, cols: Columns) -> None:
-        """Emit pending parts as they are (the file ended for good without their F)."""
-        self._joiner.flush(cols)
 
     def _malformed(self, line: bytes, offset: int, cols: Columns) -> None:
         # A broken line ends the messages open before it: they are emitted as they are.

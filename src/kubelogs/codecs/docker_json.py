@@ -12,7 +12,7 @@ from __future__ import annotations
 import msgspec
 
 from kubelogs.codecs.columns import Columns
-from kubelogs.codecs.partials import PartialLines
+from kubelogs.codecs.partials import JoiningParser
 from kubelogs.codecs.timestamps import format_timestamp, parse_rfc3339_ns
 
 
@@ -44,26 +44,11 @@ def _join(parts: list[str]) -> str:
     return "".join(parts)
 
 
-class DockerJsonParser:
-    __slots__ = ("_joiner", "max_size")
+class DockerJsonParser(JoiningParser):
+    __slots__ = ()
 
     def __init__(self, max_size: int) -> None:
-        self.max_size = max_size
-        self._joiner = PartialLines(max_size, _cut, _join)
-
-    @property
-    def pending_offset(self) -> int | None:
-        return self._joiner.pending_offset
-
-    @property
-    def open_streams(self) -> set[str]:
-        return self._joiner.open_streams
-
-    def continue_streams(self, streams: set[str]) -> None:
-        self._joiner.continue_streams(streams)
-
-    def reset(self) -> None:
-        self._joiner.reset()
+        super().__init__(max_size, _cut, _join)
 
     def feed(self, lines: list[bytes], offset: int, cols: Columns, truncated: bool = False) -> int:
         times, messages, streams, offsets = cols.times, cols.messages, cols.streams, cols.offsets
@@ -125,9 +110,6 @@ class DockerJsonParser:
                 slow = joiner.active
             offset = nxt
         return offset
-
-    def flush(self, cols: Columns) -> None:
-        self._joiner.flush(cols)
 
     def _malformed(self, line: bytes, offset: int, cols: Columns, truncated: bool = False) -> None:
         # A broken line ends the messages open before it: they are emitted as they are.

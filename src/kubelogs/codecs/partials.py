@@ -179,3 +179,37 @@ def _add(cols: Columns, row: Row) -> None:
     cols.offsets.append(off)
     for flag in flags:
         cols.flag(i, flag)
+
+
+class JoiningParser:
+    """What the tailer asks of a parser whose lines can be split (CRI, Docker): the
+    state lives in one `PartialLines`."""
+
+    __slots__ = ("_joiner", "max_size")
+
+    def __init__(
+        self,
+        max_size: int,
+        cut: Callable[[Any, int], tuple[Any, int, bool]],
+        join: Callable[[list[Any]], str],
+    ) -> None:
+        self.max_size = max_size
+        self._joiner = PartialLines(max_size, cut, join)
+
+    @property
+    def pending_offset(self) -> int | None:
+        return self._joiner.pending_offset
+
+    @property
+    def open_streams(self) -> set[str]:
+        return self._joiner.open_streams
+
+    def continue_streams(self, streams: set[str]) -> None:
+        self._joiner.continue_streams(streams)
+
+    def reset(self) -> None:
+        self._joiner.reset()
+
+    def flush(self, cols: Columns) -> None:
+        """Emit pending parts as they are (the file ended for good without their end)."""
+        self._joiner.flush(cols)

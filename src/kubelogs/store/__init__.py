@@ -4,8 +4,8 @@ Built like VictoriaLogs and Loki rather than like a database of rows: events are
 appended as zstd-compressed columnar blocks to segment files (the messages in a column of
 their own, times and offsets delta-encoded, each file's metadata once per block, and
 documents rendered from the columns when read), and a small SQLite index records per
-block its place, time range and label values, so a query reads only blocks that can
-match, and a word search reads the message columns before anything else. See
+block its place, time range, label values and field names, so a query reads only blocks
+that can match, and a word search reads the message columns before anything else. See
 `store.writer` for the durability and exactly-once invariants, `store.block` for the
 block format, `store.reader` for search, `store.planner` for how queries prune,
 `store.column` for the message column, and `store.query` for the language shared with

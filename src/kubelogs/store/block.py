@@ -181,6 +181,34 @@ class EncodedBlock:
     max_time: int
     per_label: dict[int, int]
     """Rows per label set."""
+    fields: str = "[]"
+    """The field list of the block's documents for the index (`field_paths`): a JSON
+    list of the dotted paths of the leaves of the Kubernetes metadata, parsed fields and
+    kept documents, sorted. The fields every events document has (`index.row_fields`)
+    are not listed."""
+
+
+def field_paths(obj: dict[str, Any], out: set[str], prefix: str = "") -> None:
+    """Add to `out` the dotted path of every leaf of `obj` (a value that is not a
+    non-empty object: lists are leaves, as `matcher.get_field` does not look into
+    them). A query field can match only if it is one of these paths or a prefix of one
+    followed by a dot."""
+    for key, value in obj.items():
+        path = prefix + key
+        if isinstance(value, dict) and value:
+            field_paths(value, out, path + ".")
+        else:
+            out.add(path)
+
+
+def _meta_paths(meta: bytes, out: set[str]) -> None:
+    if meta:
+        try:
+            decoded = _decode_json(b"{" + meta + b"}")
+        except msgspec.DecodeError:
+            return
+        if isinstance(decoded, dict):
+            field_paths(decoded, out)
 
 
 @dataclass(slots=True)
@@ -245,6 +273,27 @@ class BlockBuilder:
                 f = flags.get(row)
                 self.extras.append([list(f) if f else None, fields.get(row) or None])
 
+    def field_list(self) -> str:
+        """`EncodedBlock.fields`: one decode per file context and per kept document,
+        and a walk of the (sparse) parsed fields. A parsed key that a document renames
+        (``message`` -> ``message_parsed``, `codecs.document`) is listed under both
+        names: a list may hold more than the documents, never less."""
+        paths: set[str] = set()
+        for _, meta in self.contexts:
+            _meta_paths(meta, paths)
+        for _, parsed in self.extras:
+            if parsed:
+                field_paths(parsed, paths)
+                field_paths({f"{k}_parsed": v for k, v in parsed.items()}, paths)
+        for doc in self.raw_docs:
+            try:
+                decoded = _decode_json(doc)
+            except msgspec.DecodeError:
+                continue
+            if isinstance(decoded, dict):
+                field_paths(decoded, paths)
+        return msgspec.json.encode(sorted(paths)).decode()
+
     def finish(self) -> EncodedBlock:
         messages = self.messages
         text = "\n".join(messages)
@@ -282,6 +331,7 @@ class BlockBuilder:
             min(self.times),
             max(self.times),
             self.per_label,
+            self.field_list(),
         )
 
 

@@ -14,6 +14,15 @@ What it records, and why each table exists:
   it holds, so ``kubernetes.namespace:X`` selects blocks (and counts) from the index.
 - ``sources``: the high-water mark (last stored offset) of every source file, committed
   in the same transaction as the blocks: this is what makes writes exactly-once.
+- ``field_sets`` / ``blocks.field_set``: the field names of a block's documents (dotted
+  paths of their leaves, as a sorted JSON list, kept once per distinct list), so that a
+  query on a field no document has (a typo, a parsed field of unparsed logs) rejects
+  the block without reading it, and `kubelogs search` can say so and suggest a name.
+  The names of the fields every events document has (``@timestamp``, the message,
+  ``stream``, ``log.offset``, ...) are not listed: readers add them (`row_fields`).
+  Added to format 2 without a version bump: a writer adds the table and the column to
+  an older store when it opens it (`initialise`), and blocks written before have no
+  list (NULL), which readers treat as "any field" - old stores stay readable both ways.
 
 Readers in other processes open the database read-only; WAL lets them read a consistent
 snapshot while the writer commits.
@@ -60,6 +69,7 @@ CREATE TABLE segments (
     max_time INTEGER
 );
 CREATE TABLE label_sets (id INTEGER PRIMARY KEY, labels TEXT NOT NULL UNIQUE);
+CREATE TABLE field_sets (id INTEGER PRIMARY KEY, fields TEXT NOT NULL UNIQUE);
 CREATE TABLE blocks (
     id INTEGER PRIMARY KEY,
     segment INTEGER NOT NULL,
@@ -71,7 +81,8 @@ CREATE TABLE blocks (
     min_time INTEGER NOT NULL,
     max_time INTEGER NOT NULL,
     docs INTEGER NOT NULL,
-    raw_bytes INTEGER NOT NULL
+    raw_bytes INTEGER NOT NULL,
+    field_set INTEGER
 );
 CREATE INDEX blocks_by_segment ON blocks (segment);
 CREATE INDEX blocks_by_time ON blocks (max_time, min_time);
@@ -109,6 +120,9 @@ class BlockRecord:
     """Uncompressed size of the data part."""
     id: int = 0
     """Given by the index when the row is inserted (0 before)."""
+    fields: str | None = None
+    """The block's field list (`EncodedBlock.fields`) for the writer to insert; None:
+    not known. Readers do not select it (they select `field_set` ids)."""
 
     @property
     def record_len(self) -> int:
@@ -123,14 +137,58 @@ BLOCK_COLUMNS = (
 
 
 def insert_block(conn: sqlite3.Connection, block: BlockRecord) -> int:
-    """Insert `block` (inside the caller's transaction) and return its new id."""
-    values = astuple(block)[:-1]  # all but the id, which the index assigns
+    """Insert `block` and its field list (inside the caller's transaction) and return
+    the block's new id."""
+    values: tuple[object, ...] = astuple(block)[:-2]  # not the id (the index assigns it)
     names = BLOCK_COLUMNS.rsplit(",", 1)[0]
+    if block.fields is not None:
+        conn.execute("INSERT OR IGNORE INTO field_sets (fields) VALUES (?)", (block.fields,))
+        (field_set,) = conn.execute(
+            "SELECT id FROM field_sets WHERE fields = ?", (block.fields,)
+        ).fetchone()
+        values = (*values, field_set)
+        names += ", field_set"
     row_id = conn.execute(
         f"INSERT INTO blocks ({names}) VALUES ({', '.join('?' * len(values))})", values
     ).lastrowid
     assert row_id is not None
     return row_id
+
+
+def has_field_sets(conn: sqlite3.Connection) -> bool:
+    """Whether the index has field lists (stores created before them have not, until a
+    writer opens them)."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(blocks)")}
+    return "field_set" in columns
+
+
+def _add_field_sets(conn: sqlite3.Connection) -> None:
+    """Give a store created before field lists the table and column (its blocks keep
+    NULL: any field)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        if not has_field_sets(conn):
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS field_sets "
+                "(id INTEGER PRIMARY KEY, fields TEXT NOT NULL UNIQUE)"
+            )
+            conn.execute("ALTER TABLE blocks ADD COLUMN field_set INTEGER")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
+ROW_FIELDS: dict[Schema, tuple[str, ...]] = {
+    "ecs": ("@timestamp", "message", "stream", "log.file.path", "log.offset", "log.flags"),
+    "fluentd": ("@timestamp", "log", "stream", "time", "flags"),
+}
+"""Fields an events document of each schema has (or may have: flags) whatever its
+file: not kept in the field lists (`codecs.document.render_ndjson` writes them)."""
+
+
+def row_fields(schema: Schema) -> tuple[str, ...]:
+    return ROW_FIELDS[schema]
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,6 +311,11 @@ def initialise(conn: sqlite3.Connection, store: Path, layout: Layout, now_ns: in
             ) from exc
         raise StoreCorruptError(f"{store}: the store index cannot be created ({exc})") from exc
     existing = read_layout(conn, store)
+    try:
+        if not has_field_sets(conn):
+            _add_field_sets(conn)
+    except sqlite3.DatabaseError as exc:
+        raise StoreCorruptError(f"{store}: the store index cannot be updated ({exc})") from exc
     if existing != layout:
         raise StoreLayoutError(
             f"{store}: the store holds {existing.message_field!r}-message documents with "

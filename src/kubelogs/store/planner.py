@@ -19,6 +19,10 @@ A query is *partially evaluated* against facts, in three steps of growing cost:
    a match requires (``and``), or of one of the alternatives (``or``); ``not`` selects
    nothing, so a term under it never narrows the rows.
 
+Before any of these, **field lists** (`store.index`, ``field_sets``): a condition on a
+field that no document of a block has is false for the whole block (`with_fields`), so
+such blocks are excluded in SQL, and the CLI can say that no document has the field.
+
 What is left (the *residual*) is compiled once per distinct residual by
 `store.matcher.compile_matcher` and run per selected document, after a cheap substring
 test on the raw JSON (`Prefilter`) that rejects most non-matching documents without
@@ -36,7 +40,7 @@ from dataclasses import dataclass
 import msgspec
 
 from kubelogs.store.column import SearchColumn, needles
-from kubelogs.store.index import Layout
+from kubelogs.store.index import Layout, row_fields
 from kubelogs.store.matcher import (
     TIMESTAMP_FIELD,
     WORD_RE,
@@ -158,6 +162,83 @@ def _message_term(node: Node, layout: Layout) -> Match | None:
     if isinstance(node, Match) and (node.field is None or node.field == layout.message_field):
         return node
     return None
+
+
+def present_fields(paths: list[str], layout: Layout) -> frozenset[str]:
+    """Every field a query can name and find in documents with the leaf `paths` of a
+    field list: the paths, their prefixes (objects), and the schema's per-row fields."""
+    out: set[str] = set()
+    for path in (*paths, *row_fields(layout.schema)):
+        out.add(path)
+        dot = path.find(".")
+        while dot != -1:
+            out.add(path[:dot])
+            dot = path.find(".", dot + 1)
+    return frozenset(out)
+
+
+def query_fields(node: Node, layout: Layout) -> list[str]:
+    """The fields `node` names, other than the message and ``@timestamp``, in order."""
+    out: dict[str, None] = {}
+
+    def walk(n: Node) -> None:
+        if isinstance(n, And | Or):
+            for item in n.items:
+                walk(item)
+        elif isinstance(n, Not):
+            walk(n.item)
+        elif isinstance(n, Match | Exists | Range):
+            field = n.field
+            if field is not None and field not in (layout.message_field, TIMESTAMP_FIELD):
+                out[field] = None
+
+    walk(node)
+    return list(out)
+
+
+def with_fields(node: Residual, present: frozenset[str], layout: Layout) -> Residual:
+    """Rule out conditions on fields absent from every document (`present_fields`): a
+    missing field never matches (`store.matcher`), so they are false."""
+
+    def leaf(n: Node) -> Residual:
+        if isinstance(n, Match | Exists | Range):
+            field = n.field
+            if (
+                field is not None
+                and field not in present
+                and field not in (layout.message_field, TIMESTAMP_FIELD)
+            ):
+                return False
+        return n
+
+    return _substitute(node, leaf)
+
+
+OFFSET_FIELDS: dict[str, str] = {"ecs": "log.offset"}
+"""Per schema, the field that holds the offset column of events documents (fluentd
+documents have none)."""
+
+
+def needs_only_columns(node: Node, layout: Layout) -> bool:
+    """Whether `compile_matcher(node)` reads nothing of an events document but what the
+    block keeps as columns: the message, ``@timestamp`` and the offset (``log.offset``).
+    Then rows of events runs are matched on a two-field dict built from the columns,
+    without rendering documents (a numeric range on ``log.offset`` costs a comparison
+    per row instead of a render and a JSON decode)."""
+    offset = OFFSET_FIELDS.get(layout.schema)
+    if isinstance(node, And | Or):
+        return all(needs_only_columns(n, layout) for n in node.items)
+    if isinstance(node, Not):
+        return needs_only_columns(node.item, layout)
+    if isinstance(node, Match | Exists | Range) and offset is not None and node.field == offset:
+        return True
+    return needs_only_message(node, layout)
+
+
+def uses_offset(node: Node, layout: Layout) -> bool:
+    """Whether `node` names the schema's offset field."""
+    offset = OFFSET_FIELDS.get(layout.schema)
+    return offset is not None and offset in query_fields(node, layout)
 
 
 def with_span(node: Residual, min_time: int, max_time: int) -> Residual:

@@ -48,25 +48,39 @@ from kubelogs.store.index import (
     BlockRecord,
     Layout,
     connect,
+    has_field_sets,
     read_layout,
+    row_fields,
 )
-from kubelogs.store.matcher import DocMatcher, compile_matcher, message_predicate
+from kubelogs.store.matcher import (
+    DocMatcher,
+    compile_matcher,
+    message_predicate,
+    range_matcher,
+    value_matcher,
+)
 from kubelogs.store.planner import (
     MAX_TIME,
     MIN_TIME,
+    OFFSET_FIELDS,
     Prefilter,
     Residual,
     message_lines,
     needs_no_row_fields,
+    needs_only_columns,
     needs_only_message,
     prefilter,
+    present_fields,
+    query_fields,
     split_time,
     uses_message,
+    uses_offset,
     with_column,
+    with_fields,
     with_labels,
     with_span,
 )
-from kubelogs.store.query import Node
+from kubelogs.store.query import Match, Node, Range
 from kubelogs.store.query_parser import parse_query
 from kubelogs.store.segments import (
     BlockCodec,
@@ -99,6 +113,10 @@ class PreparedQuery:
     label_sets: list[int] | None
     """Label sets that may match (None: all); refreshed when new ones appear."""
     known_label_sets: int
+    field_sets: list[int] | None = None
+    """Field lists of blocks that may match (None: all): a block whose list lacks a
+    field the query requires is excluded in SQL (blocks without a list never are)."""
+    known_field_sets: int = 0
     until_block: int | None = None
     """Only blocks up to this id (a snapshot, so `--follow` can continue after it)."""
     block_range: tuple[int, int] | None = None
@@ -120,8 +138,9 @@ class _RunPlan:
     """`prefilter.rejects`, None when it has nothing to check."""
     decode: Callable[[bytes], Any]
     message_only: bool
-    """The matcher looks at the message alone: rows of events groups are matched on the
-    message column, without rendering their documents."""
+    """The matcher looks at the message alone, or at the message and the offset: rows
+    of events groups are matched on the message and offset columns, without rendering
+    their documents (`needs_only_columns`)."""
     row_invariant: bool = False
     """The matcher reads only file and parsed fields (`needs_no_row_fields`): the file's
     fields decide for every row of an events run that has no parsed fields or flags."""
@@ -129,6 +148,11 @@ class _RunPlan:
     """For a query of words and phrases of the message alone (`message_predicate`): the
     matcher's test of the message text, applied to the column's messages in one
     comprehension."""
+    offset_field: str | None = None
+    """The matcher reads the offset: the column's value is given to it under this name."""
+    offset_check: Callable[[Any], bool] | None = None
+    """For a query that is one condition on the offset: its test of the offset value,
+    applied to the offset column in one comprehension."""
 
     def needs_doc(self, block: DecodedBlock, run: int) -> bool:
         return self.matcher is not None and not (self.message_only and not block.is_raw(run))
@@ -152,12 +176,20 @@ class StoreReader:
         self.path = Path(path)
         self._fds: dict[int, int] = {}
         self._labels: dict[int, dict[str, str]] = {}
+        self._fields: dict[int, frozenset[str]] = {}
+        """`present_fields` of each field list, by id."""
+        self._leaves: set[str] = set()
+        """Every field list's leaf paths: the names `unknown_fields` suggests."""
         self._codec = BlockCodec()
         self.corrupt_blocks = 0
         """Blocks skipped because their bytes do not match the index."""
         self._conn: sqlite3.Connection | None = connect(self.path, readonly=True)
         try:
             self.layout: Layout = read_layout(self._conn, self.path)
+            self._has_fields = has_field_sets(self._conn)
+        except sqlite3.DatabaseError as exc:
+            self.close()
+            raise StoreCorruptError(f"{self.path}: the store index cannot be read ({exc})") from exc
         except BaseException:
             self.close()
             raise
@@ -180,7 +212,49 @@ class StoreReader:
             hi = min(hi, until_ns)
         prepared = PreparedQuery(node, lo, hi, None, 0)
         self._refresh_label_sets(prepared)
+        self._refresh_field_sets(prepared)
         return prepared
+
+    def label_values(self, query: str | Node | PreparedQuery, field: str) -> list[str]:
+        """The values of the indexed `field` in the label sets that may match `query`
+        (from the index alone), sorted: which containers a pod has, which pods a
+        namespace has."""
+        q = self._prepared(query)
+        ids = q.label_sets if q.label_sets is not None else list(self._labels)
+        values = {self._label_values(i).get(field) for i in ids}
+        return sorted(v for v in values if v is not None)
+
+    def unknown_fields(self, query: str | Node | PreparedQuery) -> list[tuple[str, str | None]]:
+        """Fields the query names that no document in its time range has, each with the
+        closest known field name (or None): answered from the field lists alone. Empty
+        when any block in range has no list (written before field lists existed)."""
+        import difflib
+
+        q = self._prepared(query)
+        wanted = query_fields(q.node, self.layout)
+        if not wanted or not self._has_fields:
+            return []
+        sql = "SELECT DISTINCT field_set FROM blocks WHERE max_time >= ? AND min_time <= ?"
+        params: list[Any] = [q.lo, q.hi]
+        if q.until_block is not None:
+            sql += " AND id <= ?"
+            params.append(q.until_block)
+        ids = [row[0] for row in self._sql(sql, tuple(params))]
+        if None in ids:
+            return []
+        present: set[str] = set()
+        for i in ids:
+            present |= self._field_set(i)
+        names = sorted({*self._leaves, *row_fields(self.layout.schema)})
+        out: list[tuple[str, str | None]] = []
+        for name in wanted:
+            if name not in present:
+                # A short name of a known field (`namespace`), else a close spelling
+                # (`namspace`); 0.75 keeps `labels.app` from suggesting `namespace`.
+                ends = [n for n in names if n.endswith("." + name)]
+                close = ends or difflib.get_close_matches(name, names, n=1, cutoff=0.75)
+                out.append((name, min(close, key=len) if close else None))
+        return out
 
     def count(self, query: str | Node | PreparedQuery) -> int:
         """How many documents match (index-only for label and time conditions)."""
@@ -251,6 +325,7 @@ class StoreReader:
         snapshot = self.last_block()  # first: a block committed meanwhile waits for next time
         q.until_block = snapshot
         self._refresh_label_sets(q)
+        self._refresh_field_sets(q)
         hits: list[Hit] = []
         for ref in self._blocks(q, order="id", after=after_block):
             residual, column = self._block_residual(q, ref)
@@ -311,6 +386,33 @@ class StoreReader:
         ]
         q.label_sets = None if len(candidates) == len(self._labels) else candidates
 
+    def _refresh_field_sets(self, q: PreparedQuery) -> None:
+        if not self._has_fields:
+            return
+        rows = self._sql(
+            "SELECT id, fields FROM field_sets WHERE id > ?", (max(self._fields, default=0),)
+        )
+        for set_id, text in rows:
+            leaves = json.loads(text)
+            self._leaves.update(leaves)
+            self._fields[set_id] = present_fields(leaves, self.layout)
+        candidates = [
+            i
+            for i, present in self._fields.items()
+            if with_fields(q.node, present, self.layout) is not False
+        ]
+        q.known_field_sets = max(self._fields, default=0)
+        q.field_sets = None if len(candidates) == len(self._fields) else candidates
+
+    def _field_set(self, set_id: int) -> frozenset[str]:
+        present = self._fields.get(set_id)
+        if present is None:
+            rows = self._sql("SELECT fields FROM field_sets WHERE id = ?", (set_id,))
+            names = json.loads(rows[0][0]) if rows else []
+            self._leaves.update(names)
+            present = self._fields[set_id] = present_fields(names, self.layout)
+        return present
+
     def _label_values(self, label_set: int) -> dict[str, str]:
         labels = self._labels.get(label_set)
         if labels is None:
@@ -340,6 +442,9 @@ class StoreReader:
                 "(SELECT value FROM json_each(?)))"
             )
             params.append(json.dumps(q.label_sets))
+        if q.field_sets is not None:
+            sql += " AND (field_set IS NULL OR field_set IN (SELECT value FROM json_each(?)))"
+            params.append(json.dumps(q.field_sets))
         sql += f" ORDER BY {order}"
         for row in self._sql(sql, tuple(params)):
             yield BlockRecord(*row)
@@ -478,6 +583,12 @@ class StoreReader:
             check = plan.text_check
             if check is not None:  # a single word or phrase: its test on the text alone
                 return [(i, t) for i in rows if lo <= (t := times[i]) <= hi and check(messages[i])]
+            offset_check = plan.offset_check
+            if offset_check is not None:  # one condition on the offset: the column alone
+                offsets = block.offsets()
+                return [
+                    (i, t) for i in rows if lo <= (t := times[i]) <= hi and offset_check(offsets[i])
+                ]
             return [m for i in rows if (m := self._match(q, block, plan, i, None)) is not None]
         if plan.row_invariant and not block.is_raw(run):
             # Kubernetes metadata, parsed fields: the file's fields decide for every row
@@ -519,8 +630,14 @@ class StoreReader:
                 decode = self._decode_message
             only_message = decode is not _decode_json
             text_check = None
+            offset_field = None
+            offset_check: Callable[[Any], bool] | None = None
             if not isinstance(residual, bool):
                 text_check = message_predicate(residual, self.layout.message_field)
+                if needs_only_columns(residual, self.layout) and uses_offset(residual, self.layout):
+                    only_message = True  # events rows: matched on the columns
+                    offset_field = OFFSET_FIELDS[self.layout.schema]
+                    offset_check = _offset_check(residual, offset_field)
             row_invariant = not isinstance(residual, bool) and needs_no_row_fields(
                 residual, self.layout
             )
@@ -532,6 +649,8 @@ class StoreReader:
                 only_message,
                 row_invariant,
                 text_check,
+                offset_field,
+                offset_check,
             )
         return plan
 
@@ -546,7 +665,10 @@ class StoreReader:
         matcher = plan.matcher
         if matcher is not None:
             if doc is None:
-                if not matcher({self.layout.message_field: block.messages()[i]}, t):
+                row: dict[str, Any] = {self.layout.message_field: block.messages()[i]}
+                if plan.offset_field is not None:
+                    row[plan.offset_field] = block.offsets()[i]
+                if not matcher(row, t):
                     return None
             elif not self._doc_matches(plan, doc, t):
                 return None
@@ -632,6 +754,16 @@ class StoreReader:
         if self._conn is None:
             raise StoreCorruptError(f"{self.path}: the store reader is closed")
         return self._conn
+
+
+def _offset_check(residual: Residual, offset_field: str) -> Callable[[Any], bool] | None:
+    """The test of one offset value when `residual` is a single range or value match on
+    the offset field (`matcher.range_matcher`, `value_matcher`); None otherwise."""
+    if isinstance(residual, Range) and residual.field == offset_field:
+        return range_matcher(residual)
+    if isinstance(residual, Match) and residual.field == offset_field:
+        return value_matcher(residual)
+    return None
 
 
 def candidate_rows(

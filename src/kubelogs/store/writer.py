@@ -562,6 +562,7 @@ class StoreWriter:
             max_time=encoded.max_time,
             docs=encoded.rows,
             raw_bytes=len(encoded.data),
+            fields=encoded.fields,
         )
         return record, encoded.per_label
 

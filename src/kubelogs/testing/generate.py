@@ -14,6 +14,13 @@ messages longer than 16 KiB that the runtime splits. Everything is a function of
 seed: the same arguments give byte-identical trees. `run_live` appends at a rate and
 rotates files the way kubelet does (rename ``0.log`` to ``0.log.<YYYYmmdd-HHMMSS>``,
 create a new ``0.log``, keep the newest `max_rotated`), for rotation tests and the demo.
+
+A tree's root gets a `MARKER` file; ``var/``, ``kube-meta/`` and ``manifest.json`` are
+replaced only under a root that has it (`check_root`), so pointing the generator at a
+directory of other data (or at ``/``) is refused instead of deleting that data. The
+content reads like a cluster's: JSON levels agree with their message and HTTP status,
+stack frames come in call order, and each app runs in the namespace its name suggests
+(`APP_NAMESPACES`).
 """
 
 from __future__ import annotations
@@ -36,7 +43,6 @@ PARTIAL_CHUNK = 16 * 1024
 """containerd and Docker split a line into pieces of this many bytes."""
 START_NS = 1_736_935_200 * 1_000_000_000  # 2025-01-15T10:00:00Z
 
-NAMESPACES = ("default", "payments", "checkout", "search", "monitoring", "ingress-nginx")
 APPS = (
     "api-gateway",
     "orders",
@@ -51,6 +57,24 @@ APPS = (
     "frontend",
     "coredns",
 )
+APP_NAMESPACES = {
+    "api-gateway": "ingress-nginx",
+    "orders": "checkout",
+    "payment-svc": "payments",
+    "cart": "checkout",
+    "catalog": "search",
+    "search-indexer": "search",
+    "auth": "default",
+    "notification": "default",
+    "billing-worker": "payments",
+    "inventory": "checkout",
+    "frontend": "default",
+    "coredns": "kube-system",
+}
+"""The namespace each app runs in: the one its name suggests, as in a real cluster, so
+that ``kubernetes.namespace:payments`` finds the payment services (the demo's example
+searches rely on it)."""
+NAMESPACES = tuple(dict.fromkeys(APP_NAMESPACES.values()))
 CONTAINER_NAMES = ("app", "server", "worker", "sidecar", "proxy")
 _ALNUM = string.ascii_lowercase + string.digits
 _TEXT = (
@@ -61,26 +85,51 @@ _TEXT = (
     'level=info msg="reconciled object" namespace=default name=obj-{n} took={ms}ms',
     "I0115 10:00:00.123456       1 controller.go:{ms}] Syncing item key={n}",
 )
-_JSON_MSGS = (
-    "request completed",
-    "cache refreshed",
-    "payment authorized",
-    "user session created",
-    "message consumed",
-    "retrying upstream call",
+_JSON_OK = (
+    ("info", "request completed"),
+    ("info", "payment authorized"),
+    ("info", "user session created"),
+    ("info", "message consumed"),
+    ("debug", "cache refreshed"),
+    ("warn", "retrying upstream call"),
 )
-_FRAMES = (
-    "org.springframework.web.servlet.DispatcherServlet.doDispatch(DispatcherServlet.java:1067)",
-    "org.apache.catalina.core.StandardWrapperValve.invoke(StandardWrapperValve.java:197)",
+"""(level, message) of a request that succeeded: the level says what the message says."""
+_JSON_CLIENT_ERROR = ("request rejected", "validation failed")
+_JSON_SERVER_ERROR = ("request failed", "upstream call failed")
+_STACK = (
+    "com.zaxxer.hikari.pool.HikariPool.getConnection(HikariPool.java:181)",
+    "com.zaxxer.hikari.HikariDataSource.getConnection(HikariDataSource.java:100)",
+    "org.springframework.jdbc.datasource.DataSourceUtils.fetchConnection(DataSourceUtils.java:160)",
+    "com.example.orders.repository.OrderRepository.findById(OrderRepository.java:88)",
     "com.example.orders.service.OrderService.process(OrderService.java:142)",
     "com.example.orders.api.OrderController.create(OrderController.java:57)",
-    "com.zaxxer.hikari.pool.HikariPool.getConnection(HikariPool.java:181)",
-    "java.base/java.lang.Thread.run(Thread.java:833)",
+    "java.base/java.lang.reflect.Method.invoke(Method.java:580)",
+    "org.springframework.web.method.support.InvocableHandlerMethod.doInvoke("
+    "InvocableHandlerMethod.java:255)",
+    "org.springframework.web.servlet.DispatcherServlet.doDispatch(DispatcherServlet.java:1067)",
+    "org.springframework.web.servlet.FrameworkServlet.service(FrameworkServlet.java:885)",
+    "jakarta.servlet.http.HttpServlet.service(HttpServlet.java:658)",
+    "org.apache.catalina.core.ApplicationFilterChain.doFilter(ApplicationFilterChain.java:166)",
+    "org.apache.catalina.core.StandardWrapperValve.invoke(StandardWrapperValve.java:197)",
+    "org.apache.catalina.connector.CoyoteAdapter.service(CoyoteAdapter.java:341)",
+    "org.apache.coyote.http11.Http11Processor.service(Http11Processor.java:391)",
+    "org.apache.tomcat.util.net.NioEndpoint$SocketProcessor.doRun(NioEndpoint.java:1744)",
+    "java.base/java.lang.Thread.run(Thread.java:1583)",
 )
+"""One call stack, innermost frame first, as a JVM prints it: a trace is the frames from
+where its exception was thrown down to ``Thread.run``, in this order."""
 _EXCEPTIONS = (
-    ("java.lang.IllegalStateException", "Order {n} is in an invalid state: PENDING"),
-    ("java.sql.SQLTransientConnectionException", "HikariPool-1 - Connection is not available"),
-    ("java.lang.NullPointerException", 'Cannot invoke "Customer.getId()" because it is null'),
+    ("java.lang.IllegalStateException", "Order {n} is in an invalid state: PENDING", 4),
+    ("java.sql.SQLTransientConnectionException", "HikariPool-1 - Connection is not available", 0),
+    ("java.lang.NullPointerException", 'Cannot invoke "Customer.getId()" because it is null', 4),
+)
+"""(class, message, index in `_STACK` of the frame that throws it)."""
+_CAUSE = (
+    "Caused by: java.net.SocketTimeoutException: Read timed out",
+    "\tat java.base/sun.nio.ch.NioSocketImpl.timedRead(NioSocketImpl.java:288)",
+    "\tat java.base/java.net.Socket$SocketInputStream.read(Socket.java:1099)",
+    "\tat org.postgresql.core.VisibleBufferedInputStream.readMore("
+    "VisibleBufferedInputStream.java:161)",
 )
 _RESOURCES = ("orders", "users", "items")
 KINDS = ("text", "json", "java", "long")
@@ -170,7 +219,7 @@ def plan_containers(rng: random.Random, containers: int, pods: int) -> list[Cont
         suffix = "".join(rng.choice(_ALNUM) for _ in range(5))
         pod_names.append(
             (
-                NAMESPACES[i % len(NAMESPACES)],
+                APP_NAMESPACES[app],
                 f"{app}-{rng.getrandbits(40):010x}-{suffix}",
                 app,
                 str(uuid.UUID(int=rng.getrandbits(128), version=4)),
@@ -199,17 +248,24 @@ def _text(rng: random.Random) -> str:
 
 
 def _json(rng: random.Random, app: str) -> str:
+    status = rng.choice((200, 200, 200, 201, 204, 404, 500))
+    if status >= 500:
+        level, msg = "error", rng.choice(_JSON_SERVER_ERROR)
+    elif status >= 400:
+        level, msg = "warn", rng.choice(_JSON_CLIENT_ERROR)
+    else:
+        level, msg = rng.choice(_JSON_OK)
     return json.dumps(
         {
-            "level": rng.choice(("info", "info", "info", "debug", "warn", "error")),
+            "level": level,
             "logger": f"com.example.{app.replace('-', '')}.Handler",
-            "msg": rng.choice(_JSON_MSGS),
+            "msg": msg,
             "trace_id": f"{rng.getrandbits(128):032x}",
             "span_id": f"{rng.getrandbits(64):016x}",
             "http": {
                 "method": rng.choice(("GET", "POST", "PUT")),
                 "path": f"/api/v1/{rng.choice(_RESOURCES)}/{rng.randint(1, 10**7)}",
-                "status": rng.choice((200, 200, 200, 201, 204, 404, 500)),
+                "status": status,
                 "duration_ms": round(rng.uniform(0.2, 900.0), 3),
             },
             "user_id": rng.randint(1, 10**6),
@@ -219,16 +275,17 @@ def _json(rng: random.Random, app: str) -> str:
 
 
 def _java(rng: random.Random) -> list[str]:
-    exc, text = rng.choice(_EXCEPTIONS)
+    """A Spring Boot error line and its stack trace, frames in call order (innermost
+    first, ``Thread.run`` last) and a ``Caused by`` after them, as a JVM prints it."""
+    exc, text, thrown_at = rng.choice(_EXCEPTIONS)
     lines = [
         f"2025-01-15 10:00:00.{rng.randint(0, 999):03d} ERROR 1 --- [nio-8080-exec-"
         f"{rng.randint(1, 200)}] OrderController : Request failed",
         f"{exc}: {text.format(n=rng.randint(1, 10**6))}",
     ]
-    lines += [f"\tat {rng.choice(_FRAMES)}" for _ in range(rng.randint(5, 20))]
-    if rng.random() < 0.5:
-        lines.append("Caused by: java.net.SocketTimeoutException: Read timed out")
-        lines += [f"\tat {rng.choice(_FRAMES)}" for _ in range(rng.randint(2, 5))]
+    lines += [f"\tat {frame}" for frame in _STACK[thrown_at:]]
+    if exc.startswith("java.sql."):
+        lines += [*_CAUSE, f"\t... {len(_STACK)} more"]
     return lines
 
 
@@ -338,8 +395,46 @@ def _counts(c: Container) -> FileCounts:
     )
 
 
+MARKER = ".kubelogs-generated"
+"""The file a generated tree's root holds: what makes replacing its ``var/``,
+``kube-meta/`` and ``manifest.json`` safe. A directory without it is never emptied (as
+root, ``generate /`` would otherwise remove ``/var``)."""
+_OWNED = ("var", "kube-meta", "manifest.json")
+
+
+class TreeRootError(Exception):
+    """A tree cannot be written at this root; the message is one sentence naming it."""
+
+
+def check_root(root: Path | str) -> None:
+    """Raise `TreeRootError` unless a tree may be written at `root`: a new directory
+    (whose parent exists), a directory holding none of the tree's top-level entries, or
+    one written by this module before (it holds `MARKER`)."""
+    root = Path(root).absolute()
+    if root.exists() and not root.is_dir():
+        raise TreeRootError(f"{root} is not a directory")
+    if not root.exists():
+        if not root.parent.is_dir():
+            raise TreeRootError(f"{root.parent} does not exist (create it first)")
+        return
+    if (root / MARKER).is_file():
+        return
+    for name in _OWNED:
+        if os.path.lexists(root / name):
+            raise TreeRootError(
+                f"{root / name} exists and {root} has no {MARKER} file, so it was not "
+                "written by kubelogs; choose a new or empty directory"
+            )
+
+
 def _prepare(root: Path, containers: list[Container], node: str) -> None:
-    for sub in ("var", "kube-meta"):
+    check_root(root)
+    root.mkdir(exist_ok=True)
+    (root / MARKER).write_text(
+        "Written by kubelogs generate/demo: they replace var/, kube-meta/ and\n"
+        "manifest.json in this directory, and nothing else.\n"
+    )
+    for sub in _OWNED[:2]:
         shutil.rmtree(root / sub, ignore_errors=True)
     (root / "var/log/containers").mkdir(parents=True, exist_ok=True)
     (root / "kube-meta").mkdir(parents=True, exist_ok=True)
@@ -381,7 +476,8 @@ def generate_tree(
     seed: int = 42,
     node: str = "node-1",
 ) -> Manifest:
-    """Write a complete tree under `root` (replacing ``var/`` and ``kube-meta/``)."""
+    """Write a complete tree under `root`, replacing ``var/`` and ``kube-meta/`` only if
+    this module wrote them (`check_root`; `TreeRootError` otherwise)."""
     root = Path(root).absolute()
     rng = random.Random(seed)
     plan = plan_containers(rng, containers, pods)
@@ -428,9 +524,12 @@ def run_live(
     clock: Callable[[], float] = time.time,
     sleep: Callable[[float], None] = time.sleep,
     should_stop: Callable[[], bool] = lambda: False,
+    progress: Callable[[int, int], None] | None = None,
 ) -> Manifest:
     """Append about `rate` lines per second for `duration` seconds, rotating each
-    container's file at `rotate_size` bytes; write the manifest at the end.
+    container's file at `rotate_size` bytes; write the manifest at the end. `progress`,
+    if given, is called with the lines and records written so far after each round of
+    writes (the demo's status shows them while it runs).
 
     Lines get the wall-clock time they are written at. Rotation happens between events,
     so a partial message is never split across two files.
@@ -471,6 +570,8 @@ def run_live(
                     handles[k].close()
                     handles[k] = _rotate(root, plan[k], files[k], max_rotated, clock(), fmt)
                     sizes[k] = 0
+            if progress is not None:
+                progress(sum(f.lines for f in files), sum(f.records for f in files))
             if elapsed >= duration:
                 break
             sleep(min(0.05, max(0.0, duration - elapsed)))

@@ -102,3 +102,61 @@ def test_bad_arguments_are_usage_errors(
 ) -> None:
     assert 1 == run_generate([str(tmp_path), *argv])
     assert "kubelogs generate:" in capsys.readouterr().err
+
+
+class TestOnlyReplacesWhatItWrote:
+    """Issue 10: `generate DIR` removed an existing ``DIR/var`` (as root, ``/var``)."""
+
+    def test_refuses_a_directory_it_did_not_write_and_keeps_it(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        data = tmp_path / "var/lib/mydb/data"
+        data.mkdir(parents=True)
+        (data / "table").write_text("precious")
+
+        rc = run_generate([str(tmp_path), "--lines", "10"])
+
+        err = capsys.readouterr().err
+        assert 1 == rc
+        assert "precious" == (data / "table").read_text()
+        assert 1 == len(err.splitlines())
+        assert f"{tmp_path / 'var'} exists" in err
+        assert not (tmp_path / "kube-meta").exists()
+
+    def test_refuses_a_foreign_manifest(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        (tmp_path / "manifest.json").write_text("{}")
+
+        assert 1 == run_generate([str(tmp_path), "--lines", "10"])
+        assert "{}" == (tmp_path / "manifest.json").read_text()
+
+    def test_replaces_a_tree_it_wrote(self, tmp_path: Path) -> None:
+        assert 0 == run_generate([str(tmp_path), "--lines", "100", "--containers", "2"])
+        assert 0 == run_generate([str(tmp_path), "--lines", "50", "--containers", "3"])
+
+        assert 50 == Manifest.load(tmp_path / "manifest.json").lines
+        assert 3 == len(list((tmp_path / "var/log/containers").iterdir()))
+
+    @pytest.mark.parametrize("target", ["a-file", "missing/dir"])
+    def test_a_file_or_a_missing_parent_is_a_one_line_error(
+        self, tmp_path: Path, target: str, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        (tmp_path / "a-file").write_text("x")
+
+        rc = run_generate([str(tmp_path / target), "--lines", "10"])
+
+        err = capsys.readouterr().err
+        assert 1 == rc
+        assert 1 == len(err.splitlines())
+        assert err.startswith("kubelogs generate: ")
+
+    def test_help_says_what_is_replaced(self) -> None:
+        r = subprocess.run(
+            [sys.executable, "-m", "kubelogs", "generate", "--help"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+        assert ".kubelogs-generated" in " ".join(r.stdout.split())

@@ -79,7 +79,7 @@ class TestRunDirectly:
             k8s = doc["kubernetes"]
             source = f"{k8s['namespace']}/{k8s['pod']['name']}/{k8s['container']['name']}"
             assert line.startswith(doc["@timestamp"][:23])
-            assert line.endswith(f" {source} {doc['message']}")
+            assert line.endswith(f" {source} {doc['stream']} {doc['message']}")
 
     def test_count_prints_the_number_of_matches(
         self, store: Path, dataset: Dataset, capsys: pytest.CaptureFixture[str]
@@ -178,6 +178,116 @@ class TestRunDirectly:
 
         assert 2 == run_search(["--store", str(tmp_path / "s")])
         assert "cannot be read" in capsys.readouterr().err
+
+
+class TestErgonomics:
+    """Issue 10: what a new user types, and zeros that used to be silent."""
+
+    def test_several_words_are_one_query_joined_by_and(
+        self, store: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        with StoreReader(store) as reader:
+            expected = reader.count("cache and refreshing")
+            either = reader.count("(request and failed) or cache")
+
+        rc = run_search(["--store", str(store), "--count", "cache", "refreshing"])
+        joined = int(capsys.readouterr().out)
+        rc2 = run_search(["--store", str(store), "--count", "request failed", "or", "cache"])
+        alternatives = int(capsys.readouterr().out)
+
+        assert (0, 0) == (rc, rc2)
+        assert 0 < expected == joined
+        assert either == alternatives
+
+    @pytest.mark.parametrize("flag", ["-n", "--tail", "--limit"])
+    def test_n_and_tail_are_limit(
+        self, store: Path, flag: str, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        assert 0 == run_search(["--store", str(store), flag, "4"])
+        assert 4 == len(capsys.readouterr().out.splitlines())
+
+    def test_raw_output_is_the_message_alone(
+        self, store: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        rc = run_search(["--store", str(store), "-o", "raw", "-n", "5", "stream:stderr"])
+
+        with StoreReader(store) as reader:
+            hits = reader.search("stream:stderr", limit=5)
+        expected = "".join(msgspec.json.decode(h.doc)["message"] + "\n" for h in hits)
+        assert 0 == rc
+        assert expected == capsys.readouterr().out
+
+    def test_times_are_utc_unless_local(
+        self, store: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        import time
+
+        monkeypatch.setenv("TZ", "Asia/Kolkata")
+        time.tzset()
+        try:
+            run_search(["--store", str(store), "-n", "1"])
+            utc = capsys.readouterr().out
+            run_search(["--store", str(store), "-n", "1", "--utc"])
+            explicit = capsys.readouterr().out
+            run_search(["--store", str(store), "-n", "1", "--local"])
+            local = capsys.readouterr().out
+        finally:
+            monkeypatch.delenv("TZ")
+            time.tzset()
+
+        assert utc == explicit
+        assert utc.split()[0].endswith("Z")
+        assert local.split()[0].endswith("+05:30")
+        assert utc.split()[1:] == local.split()[1:]
+
+    def test_a_field_no_document_has_is_named_with_a_suggestion(
+        self, store: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        rc = run_search(["--store", str(store), "--count", "kubernetes.namspace:payments"])
+
+        captured = capsys.readouterr()
+        assert 0 == rc
+        assert "0\n" == captured.out
+        assert (
+            "no document has field kubernetes.namspace; did you mean kubernetes.namespace?"
+            in captured.err
+        )
+
+    def test_a_cut_output_says_how_much_was_left_on_a_terminal(
+        self, store: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        with StoreReader(store) as reader:
+            total = reader.count("stream:stdout")
+        run_search(["--store", str(store), "-n", "7", "stream:stdout"])
+        piped = capsys.readouterr().err
+        monkeypatch.setattr(search, "_stderr_is_terminal", lambda: True)
+
+        run_search(["--store", str(store), "-n", "7", "stream:stdout"])
+        terminal = capsys.readouterr().err
+        run_search(["--store", str(store), "-n", "0", "stream:stdout"])
+        everything = capsys.readouterr().err
+
+        assert "" == piped
+        assert f"7 of {total} shown (use --limit 0 for all)\n" == terminal
+        assert "" == everything
+
+    @pytest.mark.parametrize(
+        ("argv", "message"),
+        [
+            (["--since", "15"], "add a unit"),
+            (["--until", "1h", "--since", "30m"], "is after --until"),
+            (["--follow", "--until", "1h"], "--follow and --until"),
+        ],
+    )
+    def test_ambiguous_or_empty_time_ranges_are_refused(
+        self, store: Path, argv: list[str], message: str
+    ) -> None:
+        # A subprocess with a deadline: `--follow --until` used to follow forever.
+        r = kubelogs("search", "--store", str(store), *argv)
+
+        assert 1 == r.returncode
+        assert 1 == len(r.stderr.splitlines())
+        assert message in r.stderr
 
 
 class TestCommandLine:

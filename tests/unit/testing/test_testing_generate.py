@@ -152,3 +152,55 @@ def test_live_mode_appends_at_the_rate_and_rotates(tmp_path: Path) -> None:
         for r in f.rotated:  # rotation happens between events: no dangling partial line
             assert (tmp_path / r).read_bytes().splitlines()[-1].split(b" ")[2] == b"F"
     assert manifest == Manifest.load(tmp_path / "manifest.json")
+
+
+class TestRealisticContent:
+    """The demo's content should read like a real cluster's (issue 10)."""
+
+    def test_json_levels_match_status_and_message(self, tmp_path: Path) -> None:
+        manifest = generate_tree(tmp_path, lines=6000, containers=4, seed=5)
+        docs = [
+            json.loads(msg)
+            for f in manifest.files
+            for _, msg in parse_records(tmp_path / f.path, "cri")
+            if msg.startswith('{"level"') and "payload" not in msg
+        ]
+
+        assert docs
+        for doc in docs:
+            status = doc["http"]["status"]
+            expected = "error" if status >= 500 else "warn" if status >= 400 else None
+            if expected is not None:
+                assert expected == doc["level"], doc
+            else:
+                assert doc["level"] in ("info", "debug", "warn"), doc
+                assert "fail" not in doc["msg"], doc
+
+    def test_stack_frames_are_in_call_order(self, tmp_path: Path) -> None:
+        manifest = generate_tree(tmp_path, lines=20000, containers=4, seed=8)
+        traces: list[list[str]] = []
+        for f in manifest.files:
+            for _, msg in parse_records(tmp_path / f.path, "cri"):
+                if msg.startswith(("java.", "Caused by: ")):
+                    traces.append([])
+                elif msg.startswith("\tat ") and traces:
+                    traces[-1].append(msg[4:])
+
+        assert traces
+        for frames in traces:
+            if frames[-1].startswith("java.base/java.lang.Thread.run"):
+                assert 1 == sum("Thread.run" in fr for fr in frames), frames
+            top = [i for i, fr in enumerate(frames) if "OrderController.create" in fr]
+            servlet = [i for i, fr in enumerate(frames) if "DispatcherServlet" in fr]
+            if top and servlet:
+                assert top[0] < servlet[0], frames
+
+    def test_pods_run_in_the_namespace_their_app_suggests(self, tmp_path: Path) -> None:
+        manifest = generate_tree(tmp_path, lines=240, containers=24, seed=1)
+        where = {(f.pod.rsplit("-", 2)[0], f.namespace) for f in manifest.files}
+
+        assert ("payment-svc", "payments") in where
+        assert ("billing-worker", "payments") in where
+        assert ("search-indexer", "search") in where
+        assert ("coredns", "kube-system") in where
+        assert all(ns != "payments" or "pay" in app or "billing" in app for app, ns in where)
