@@ -30,7 +30,7 @@ from es_helpers import (
 from support.agent import Agent
 from support.chaos import RotatingWriter, kill9_cycles
 from support.es_proxy import FaultProxy, Faults
-from support.es_servers import SearchServer
+from support.es_servers import SearchServer, free_port
 from support.podlogs import PodLog
 from support.waiting import wait_for
 
@@ -63,7 +63,8 @@ def test_generated_tree_arrives_once_with_fields_and_nanoseconds_intact(
 ) -> None:
     """A generated node tree through `kubelogs run`: the node holds each event exactly
     once under its id, and each document equals the one the `file` sink wrote for the
-    same event (same encoder), `@timestamp` with its nanoseconds."""
+    same event (same encoder), `@timestamp` with its nanoseconds; one of the two hosts
+    is down all along."""
     node = tmp_path / "node"
     records = generate(node, 20_000)
     index = unique_index("e2e")
@@ -72,7 +73,8 @@ def test_generated_tree_arrives_once_with_fields_and_nanoseconds_intact(
         tmp_path,
         node,
         {
-            "es": es_sink([server.url], f"{index}-%Y.%m.%d"),
+            # a dead host first: requests rotate past it to the live node
+            "es": es_sink([f"http://127.0.0.1:{free_port()}", server.url], f"{index}-%Y.%m.%d"),
             "file": {"type": "file", "inputs": ["logs"], "path": str(out)},
         },
     )

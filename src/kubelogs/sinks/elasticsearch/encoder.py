@@ -197,7 +197,10 @@ class IndexResolver:
         k = (template, t_ns)
         name = self._names.get(k)
         if name is None:
-            text = time.strftime(template, time.gmtime(t_ns // NS)) if has_time else template
+            if has_time:
+                text = time.strftime(template, time.gmtime(t_ns // NS))
+            else:
+                text = template.replace("%%", "%")  # `fill` escaped field values
             name = _encode(sanitize_index(text))
             if len(self._names) > 8192:
                 self._names.clear()

@@ -155,7 +155,6 @@ class HttpTransport:
             connector = aiohttp.TCPConnector(
                 limit=self._max_connections,
                 ssl=self._ssl if self._ssl is not None else True,
-                enable_cleanup_closed=True,
             )
             self._session = aiohttp.ClientSession(
                 connector=connector,
