@@ -407,6 +407,20 @@ async def test_whole_request_failures_hold_acks_back_until_the_cluster_answers(
     assert sorted(all_ids(batches)) == sorted(cluster.docs)
 
 
+async def test_a_request_too_large_for_the_cluster_is_split(tmp_path: Path) -> None:
+    cluster = FakeCluster()
+    cluster.fail_requests = [413, 413]
+    sink, _ = make_sink(tmp_path, cluster, bulk={"max_events": 1000, "flush_interval": "5ms"})
+    batches = make_batches(seed=9, containers=1, lines=40, per_batch=40)
+    feed = Feed(sink)
+    await feed.send(batches)
+    await until(lambda: feed.acked == [0], "acknowledged")
+    await feed.finish()
+
+    assert sorted(all_ids(batches)) == sorted(cluster.docs)
+    assert len(cluster.bulk_bodies) >= 3  # halves, one of them halved again
+
+
 async def test_rejected_documents_go_to_the_dead_letter_queue_with_reason(tmp_path: Path) -> None:
     cluster = FakeCluster()
     batches = make_batches(seed=7, containers=1, lines=20, per_batch=10)

@@ -10,6 +10,7 @@ Whole request (`classify_response`):
   `bulk.max_bytes` above the cluster's limit) is a problem of the deployment, not of
   the documents: also retried, as a `RetryableError` with ``permanent_cause`` set so that
   it is logged as an error. Dead-lettering them would empty the stream into the DLQ.
+  A ``413`` is the exception: the sink splits the request in halves and sends those.
 
 Per item (a document inside a ``200`` response):
 

@@ -83,6 +83,8 @@ _LOG_EVERY = 10.0
 """Seconds between two log lines about the same kind of failure (a storm of 429s
 must not become a storm of log lines)."""
 _decode_items = msgspec.json.Decoder().decode
+_TOO_LARGE: list[int] = []
+"""`_attempt`'s answer to a 413 (request too large): the caller splits the request."""
 
 
 class HealthCheckError(RuntimeError):
@@ -314,7 +316,14 @@ class ElasticsearchSink:
         backoff = Backoff(self.config.retry.initial_backoff, self.config.retry.max_backoff)
         while len(req):
             retry_rows = await self._attempt(req)
-            if retry_rows is None:  # the whole request failed
+            if retry_rows is _TOO_LARGE and len(req) > 1:
+                # 413: the cluster's http.max_content_length is below bulk.max_bytes;
+                # halves are sent one after the other (down to single documents).
+                half = len(req) // 2
+                await self.deliver(req.subset(range(half)))
+                await self.deliver(req.subset(range(half, len(req))))
+                return
+            if retry_rows is None or retry_rows is _TOO_LARGE:  # the whole request failed
                 self._retried.inc(len(req))
             elif not retry_rows:
                 if backoff.failures >= 3:
@@ -352,6 +361,8 @@ class ElasticsearchSink:
             return None
         except RetryableError as exc:
             self.metrics.error(f"http_{exc.status}", "sending")
+            if exc.status == 413 and len(req) > 1:
+                return _TOO_LARGE
             level = logging.ERROR if exc.permanent_cause else logging.WARNING
             self._log_limited(
                 f"http_{exc.status}",
