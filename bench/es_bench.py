@@ -13,6 +13,11 @@ Usage: uv run python bench/es_bench.py [--lines 200000] [--containers 8] [--repe
    the same concurrency (`max_in_flight`) and `create` under the same kind of ids, into
    `bench-loader-N`.
 4. Prints both rates (documents/s, wall clock), their ratio, and the agent's CPU time.
+5. With ``--latency-rate R``: a writer appends R lines/s to one container log for
+   ``--latency-seconds``, the agent ships them (sink defaults: flush_interval 1 s), and a
+   poller asks the node every 50 ms for the largest ``log.offset`` it can search (no
+   forced refresh: the index's own 1 s refresh). Each written chunk's latency is the
+   time from its write to the first poll that sees it; p50/p99/max are printed.
 
 The node, the agent and the loader share the machine's cores, as they would on a small
 node: the ratio says how close the agent gets to what the node can take from one client.
@@ -134,17 +139,114 @@ async def _load(url: str, index: str, docs: list[bytes]) -> float:
     return time.monotonic() - began
 
 
+def _latency(
+    server: SearchServer, work: Path, rate: int, seconds: float, flush: str
+) -> dict[str, float]:
+    import threading
+
+    from support.podlogs import PodLog
+
+    node = work / "latency-node"
+    pod = PodLog(node, namespace="lat", pod="lat-1-abcde")
+    index = "bench-latency"
+    cfg = _config(
+        work / "lat.yaml",
+        work / "lat-data",
+        node,
+        {"type": "elasticsearch", "hosts": [server.url], "index": index},
+    )
+    log = (work / "lat.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kubelogs", "run", "-c", str(cfg)],
+        stdout=subprocess.DEVNULL,
+        stderr=log,
+    )
+    chunks: list[tuple[int, float]] = []  # (offset of the chunk's last line, write time)
+    stop = threading.Event()
+
+    def write() -> None:
+        seq = 0
+        period = 0.01
+        per_chunk = max(1, int(rate * period))
+        nxt = time.monotonic()
+        while not stop.is_set():
+            lines = [f"latency probe {seq + i}" for i in range(per_chunk)]
+            size = pod.path.stat().st_size
+            data = b"".join(pod.line(m) for m in lines)
+            last = size + len(data) - len(pod.line(lines[-1]))
+            pod.write_raw(data)
+            chunks.append((last, time.time()))
+            seq += per_chunk
+            nxt += period
+            time.sleep(max(0.0, nxt - time.monotonic()))
+
+    seen: dict[int, float] = {}
+
+    def poll() -> None:
+        body = {"size": 0, "aggs": {"m": {"max": {"field": "log.offset"}}}}
+        done = 0
+        while not stop.is_set() or done < len(chunks):
+            try:
+                res = server.request("POST", f"/{index}/_search?ignore_unavailable=true", body)
+                top = ((res or {}).get("aggregations", {}).get("m", {}).get("value")) or -1
+            except ValueError:
+                top = -1
+            now = time.time()
+            while done < len(chunks) and chunks[done][0] <= top:
+                seen[done] = now - chunks[done][1]
+                done += 1
+            if stop.is_set() and time.time() - stop_time[0] > 30:
+                return
+            time.sleep(0.05)
+
+    stop_time = [0.0]
+    writer = threading.Thread(target=write)
+    poller = threading.Thread(target=poll)
+    writer.start()
+    poller.start()
+    time.sleep(seconds)
+    stop.set()
+    stop_time[0] = time.time()
+    writer.join()
+    poller.join()
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(60)
+    log.close()
+    warm = [v for k, v in sorted(seen.items()) if k >= len(chunks) // 10]  # skip start-up
+    warm.sort()
+    return {
+        "latency_rate_lines_per_s": rate,
+        "flush_interval": flush,
+        "latency_chunks": len(warm),
+        "latency_p50_s": round(warm[len(warm) // 2], 3),
+        "latency_p99_s": round(warm[int(len(warm) * 0.99)], 3),
+        "latency_max_s": round(warm[-1], 3),
+        "chunks_never_seen": len(chunks) - len(seen),
+    }
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--lines", type=int, default=200_000)
     ap.add_argument("--containers", type=int, default=8)
     ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--latency-rate", type=int, default=0, help="lines/s; 0 = skip")
+    ap.add_argument("--latency-seconds", type=float, default=30.0)
+    ap.add_argument("--skip-throughput", action="store_true")
+    ap.add_argument("--flush-interval", default="1s", help="the sink's bulk.flush_interval")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="es-bench-"))
     server = SearchServer("opensearch", home=work / "os", log_path=work / "os.log")
     server.prepare().start()
     print(f"opensearch started in {server.startup_seconds:.1f}s", file=sys.stderr)
     try:
+        if args.latency_rate:
+            lat = _latency(
+                server, work, args.latency_rate, args.latency_seconds, args.flush_interval
+            )
+            print(json.dumps(lat, indent=1))
+        if args.skip_throughput:
+            return 0
         node = work / "node"
         subprocess.run(
             [
