@@ -498,3 +498,17 @@ def test_hosts_rotate_and_a_dead_host_is_skipped_until_its_time() -> None:
     assert ["http://a", "http://b", "http://c"] == first
     assert "http://b" not in while_dead
     assert {"http://a", "http://b", "http://c"} == set(later)
+
+
+async def test_no_template_when_the_index_starts_with_a_field(tmp_path: Path) -> None:
+    """A template on a guessed pattern would miss the indices (or catch others'): none
+    is installed, and `template.patterns` makes one."""
+    bare = FakeCluster()
+    named = FakeCluster()
+    await make_sink(tmp_path, bare, index="{kubernetes.namespace}-%Y")[0].start()
+    await make_sink(
+        tmp_path, named, index="{kubernetes.namespace}-%Y", template={"patterns": ["*-2*"]}
+    )[0].start()
+
+    assert {} == bare.templates
+    assert ["*-2*"] == named.templates["kubelogs"]["index_patterns"]

@@ -277,8 +277,9 @@ class ElasticsearchSink:
                 if self.info is None:
                     self.info = await detect_flavour(self.transport)
                     log.info("sinks.%s: writing to %s", self.component_id, self.info.describe())
-                if cfg.template.enabled:
-                    await put_template(self.transport, cfg.template.name, self.template_body())
+                body = self.template_body() if cfg.template.enabled else None
+                if body is not None:
+                    await put_template(self.transport, cfg.template.name, body)
                 break
             except (TransportError, ValueError) as exc:
                 self.metrics.error(getattr(exc, "kind", "template"), "starting")
@@ -286,13 +287,23 @@ class ElasticsearchSink:
             await asyncio.sleep(backoff.next_delay())
         self.ready = True
 
-    def template_body(self) -> dict[str, Any]:
+    def template_body(self) -> dict[str, Any] | None:
+        """The template to install, or None when no index pattern can be derived (an
+        `index` that starts with a field reference: say `template.patterns`)."""
         cfg = self.config
         assert self.info is not None
         patterns = cfg.template.patterns
         if not patterns:
             prefix = self.pattern.literal_prefix()
-            patterns = [f"{prefix}*" if prefix else "kubelogs-*"]
+            if not prefix:
+                log.warning(
+                    "sinks.%s: no index template installed: %r starts with a field, so "
+                    "its indices have no common prefix; set template.patterns",
+                    self.component_id,
+                    self.pattern.pattern,
+                )
+                return None
+            patterns = [f"{prefix}*"]
         return index_template(
             patterns,
             schema=cfg.schema_,
@@ -456,7 +467,6 @@ class ElasticsearchSink:
                 )
                 await asyncio.sleep(backoff.next_delay())
         self._dead_lettered.inc(len(entries))
-        self.metrics.discarded(len(entries), intentional=False)
         first = letters[0][1]
         self._log_limited(
             "dead_letter",
