@@ -65,6 +65,8 @@ class FakeCluster:
         self.root_status = root_status
         self.flavour = flavour
         self.health = "green"
+        self.policies: dict[str, Any] = {}
+        self.no_lifecycle = False
 
     async def request(
         self,
@@ -85,6 +87,12 @@ class FakeCluster:
             return Response(200, hdr, json.dumps({"version": v}).encode(), "fake")
         if path.startswith("/_cluster/health"):
             return Response(200, hdr, json.dumps({"status": self.health}).encode(), "fake")
+        if path.startswith(("/_ilm/policy/", "/_plugins/_ism/policies/")):
+            if self.no_lifecycle:
+                return Response(400, hdr, b'{"error":"no handler found"}', "fake")
+            assert body is not None
+            self.policies[path] = json.loads(body)
+            return Response(200, hdr, b'{"acknowledged":true}', "fake")
         if path.startswith("/_index_template/"):
             assert body is not None
             self.templates[path.rsplit("/", 1)[1]] = json.loads(body)
@@ -512,3 +520,27 @@ async def test_no_template_when_the_index_starts_with_a_field(tmp_path: Path) ->
 
     assert {} == bare.templates
     assert ["*-2*"] == named.templates["kubelogs"]["index_patterns"]
+
+
+@pytest.mark.parametrize("flavour", ["elasticsearch", "opensearch"])
+async def test_retention_installs_a_deletion_policy_attached_to_the_indices(
+    tmp_path: Path, flavour: str
+) -> None:
+    cluster = FakeCluster(flavour=flavour)
+    bare = FakeCluster(flavour=flavour)
+    bare.no_lifecycle = True
+    await make_sink(tmp_path, cluster, retention="30d")[0].start()
+    await make_sink(tmp_path, bare, retention="36h")[0].start()
+
+    template = cluster.templates["kubelogs"]
+    if flavour == "elasticsearch":
+        policy = cluster.policies["/_ilm/policy/kubelogs"]["policy"]
+        assert "30d" == policy["phases"]["delete"]["min_age"]
+        assert {"index.lifecycle.name": "kubelogs"} == template["template"]["settings"]
+    else:
+        policy = cluster.policies["/_plugins/_ism/policies/kubelogs"]["policy"]
+        assert ["logstash-*"] == policy["ism_template"][0]["index_patterns"]
+        assert "30d" == policy["states"][0]["transitions"][0]["conditions"]["min_index_age"]
+        assert "settings" not in template["template"]
+    # no ILM/ISM: the template is still installed, without the setting
+    assert "settings" not in bare.templates["kubelogs"]["template"]

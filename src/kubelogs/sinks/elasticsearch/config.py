@@ -180,6 +180,12 @@ class ElasticsearchConfig(SinkConfig):
     """Where rejected documents go (mapping and parse errors)."""
     template: TemplateConfig = TemplateConfig()
     """The index template installed at start."""
+    retention: Duration | None = None
+    """Delete kubelogs' indices this long after they were created (``30d``): an ILM
+    policy on Elasticsearch, an ISM policy on OpenSearch, both named after the template
+    and installed at start; data streams also roll over daily. Unset: indices are kept
+    until someone deletes them. A cluster without ILM/ISM gets a warning and keeps its
+    indices (delivery is not affected)."""
     health_check: HealthCheck = "warn"
     """At start, ask the cluster's health once and say in one line what is wrong
     (unreachable, TLS, authentication, cluster red). ``warn`` logs it and keeps trying

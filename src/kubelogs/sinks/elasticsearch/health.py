@@ -169,12 +169,21 @@ def mappings(schema: str, info: ServerInfo) -> dict[str, Any]:
 
 
 def index_template(
-    patterns: list[str], *, schema: str, info: ServerInfo, data_stream: bool, priority: int
+    patterns: list[str],
+    *,
+    schema: str,
+    info: ServerInfo,
+    data_stream: bool,
+    priority: int,
+    settings: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    template: dict[str, Any] = {"mappings": mappings(schema, info)}
+    if settings:
+        template["settings"] = settings
     body: dict[str, Any] = {
         "index_patterns": patterns,
         "priority": priority,
-        "template": {"mappings": mappings(schema, info)},
+        "template": template,
         "_meta": {"managed_by": "kubelogs", "schema": schema},
     }
     if data_stream:
@@ -195,3 +204,74 @@ async def put_template(transport: Transport, name: str, body: dict[str, Any]) ->
     if r.status != 200:
         detail = r.body[:ERROR_BODY_MAX].decode("utf-8", "replace").replace("\n", " ")
         raise ValueError(f"{r.host}: index template {name!r} refused ({r.status}): {detail}")
+
+
+def _age(seconds: float) -> str:
+    """An ILM/ISM age: whole hours (``36h``) or days."""
+    hours = max(1, round(seconds / 3600))
+    return f"{hours // 24}d" if hours % 24 == 0 else f"{hours}h"
+
+
+async def put_retention_policy(
+    transport: Transport,
+    name: str,
+    *,
+    info: ServerInfo,
+    retention: float,
+    patterns: list[str],
+    data_stream: bool,
+) -> dict[str, Any]:
+    """Install the deletion policy; returns the template settings that attach it (empty
+    for OpenSearch, whose ISM policy names its index patterns itself). Raises
+    `ValueError` with the cluster's answer when the API is missing or refuses."""
+    age = _age(retention)
+    if info.flavour == "opensearch":
+        states: list[dict[str, Any]] = []
+        if data_stream:
+            states.append(
+                {
+                    "name": "hot",
+                    "actions": [{"rollover": {"min_index_age": "1d"}}],
+                    "transitions": [{"state_name": "delete", "conditions": {"min_index_age": age}}],
+                }
+            )
+        else:
+            states.append(
+                {
+                    "name": "hot",
+                    "actions": [],
+                    "transitions": [{"state_name": "delete", "conditions": {"min_index_age": age}}],
+                }
+            )
+        states.append({"name": "delete", "actions": [{"delete": {}}], "transitions": []})
+        body: dict[str, Any] = {
+            "policy": {
+                "description": "kubelogs: delete indices after their retention",
+                "default_state": "hot",
+                "states": states,
+                "ism_template": [{"index_patterns": patterns, "priority": 100}],
+            }
+        }
+        path = f"/_plugins/_ism/policies/{name}"
+        settings: dict[str, Any] = {}
+    else:
+        hot: dict[str, Any] = {"actions": {}}
+        if data_stream:
+            hot["actions"]["rollover"] = {"max_age": "1d", "max_primary_shard_size": "50gb"}
+        body = {
+            "policy": {
+                "phases": {"hot": hot, "delete": {"min_age": age, "actions": {"delete": {}}}},
+                "_meta": {"managed_by": "kubelogs"},
+            }
+        }
+        path = f"/_ilm/policy/{name}"
+        settings = {"index.lifecycle.name": name}
+    r = await transport.request(
+        "PUT", path, _encode(body), {"Content-Type": "application/json"}, request_timeout=60
+    )
+    if r.status not in (200, 201):
+        detail = r.body[:ERROR_BODY_MAX].decode("utf-8", "replace").replace("\n", " ")
+        raise ValueError(
+            f"{r.host}: retention policy {name!r} not installed ({r.status}): {detail}"
+        )
+    return settings

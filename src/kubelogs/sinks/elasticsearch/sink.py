@@ -58,6 +58,7 @@ from kubelogs.sinks.elasticsearch.health import (
     health_check,
     index_template,
     info_from_config,
+    put_retention_policy,
     put_template,
 )
 from kubelogs.sinks.elasticsearch.request_builder import (
@@ -179,6 +180,8 @@ class ElasticsearchSink:
             self._headers["Content-Encoding"] = "gzip"
         self.ready = False
         """True once the start-up steps are done (template installed)."""
+        self._retention_settings: dict[str, Any] | None = None
+        """Template settings that attach the retention policy; None until it was tried."""
 
     @classmethod
     def from_config(cls, config: ElasticsearchConfig, cx: BuildContext) -> ElasticsearchSink:
@@ -279,6 +282,8 @@ class ElasticsearchSink:
                     log.info("sinks.%s: writing to %s", self.component_id, self.info.describe())
                 body = self.template_body() if cfg.template.enabled else None
                 if body is not None:
+                    if cfg.retention is not None:
+                        body = await self._with_retention(body)
                     await put_template(self.transport, cfg.template.name, body)
                 break
             except (TransportError, ValueError) as exc:
@@ -286,6 +291,31 @@ class ElasticsearchSink:
                 self._log_limited("start", "sinks.%s: cannot start yet: %s", exc)
             await asyncio.sleep(backoff.next_delay())
         self.ready = True
+
+    async def _with_retention(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Install the retention policy and attach it to the template `body`. A cluster
+        without ILM/ISM (or a user without the privilege) gets a warning: retention is
+        housekeeping, delivery goes on without it. Transport errors propagate (start-up
+        retries them)."""
+        cfg = self.config
+        assert self.info is not None and cfg.retention is not None
+        if self._retention_settings is None:
+            try:
+                self._retention_settings = await put_retention_policy(
+                    self.transport,
+                    cfg.template.name,
+                    info=self.info,
+                    retention=cfg.retention,
+                    patterns=body["index_patterns"],
+                    data_stream=cfg.data_stream,
+                )
+            except ValueError as exc:
+                log.warning("sinks.%s: retention not applied: %s", self.component_id, exc)
+                self._retention_settings = {}
+        settings = self._retention_settings
+        if settings:
+            body["template"]["settings"] = {**body["template"].get("settings", {}), **settings}
+        return body
 
     def template_body(self) -> dict[str, Any] | None:
         """The template to install, or None when no index pattern can be derived (an
