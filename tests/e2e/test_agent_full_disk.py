@@ -27,6 +27,7 @@ from typing import Any
 import pytest
 import yaml
 
+from kubelogs.testing.generate import MARKER
 from support.agent import FAST_TAIL, Agent, count_lines, read_docs, write_config
 from support.podlogs import PodLog
 from support.waiting import wait_for
@@ -372,6 +373,7 @@ def test_store_with_nothing_to_evict_holds_writes_back_until_space_returns(
     node = tmp_path / "node"
     store = small_fs / "store"
     (node / "var/log/containers").mkdir(parents=True)
+    (node / MARKER).write_text("the tree below is the generator's to replace\n")
     cfg = config(tmp_path, node, {"type": "local", "path": str(store), "flush_interval": "100ms"})
     with Agent(cfg, tmp_path / "agent.log") as agent:
         agent.wait_ready()

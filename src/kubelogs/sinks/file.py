@@ -15,7 +15,6 @@ names the sink, the path and the reason.
 
 from __future__ import annotations
 
-import errno
 import logging
 import os
 from functools import partial
@@ -104,7 +103,7 @@ class FileSink:
                 config.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644
             )
         except OSError as exc:
-            detail = f"{exc.strerror} ({errno.errorcode.get(exc.errno or 0, 'error')})"
+            detail = exc.strerror or str(exc)  # the command line adds the errno's name
             if exc.filename is not None and str(exc.filename) != str(config.path):
                 detail = f"{exc.filename}: {detail}"  # the directory could not be made
             raise FileSinkOpenError(

@@ -76,7 +76,6 @@ class TailerCore:
         self._line_cap = settings.max_line_size + 1024
         self._started = False
         self._last_gc = 0.0
-        metrics.lost_bytes.labels(settings.source_id, "").inc(0)
         metrics.add_collector(self._gauges)
 
     def _matches(self) -> list[Match]:

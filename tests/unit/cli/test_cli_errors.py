@@ -130,8 +130,10 @@ class TestEveryCommandFailsInOneLine:
 
     def test_debug_flag_prints_the_traceback(self, tmp_path: Path) -> None:
         """`--debug` (or KUBELOGS_DEBUG=1) is how a developer gets the traceback."""
-        (tmp_path / "f.txt").write_text("x\n")
-        argv = ["generate", str(tmp_path / "f.txt"), "--lines", "10"]
+        path = config(
+            tmp_path, sinks={"out": {"type": "file", "inputs": ["logs"], "path": str(tmp_path)}}
+        )
+        argv = ["run", "-c", str(path)]  # the file sink's path is a directory
 
         plain = kubelogs(*argv)
         debug = kubelogs(*argv, "--debug")
