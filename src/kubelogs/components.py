@@ -1,12 +1,13 @@
 """Every built-in component type, imported here so it registers: the one list to grep."""
 
-from kubelogs.sinks import blackhole, file, local, stdout
+from kubelogs.sinks import blackhole, elasticsearch, file, local, stdout
 from kubelogs.sources import file as file_source
 from kubelogs.sources import kubernetes_logs
 from kubelogs.transforms import kubernetes_metadata
 
 __all__ = [
     "blackhole",
+    "elasticsearch",
     "file",
     "file_source",
     "kubernetes_logs",

@@ -21,6 +21,7 @@ _COMMAND_MODULES = [
     "kubelogs.cli.validate",
     "kubelogs.cli.search",
     "kubelogs.cli.logs",
+    "kubelogs.cli.dlq",
     "kubelogs.cli.generate",
     "kubelogs.cli.demo",
     "kubelogs.cli.version",

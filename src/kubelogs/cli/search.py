@@ -77,7 +77,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     where.add_argument(
         "--store", metavar="DIR", help="default: $KUBELOGS_STORE, else the config's store"
     )
-    where.add_argument("--es", metavar="URL", help="Elasticsearch/OpenSearch (not supported yet)")
+    where.add_argument("--es", metavar="URL", help="search Elasticsearch/OpenSearch instead")
+    p.add_argument(
+        "--index", metavar="PATTERN", help="with --es (default: logstash-*,logs-kubernetes-*)"
+    )
     p.set_defaults(func=run)
 
 
@@ -171,8 +174,8 @@ def run(args: argparse.Namespace) -> int:
     )
 
     err = sys.stderr
-    if args.es:
-        print("kubelogs search: --es is not supported yet; use --store DIR", file=err)
+    if args.index and not args.es:
+        print("kubelogs search: --index needs --es URL", file=err)
         return 1
     if args.limit < 0:
         print(f"kubelogs search: --limit {args.limit}: must be 0 (all) or more", file=err)
@@ -191,6 +194,10 @@ def run(args: argparse.Namespace) -> int:
     if isinstance(bounds, str):
         print(bounds, file=err)
         return 1
+    if args.es:
+        from kubelogs.cli.search_es import run_es
+
+        return run_es(args, node, bounds, lambda k, f: _printer(k, f, local=args.local))
     reader = open_reader("search", args.store)
     if isinstance(reader, int):
         return reader

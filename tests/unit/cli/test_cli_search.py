@@ -153,9 +153,24 @@ class TestRunDirectly:
         assert 1 == run_search(["--store", str(store), "--since", "yesterday"])
         assert "--since" in capsys.readouterr().err
 
-    def test_es_is_not_supported_yet(self, capsys: pytest.CaptureFixture[str]) -> None:
-        assert 1 == run_search(["--es", "http://localhost:9200", "x"])
-        assert "not supported yet" in capsys.readouterr().err
+    def test_es_unreachable_is_one_line_without_the_password(
+        self, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        import socket
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]  # bound, not listening: connections are refused
+            code = run_search(["--es", f"http://u:pw-secret@127.0.0.1:{port}", "x"])
+        err = capsys.readouterr().err
+
+        assert 2 == code
+        assert f"http://127.0.0.1:{port}: unreachable" in err
+        assert "pw-secret" not in err
+
+    def test_index_without_es_is_a_usage_error(self, capsys: pytest.CaptureFixture[str]) -> None:
+        assert 1 == run_search(["--index", "logs-*", "x"])
+        assert "--index needs --es" in capsys.readouterr().err
 
     def test_newer_store_format_is_refused(
         self, tmp_path: Path, capsys: pytest.CaptureFixture[str]

@@ -1,0 +1,1 @@
+"""Durable holding places for events: the dead-letter queue."""

@@ -1,0 +1,316 @@
+"""Real OpenSearch 2.19 and Elasticsearch 8.19 nodes for tests, from Maven Central jars.
+
+Why this way: no distribution download site is reachable from the test machines, but
+Maven Central is, and the machine has a JDK 17 and Maven. The jars are resolved by the
+small poms in ``tests/integration/elasticsearch/servers`` into ``~/.m2``; a launcher
+(one short Java file per server, beside the poms) is compiled once and cached under
+``~/.cache/kubelogs-test`` with the classpath Maven printed, outside the repository.
+
+- OpenSearch runs through codelibs' ``OpenSearchRunner`` (`OsLauncher.java` picks the
+  ports, since the runner's own main only accepts HTTP ports up to 9299).
+- Elasticsearch 8 has no runner on Maven Central: `EsLauncher.java` starts a ``Node`` with
+  the server jars on the module path and transport-netty4 loaded as a module from
+  ``HOME/modules`` (its descriptor without ``modulename=``, so the plugin's own class
+  loader holds the plugin class). This node has no ``GET /`` (405), no ingest
+  processors, no analysis-common: what the sink must not depend on.
+
+Start-up speed: each JVM gets ``-Xmx512m -XX:TieredStopAtLevel=1`` and a dynamic
+class-data archive: the first run writes it at exit (``-XX:ArchiveClassesAtExit``), later
+runs map it (``-XX:SharedArchiveFile``), which roughly halves OpenSearch's start.
+
+Resource handling: a `SearchServer` owns its JVM (started directly, not through a shell,
+so its pid is the JVM's); `stop` sends SIGTERM to that pid and waits, then SIGKILL.
+Logs go to a file in the directory the caller gives (the test session's tmp dir).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+Flavour = Literal["opensearch", "elasticsearch"]
+
+SERVERS_DIR = Path(__file__).resolve().parents[1] / "integration" / "elasticsearch" / "servers"
+CACHE_DIR = Path(os.environ.get("KUBELOGS_TEST_CACHE", Path.home() / ".cache" / "kubelogs-test"))
+START_TIMEOUT = 180.0
+"""Seconds a node may take to answer health: ~6-25 s is usual on 2 busy cores."""
+JVM_FLAGS = ["-Xms512m", "-Xmx512m", "-XX:TieredStopAtLevel=1", "-Xlog:cds=off", "-Xlog:all=off"]
+_POMS: dict[Flavour, str] = {
+    "opensearch": "opensearch-pom.xml",
+    "elasticsearch": "elasticsearch-pom.xml",
+}
+_LAUNCHERS: dict[Flavour, str] = {"opensearch": "OsLauncher", "elasticsearch": "EsLauncher"}
+
+
+class ServerStartError(RuntimeError):
+    """A node could not be prepared or did not become healthy; the message says why."""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _digest(*paths: Path) -> str:
+    h = hashlib.sha256()
+    for p in paths:
+        h.update(p.read_bytes())
+    return h.hexdigest()[:12]
+
+
+def resolve_classpath(flavour: Flavour) -> list[str]:
+    """The jars of `flavour`, resolved by Maven into ~/.m2 (cached by the pom's hash)."""
+    pom = SERVERS_DIR / _POMS[flavour]
+    out = CACHE_DIR / f"{flavour}-{_digest(pom)}.classpath"
+    if out.exists():
+        jars = out.read_text().strip().split(os.pathsep)
+        if jars and all(os.path.exists(j) for j in jars):
+            return jars
+    mvn = shutil.which("mvn")
+    if mvn is None:
+        raise ServerStartError("mvn is not installed; it resolves the server jars")
+    CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp")
+    r = subprocess.run(
+        [mvn, "-q", "-B", "-f", str(pom), "dependency:build-classpath", f"-Dmdep.outputFile={tmp}"],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    if r.returncode != 0 or not tmp.exists():
+        raise ServerStartError(f"mvn could not resolve {pom.name}: {(r.stdout + r.stderr)[-800:]}")
+    tmp.replace(out)
+    return out.read_text().strip().split(os.pathsep)
+
+
+def _compile_launcher(flavour: Flavour, jars: list[str]) -> Path:
+    """The launcher as a jar (class-data archives refuse class directories)."""
+    src = SERVERS_DIR / f"{_LAUNCHERS[flavour]}.java"
+    jar = CACHE_DIR / f"{flavour}-launcher-{_digest(src, SERVERS_DIR / _POMS[flavour])}.jar"
+    if jar.exists():
+        return jar
+    javac, jar_tool = shutil.which("javac"), shutil.which("jar")
+    if javac is None or jar_tool is None:
+        raise ServerStartError("javac (a JDK 17) is not installed; it compiles the launcher")
+    classes = jar.with_suffix(f".classes{os.getpid()}")
+    shutil.rmtree(classes, ignore_errors=True)
+    path_flag = ["-cp", os.pathsep.join(jars)]
+    if flavour == "elasticsearch":
+        path_flag = ["--module-path", os.pathsep.join(jars), "--add-modules", "ALL-MODULE-PATH"]
+    r = subprocess.run(
+        [javac, "-d", str(classes), *path_flag, str(src)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    if r.returncode != 0:
+        raise ServerStartError(f"javac {src.name} failed: {r.stderr[-800:]}")
+    tmp = jar.with_suffix(f".tmp{os.getpid()}")
+    subprocess.run([jar_tool, "cf", str(tmp), "-C", str(classes), "."], check=True, timeout=120)
+    shutil.rmtree(classes, ignore_errors=True)
+    tmp.replace(jar)
+    return jar
+
+
+def _is_netty(jar: str) -> bool:
+    return "/transport-netty4/" in jar or "/io/netty/" in jar
+
+
+@dataclass
+class SearchServer:
+    """One running node; `url` is its HTTP address on the loopback interface."""
+
+    flavour: Flavour
+    home: Path
+    log_path: Path
+    http_port: int = field(default_factory=free_port)
+    transport_port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[bytes] | None = None
+    startup_seconds: float = 0.0
+    _cmd: list[str] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    # -- life cycle ----------------------------------------------------------------------
+
+    def prepare(self) -> SearchServer:
+        jars = resolve_classpath(self.flavour)
+        launcher = _compile_launcher(self.flavour, jars)
+        archive = launcher.with_suffix(".jsa")
+        cds = (
+            [f"-XX:SharedArchiveFile={archive}"]
+            if archive.exists()
+            else [f"-XX:ArchiveClassesAtExit={archive}"]
+        )
+        java = shutil.which("java")
+        if java is None:
+            raise ServerStartError("java (JDK 17) is not installed")
+        self.home.mkdir(parents=True, exist_ok=True)
+        if self.flavour == "opensearch":
+            self._cmd = [
+                java,
+                *JVM_FLAGS,
+                *cds,
+                "-cp",
+                os.pathsep.join([*jars, str(launcher)]),
+                "OsLauncher",
+                str(self.home),
+                str(self.http_port),
+                str(self.transport_port),
+            ]
+        else:
+            module = self.home / "modules" / "transport-netty4"
+            module.mkdir(parents=True, exist_ok=True)
+            netty = [j for j in jars if _is_netty(j)]
+            for jar in netty:
+                link = module / Path(jar).name
+                if not link.exists():
+                    link.symlink_to(jar)
+            (module / "plugin-descriptor.properties").write_text(_netty_descriptor(netty))
+            self._cmd = [
+                java,
+                *JVM_FLAGS,
+                *cds,
+                "--module-path",
+                os.pathsep.join(j for j in jars if not _is_netty(j)),
+                "--add-modules",
+                "ALL-MODULE-PATH",
+                "-cp",
+                str(launcher),
+                "EsLauncher",
+                str(self.home),
+                str(self.http_port),
+                str(self.transport_port),
+            ]
+        return self
+
+    def start(self, timeout: float = START_TIMEOUT) -> SearchServer:
+        """Start the JVM and wait until the cluster health is green or yellow."""
+        assert self._cmd, "prepare() first"
+        began = time.monotonic()
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                self._cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.home,
+            )
+        deadline = began + timeout
+        while True:
+            if self.proc.poll() is not None:
+                raise ServerStartError(
+                    f"{self.flavour} exited with {self.proc.returncode} while starting; "
+                    f"log {self.log_path}:\n{self.log_tail()}"
+                )
+            health = self.health()
+            if health in ("green", "yellow"):
+                break
+            if time.monotonic() > deadline:
+                self.stop()
+                raise ServerStartError(
+                    f"{self.flavour} not healthy after {timeout:.0f}s (health {health!r}); "
+                    f"log {self.log_path}:\n{self.log_tail()}"
+                )
+            time.sleep(0.25)
+        self.startup_seconds = time.monotonic() - began
+        return self
+
+    def stop(self, timeout: float = 60.0) -> None:
+        """SIGTERM our own JVM (by its pid) and wait; SIGKILL if it does not exit."""
+        proc = self.proc
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(30)
+
+    def log_tail(self, n: int = 4000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-n:]
+        except OSError:
+            return ""
+
+    # -- small HTTP helpers for tests ------------------------------------------------------
+
+    def health(self) -> str | None:
+        try:
+            body = self.request("GET", "/_cluster/health", timeout=5)
+        except (OSError, urllib.error.URLError, ValueError):
+            return None
+        return str(body.get("status")) if isinstance(body, dict) else None
+
+    def request(self, method: str, path: str, body: Any = None, *, timeout: float = 30) -> Any:
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(
+            self.url + path,
+            data=data,
+            method=method,
+            headers={"Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as r:
+                raw = r.read()
+        except urllib.error.HTTPError as exc:
+            raw = exc.read()
+            if exc.code != 404:
+                raise ValueError(f"{method} {path}: {exc.code} {raw[:500]!r}") from None
+        return json.loads(raw) if raw else None
+
+    def refresh(self, pattern: str = "*") -> None:
+        with contextlib.suppress(ValueError):
+            self.request("POST", f"/{pattern}/_refresh")
+
+    def ids(self, pattern: str) -> list[str]:
+        """Every `_id` in indices matching `pattern` (duplicates kept), after a refresh."""
+        self.refresh(pattern)
+        return [h["_id"] for h in self.search(pattern, {"match_all": {}})]
+
+    def search(self, pattern: str, query: dict[str, Any], size: int = 10_000) -> list[Any]:
+        """Up to 10,000 hits per page, paged by `search_after` on `_id`-sorted `_doc`."""
+        hits: list[Any] = []
+        after: list[Any] | None = None
+        while True:
+            body: dict[str, Any] = {"query": query, "size": size, "sort": ["_doc"]}
+            if after is not None:
+                body["search_after"] = after
+            res = self.request("POST", f"/{pattern}/_search?ignore_unavailable=true", body)
+            page = (res or {}).get("hits", {}).get("hits", [])
+            hits.extend(page)
+            if len(page) < size:
+                return hits
+            after = page[-1]["sort"]
+
+    def delete_indices(self, pattern: str) -> None:
+        with contextlib.suppress(ValueError):
+            self.request("DELETE", f"/_data_stream/{pattern}")
+        with contextlib.suppress(ValueError):
+            self.request("DELETE", f"/{pattern}?expand_wildcards=all")
+
+
+def _netty_descriptor(netty_jars: list[str]) -> str:
+    """The plugin descriptor from the transport-netty4 jar, without `modulename=`."""
+    plugin = next(j for j in netty_jars if "/transport-netty4/" in j)
+    with zipfile.ZipFile(plugin) as z:
+        text = z.read("META-INF/es-plugins/transport-netty4/plugin-descriptor.properties")
+    lines = text.decode().splitlines()
+    return "\n".join(line for line in lines if not line.startswith("modulename=")) + "\n"
