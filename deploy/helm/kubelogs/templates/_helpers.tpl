@@ -56,7 +56,9 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- printf "http://%s-dashboards.%s.svc:5601" (include "kubelogs.store" .) .Release.Namespace }}
 {{- end }}
 
-{{/* The agent's kubelogs config: the user's sources/transforms/sinks, the chart's paths. */}}
+{{/* The agent's kubelogs config: the user's sources/transforms/sinks, the chart's paths.
+     Without a disk buffer (not in kubelogs yet) an unreachable store holds the reading
+     back: the node's log files are the buffer, and nothing is dropped. */}}
 {{- define "kubelogs.agentConfig" -}}
 {{- $cfg := deepCopy .Values.agent.config }}
 {{- $sinks := $cfg.sinks | default dict }}
@@ -67,8 +69,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
       "inputs" .Values.agent.defaultSinkInputs
       "hosts" (list (include "kubelogs.storeUrl" .))
       "index" .Values.store.index
-      "api_version" (ternary "opensearch" "auto" (eq .Values.store.type "opensearch"))
-      "buffer" (dict "type" "disk" "max_size" "1GiB")) }}
+      "api_version" (ternary "opensearch" "auto" (eq .Values.store.type "opensearch"))) }}
 {{- else }}
 {{- $_ := set $sinks "store" (dict "type" "local" "inputs" .Values.agent.defaultSinkInputs) }}
 {{- end }}
