@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from typing import Any
 
 from kubelogs.cli.search import (
-    FOLLOW_INTERVAL,
     add_time_arguments,
     add_zone_arguments,
+    follow,
     format_time,
     open_reader,
     time_bounds,
@@ -111,15 +110,7 @@ def run(args: argparse.Namespace) -> int:
                 out(hit.time_ns, hit.doc)
             sys.stdout.flush()
             if args.follow:
-                try:
-                    while True:
-                        time.sleep(FOLLOW_INTERVAL)
-                        new, position = reader.poll(prepared, position)
-                        for hit in new:
-                            out(hit.time_ns, hit.doc)
-                        sys.stdout.flush()
-                except KeyboardInterrupt:
-                    return 0
+                return follow(reader, prepared, position, out)
             return 0
     except QueryError as exc:  # a pod name the query language cannot hold
         print(f"kubelogs logs: {exc}", file=err)

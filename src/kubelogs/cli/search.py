@@ -246,15 +246,7 @@ def run(args: argparse.Namespace) -> int:
                 if total > shown:
                     print(f"{shown} of {total} shown (use --limit 0 for all)", file=err)
             if args.follow:
-                try:
-                    while True:
-                        time.sleep(FOLLOW_INTERVAL)
-                        new, position = reader.poll(prepared, position)
-                        for hit in new:
-                            out(hit.time_ns, hit.doc)
-                        sys.stdout.flush()
-                except KeyboardInterrupt:
-                    return 0
+                return follow(reader, prepared, position, out)
             return _warn_corrupt(reader.corrupt_blocks + corrupt)
     except QueryError as exc:
         print(f"kubelogs search: invalid query: {exc}", file=err)
@@ -361,6 +353,20 @@ def _warn_corrupt(count: int) -> int:
 
 def _indent(text: str) -> str:
     return "\n".join("  " + line for line in text.splitlines())
+
+
+def follow(reader: Any, prepared: Any, position: int, out: Callable[[int, bytes], None]) -> int:
+    """Print the matches stored after `position` as they come, until Ctrl-C (exit 0):
+    `--follow` of `search` and `-f` of `logs`."""
+    try:
+        while True:
+            time.sleep(FOLLOW_INTERVAL)
+            new, position = reader.poll(prepared, position)
+            for hit in new:
+                out(hit.time_ns, hit.doc)
+            sys.stdout.flush()
+    except KeyboardInterrupt:
+        return 0
 
 
 def _printer(kind: str, message_field: str, *, local: bool = False) -> Callable[[int, bytes], None]:
