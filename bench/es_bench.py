@@ -153,7 +153,12 @@ def _latency(
         work / "lat.yaml",
         work / "lat-data",
         node,
-        {"type": "elasticsearch", "hosts": [server.url], "index": index},
+        {
+            "type": "elasticsearch",
+            "hosts": [server.url],
+            "index": index,
+            "bulk": {"flush_interval": flush},
+        },
     )
     log = (work / "lat.log").open("wb")
     proc = subprocess.Popen(
