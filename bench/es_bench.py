@@ -140,7 +140,7 @@ async def _load(url: str, index: str, docs: list[bytes]) -> float:
 
 
 def _latency(
-    server: SearchServer, work: Path, rate: int, seconds: float, flush: str
+    server: SearchServer, work: Path, rate: int, seconds: float, flush: str, refresh: str = ""
 ) -> dict[str, float]:
     import threading
 
@@ -158,6 +158,7 @@ def _latency(
             "hosts": [server.url],
             "index": index,
             "bulk": {"flush_interval": flush},
+            **({"template": {"refresh_interval": refresh}} if refresh else {}),
         },
     )
     log = (work / "lat.log").open("wb")
@@ -239,6 +240,9 @@ def main() -> int:
     ap.add_argument("--latency-seconds", type=float, default=30.0)
     ap.add_argument("--skip-throughput", action="store_true")
     ap.add_argument("--flush-interval", default="1s", help="the sink's bulk.flush_interval")
+    ap.add_argument(
+        "--refresh-interval", default="", help="the sink's template.refresh_interval (unset)"
+    )
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="es-bench-"))
     server = SearchServer("opensearch", home=work / "os", log_path=work / "os.log")
@@ -247,7 +251,12 @@ def main() -> int:
     try:
         if args.latency_rate:
             lat = _latency(
-                server, work, args.latency_rate, args.latency_seconds, args.flush_interval
+                server,
+                work,
+                args.latency_rate,
+                args.latency_seconds,
+                args.flush_interval,
+                args.refresh_interval,
             )
             print(json.dumps(lat, indent=1))
         if args.skip_throughput:
@@ -290,6 +299,11 @@ def main() -> int:
                 "hosts": [server.url],
                 "index": f"bench-agent-{rep}",
                 "bulk": {"max_events": MAX_EVENTS, "max_in_flight": IN_FLIGHT},
+                **(
+                    {"template": {"refresh_interval": args.refresh_interval}}
+                    if args.refresh_interval
+                    else {}
+                ),
             }
             cfg = _config(work / f"agent{rep}.yaml", work / f"agent-data{rep}", node, sink)
             wall, cpu_s = _run_agent(cfg, work / f"agent{rep}.log", records)

@@ -522,6 +522,19 @@ async def test_no_template_when_the_index_starts_with_a_field(tmp_path: Path) ->
     assert ["*-2*"] == named.templates["kubelogs"]["index_patterns"]
 
 
+async def test_template_refresh_interval_is_an_index_setting(tmp_path: Path) -> None:
+    """`template.refresh_interval` reaches the indices through the template; unset, the
+    cluster's default stays."""
+    tuned = FakeCluster()
+    plain = FakeCluster()
+    await make_sink(tmp_path, tuned, template={"refresh_interval": "500ms"})[0].start()
+    await make_sink(tmp_path, plain)[0].start()
+
+    expected = {"index.refresh_interval": "500ms"}
+    assert expected == tuned.templates["kubelogs"]["template"]["settings"]
+    assert "settings" not in plain.templates["kubelogs"]["template"]
+
+
 @pytest.mark.parametrize("flavour", ["elasticsearch", "opensearch"])
 async def test_retention_installs_a_deletion_policy_attached_to_the_indices(
     tmp_path: Path, flavour: str

@@ -334,12 +334,14 @@ class ElasticsearchSink:
                 )
                 return None
             patterns = [f"{prefix}*"]
+        refresh = cfg.template.refresh_interval
         return index_template(
             patterns,
             schema=cfg.schema_,
             info=self.info,
             data_stream=cfg.data_stream,
             priority=cfg.template.priority,
+            settings={"index.refresh_interval": f"{round(refresh * 1000)}ms"} if refresh else None,
         )
 
     # -- sending -------------------------------------------------------------------------
