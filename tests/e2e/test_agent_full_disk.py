@@ -28,7 +28,7 @@ import pytest
 import yaml
 
 from kubelogs.testing.generate import MARKER
-from support.agent import FAST_TAIL, Agent, count_lines, read_docs, write_config
+from support.agent import FAST_TAIL, Agent, count_lines, generate_tree, read_docs, write_config
 from support.podlogs import PodLog
 from support.waiting import wait_for
 
@@ -70,24 +70,7 @@ def big_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def generate(node: Path, *, lines: int, containers: int) -> dict[str, Any]:
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "kubelogs",
-            "generate",
-            str(node),
-            "--lines",
-            str(lines),
-            "--containers",
-            str(containers),
-        ],
-        check=True,
-        stdout=subprocess.DEVNULL,
-        timeout=300,
-    )
-    manifest: dict[str, Any] = json.loads((node / "manifest.json").read_text())
-    return manifest
+    return generate_tree(node, lines=lines, containers=containers)
 
 
 def config(tmp: Path, node: Path, sink: dict[str, Any], *more: Path) -> Path:

@@ -143,3 +143,17 @@ def count_lines(path: Path) -> int:
         return 0
     with open(path, "rb") as f:
         return sum(1 for line in f if line.endswith(b"\n"))
+
+
+def generate_tree(
+    node: Path, *, lines: int, containers: int = 4, seed: int | None = None
+) -> dict[str, Any]:
+    """`kubelogs generate` as a user runs it; returns the tree's manifest (expected counts)."""
+    argv = [sys.executable, "-m", "kubelogs", "generate", str(node)]
+    argv += ["--lines", str(lines), "--containers", str(containers)]
+    if seed is not None:
+        argv += ["--seed", str(seed)]
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+    assert 0 == r.returncode, r.stderr
+    manifest: dict[str, Any] = json.loads((node / "manifest.json").read_text())
+    return manifest

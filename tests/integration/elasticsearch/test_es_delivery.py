@@ -27,7 +27,7 @@ from es_helpers import (
     unique_index,
 )
 
-from support.agent import Agent
+from support.agent import Agent, generate_tree
 from support.chaos import RotatingWriter, kill9_cycles
 from support.es_proxy import FaultProxy, Faults
 from support.es_servers import SearchServer, free_port
@@ -36,26 +36,7 @@ from support.waiting import wait_for
 
 
 def generate(node: Path, lines: int, containers: int = 4, seed: int = 7) -> int:
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "kubelogs",
-            "generate",
-            str(node),
-            "--lines",
-            str(lines),
-            "--containers",
-            str(containers),
-            "--seed",
-            str(seed),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert 0 == r.returncode, r.stderr
-    return int(json.loads((node / "manifest.json").read_text())["records"])
+    return int(generate_tree(node, lines=lines, containers=containers, seed=seed)["records"])
 
 
 def test_generated_tree_arrives_once_with_fields_and_nanoseconds_intact(

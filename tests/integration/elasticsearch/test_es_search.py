@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from es_helpers import agent_config, count, es_sink, unique_index
 
-from support.agent import Agent
+from support.agent import Agent, generate_tree
 from support.es_servers import SearchServer
 from support.waiting import wait_for
 
@@ -60,26 +60,7 @@ def test_query_table_answers_the_same_on_the_store_and_the_node(
     tmp_path: Path, server: SearchServer
 ) -> None:
     node = tmp_path / "node"
-    gen = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "kubelogs",
-            "generate",
-            str(node),
-            "--lines",
-            "6000",
-            "--containers",
-            "4",
-            "--seed",
-            "5",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert 0 == gen.returncode, gen.stderr
-    records = int(json.loads((node / "manifest.json").read_text())["records"])
+    records = int(generate_tree(node, lines=6000, containers=4, seed=5)["records"])
     index = unique_index("same")
     store = tmp_path / "store"
     cfg = agent_config(
