@@ -15,6 +15,7 @@ resend after a crash can be recognised by stores that index by id.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -103,6 +104,35 @@ class Batch:
     def derive(self, **changes: Any) -> Batch:
         """A new batch sharing this one's columns and ack token, with `changes` applied."""
         return replace(self, **changes)
+
+    def select(self, rows: Sequence[int]) -> Batch:
+        """The events at `rows` (ascending), as a new batch with the same context and
+        ack token; sparse flags and fields are renumbered to the new rows.
+
+        Transforms that drop some events (filter, route, throttle, sample) keep the rest
+        this way. The token is shared, not forked: the caller decides who resolves it
+        (one `select` forwarded per output, `fork` for each extra output, `resolve` when
+        nothing is forwarded).
+        """
+        n = len(self.messages)
+        if len(rows) == n:
+            return self
+        flags = fields = None
+        if self.flags:
+            flags = {new: self.flags[old] for new, old in enumerate(rows) if old in self.flags}
+        if self.fields:
+            fields = {new: self.fields[old] for new, old in enumerate(rows) if old in self.fields}
+        tstrs = self.tstrs
+        return replace(
+            self,
+            times=[self.times[i] for i in rows],
+            messages=[self.messages[i] for i in rows],
+            streams=[self.streams[i] for i in rows],
+            offsets=[self.offsets[i] for i in rows],
+            flags=flags or None,
+            fields=fields or None,
+            tstrs=[tstrs[i] for i in rows] if tstrs is not None and len(tstrs) == n else None,
+        )
 
 
 def event_id(id_prefix: str, offset: int) -> str:
