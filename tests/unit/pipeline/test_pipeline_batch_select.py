@@ -39,7 +39,8 @@ def test_select_renumbers_sparse_rows_and_keeps_the_rest() -> None:
 def test_select_without_sparse_rows_gives_none() -> None:
     b = _batch().select([2])
 
-    assert b.flags is None and b.fields is None
+    assert b.flags is None
+    assert b.fields is None
     assert b.messages == ["c"]
 
 
