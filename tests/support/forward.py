@@ -45,7 +45,7 @@ class Collect:
                 out.append((b.times[i], m, (b.fields or {}).get(i, {})))
         return out
 
-    async def wait_events(self, n: int, timeout: float = 20.0) -> None:
+    async def wait_events(self, n: int, timeout: float = 20.0) -> None:  # noqa: ASYNC109
         async with asyncio.timeout(timeout):
             while len(self.messages) < n:
                 self.changed.clear()

@@ -30,7 +30,7 @@ async def open_raw(port: int, **kw: Any) -> tuple[asyncio.StreamReader, asyncio.
 _UNPACKERS: dict[int, msgpack.Unpacker] = {}
 
 
-async def read_obj(reader: asyncio.StreamReader, timeout: float = 10.0) -> Any:
+async def read_obj(reader: asyncio.StreamReader, timeout: float = 10.0) -> Any:  # noqa: ASYNC109
     """The next msgpack object the server sent on this connection."""
     u = _UNPACKERS.setdefault(id(reader), msgpack.Unpacker(raw=False))
     async with asyncio.timeout(timeout):
