@@ -378,24 +378,21 @@ class ForwardSink:
                 lane.space.set()
                 if sent or not require_ack:
                     await conn.drain()
-                while inflight and (
-                    not require_ack or (inflight[0].ack and inflight[0].ack.done())
-                ):
-                    c = inflight.popleft()
+                while inflight and (not require_ack or _acked(inflight[0])):
+                    c = inflight[0]
                     if c.ack is not None:
                         c.ack.result()  # raises ConnectionError when the connection failed
+                    inflight.popleft()
                     self._delivered(c)
                 if not inflight and ((lane.closed and not waiting) or not cfg.keepalive):
                     return
+                if any(_acked(c) and c.ack and c.ack.exception() for c in inflight):
+                    raise ConnectionError(f"{conn.name} closed the connection")
                 timeout = None
                 if inflight:
                     timeout = inflight[0].sent_at + cfg.ack_timeout - loop.time()
                     if timeout <= 0:
                         raise _SendFailed("ack_timeout", f"sent no ack within {cfg.ack_timeout:g}s")
-                    if any(
-                        c.ack is not None and c.ack.done() and c.ack.exception() for c in inflight
-                    ):
-                        raise ConnectionError(conn.name)
                 try:
                     await asyncio.wait_for(lane.wakeup.wait(), timeout)
                 except TimeoutError:
