@@ -36,6 +36,7 @@ from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
 
+from kubelogs.codecs.records import batch_to_records
 from kubelogs.config.addresses import parse_listen
 from kubelogs.config.base import BuildContext, SinkConfig
 from kubelogs.config.registry import register
@@ -43,7 +44,6 @@ from kubelogs.config.units import Duration, Size
 from kubelogs.forward.client import ClientConnection, new_chunk_id
 from kubelogs.forward.handshake import ClientAuth, HandshakeError
 from kubelogs.forward.protocol import ProtocolError, event_time_ext, gzip_compress, packb
-from kubelogs.forward.records_interim import batch_to_records
 from kubelogs.forward.tls import ClientTlsConfig
 from kubelogs.pipeline.event import Batch
 from kubelogs.pipeline.runtime import Input

@@ -27,13 +27,13 @@ from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
 
+from kubelogs.codecs.records import RecordDecoder
 from kubelogs.config.addresses import ListenAddress, parse_listen
 from kubelogs.config.base import BuildContext, SourceConfig, StrictModel
 from kubelogs.config.registry import register
 from kubelogs.config.units import Duration, Size
 from kubelogs.forward.handshake import ServerAuth
 from kubelogs.forward.protocol import ForwardMessage, Limits
-from kubelogs.forward.records_interim import RecordDecoder
 from kubelogs.forward.server import Connection, ForwardServer, ServerSettings
 from kubelogs.forward.tls import ServerTlsConfig
 from kubelogs.pipeline.acks import AckToken
