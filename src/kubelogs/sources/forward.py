@@ -32,11 +32,13 @@ from kubelogs.config.addresses import ListenAddress, parse_listen
 from kubelogs.config.base import BuildContext, SourceConfig, StrictModel
 from kubelogs.config.registry import register
 from kubelogs.config.units import Duration, Size
+from kubelogs.forward.columnar import decode_batch, is_columnar
 from kubelogs.forward.handshake import ServerAuth
 from kubelogs.forward.protocol import ForwardMessage, Limits
 from kubelogs.forward.server import Connection, ForwardServer, ServerSettings
 from kubelogs.forward.tls import ServerTlsConfig
 from kubelogs.pipeline.acks import AckToken
+from kubelogs.pipeline.event import Batch
 from kubelogs.pipeline.runtime import Output
 from kubelogs.telemetry.metrics import ComponentMetrics
 
@@ -231,19 +233,23 @@ class ForwardSource:
             return
         by_tag: dict[str, list[tuple[int | None, Mapping[str, Any]]]] = {}
         chunks: list[str] = []
-        n = 0
+        batches: list[Batch] = []
         for m in msgs:
             if m.chunk is not None:
                 chunks.append(m.chunk)
+            entries = m.entries
+            if entries and is_columnar(entries[0][1]):
+                # a kubelogs agent's batches (`format: kubelogs`): columns, no records
+                for _, r in entries:
+                    batches.append(decode_batch(r, self.component_id))
+                continue
             extra = self.tag_fields(m.tag)
             recs = by_tag.setdefault(m.tag, [])
-            recs.extend((t, _with_tag(r, extra)) for t, r in m.entries)
-            n += len(m.entries)
-        self.metrics.received_events.inc(n)
-        batches = []
+            recs.extend((t, _with_tag(r, extra)) for t, r in entries)
         for tag, records in by_tag.items():
             if records:
                 batches.extend(self.decoder.decode(records, f"forward:{tag}"))
+        self.metrics.received_events.inc(sum(len(b) for b in batches))
         if not batches:
             if chunks:
                 conn.send_acks(chunks)

@@ -10,8 +10,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 import trustme
 
+from kubelogs.codecs.document import encode_documents
 from kubelogs.config.base import BuildContext
 from kubelogs.pipeline.acks import AckToken
 from kubelogs.pipeline.channels import Channel
@@ -68,10 +70,15 @@ async def wait_until(cond: Any, timeout: float = 20.0) -> None:  # noqa: ASYNC10
             await asyncio.sleep(0.02)
 
 
-async def test_events_keep_their_ids_and_acks_wait_for_the_receiver() -> None:
+@pytest.mark.parametrize("fmt", ["records", "kubelogs"])
+async def test_events_keep_their_ids_and_acks_wait_for_the_receiver(fmt: str) -> None:
     sent, done = tracked(make_batches(lines=300, per_batch=100))
     async with running_source(durable=False) as (src, out, _):  # noqa: SIM117 (needs src.port)
-        async with running_sink(sent, servers=[f"127.0.0.1:{src.port}"]) as (_, metrics, task):
+        async with running_sink(sent, servers=[f"127.0.0.1:{src.port}"], format=fmt) as (
+            _,
+            metrics,
+            task,
+        ):
             await out.wait_events(sum(map(len, sent)))
             await asyncio.sleep(0.2)  # time for a wrong early ack to arrive
 
@@ -83,9 +90,15 @@ async def test_events_keep_their_ids_and_acks_wait_for_the_receiver() -> None:
     assert sorted(ids_of(sent)) == sorted(ids_of(out.batches))
     assert sorted(m for b in sent for m in b.messages) == sorted(out.messages)
     assert 0 == error_count(metrics, "connection")
+    # the same documents as the agent would have written itself
+    assert sorted(d for b in sent for d in encode_documents(b)) == sorted(
+        d for b in out.batches for d in encode_documents(b)
+    )
+    assert {f"remote:{b.ctx.id_prefix}" for b in sent} == {b.ctx.file_key for b in out.batches}
 
 
-async def test_gzip_shared_key_and_tls(tmp_path: Path) -> None:
+@pytest.mark.parametrize("fmt", ["records", "kubelogs"])
+async def test_gzip_shared_key_and_tls(tmp_path: Path, fmt: str) -> None:
     ca = trustme.CA()
     ca.issue_cert("localhost").private_key_and_cert_chain_pem.write_to_path(str(tmp_path / "s.pem"))
     ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
@@ -98,6 +111,7 @@ async def test_gzip_shared_key_and_tls(tmp_path: Path) -> None:
             servers=[f"127.0.0.1:{src.port}"],
             shared_key="k",
             compress="gzip",
+            format=fmt,
             tls={"ca_file": str(tmp_path / "ca.pem"), "server_name": "localhost"},
         ) as (_, _, task),
     ):
@@ -184,13 +198,14 @@ async def test_a_server_that_never_acks_gets_the_chunk_resent_elsewhere() -> Non
     assert error_count(metrics, "ack_timeout") >= 1
 
 
-async def test_server_restart_loses_nothing() -> None:
+@pytest.mark.parametrize("fmt", ["records", "kubelogs"])
+async def test_server_restart_loses_nothing(fmt: str) -> None:
     """The receiver goes away mid-stream and comes back on the same port."""
     sent, done = tracked(make_batches(lines=2000, per_batch=100))
     async with running_source(durable=False) as (first, out1, _):
         port = first.port
         async with running_sink(
-            sent, servers=[f"127.0.0.1:{port}"], max_in_flight=2, max_backoff="300ms"
+            sent, servers=[f"127.0.0.1:{port}"], max_in_flight=2, max_backoff="300ms", format=fmt
         ) as (_, metrics, task):
             await out1.wait_events(200)
             await first.server.close()  # gone: nothing was acked
