@@ -131,11 +131,7 @@ def decode_batch(record: dict[str, Any], source_id: str) -> Batch:
     streams_v = cols.get("streams")
     if isinstance(streams_v, str):
         streams = [streams_v] * n
-    elif (
-        isinstance(streams_v, list)
-        and len(streams_v) == n
-        and _all_str(streams_v)
-    ):
+    elif isinstance(streams_v, list) and len(streams_v) == n and _all_str(streams_v):
         streams = streams_v
     else:
         raise ProtocolError("a columnar batch's streams do not match its messages")

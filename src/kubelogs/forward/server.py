@@ -88,6 +88,8 @@ class ServerSettings:
     max_connections: int = 1024
     handshake_timeout: float = 10.0
     heartbeat: bool = True
+    count_bytes: Callable[[int], None] | None = None
+    """Called with the size of every read (``kubelogs_component_received_bytes_total``)."""
 
 
 class _Heartbeat(asyncio.DatagramProtocol):
@@ -198,6 +200,8 @@ class ForwardServer:
                     raise ProtocolError("the connection closed in the middle of a message")
                 return
             self.received_bytes += len(data)
+            if s.count_bytes is not None:
+                s.count_bytes(len(data))
             _feed(unpacker, data, limits)
 
     async def _handshake(

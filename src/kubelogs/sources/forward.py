@@ -183,6 +183,7 @@ class ForwardSource:
                 max_connections=config.max_connections,
                 handshake_timeout=config.handshake_timeout,
                 heartbeat=config.heartbeat,
+                count_bytes=metrics.received_bytes.inc,
             ),
             self._on_messages,
             self._on_error,
