@@ -193,7 +193,9 @@ class _Lane:
 
     @property
     def full(self) -> bool:
-        return len(self.waiting) >= self.window
+        """Two encoded chunks ready behind the window keep it busy; more would only
+        hold memory (each chunk keeps its batches until acked)."""
+        return len(self.waiting) >= 2
 
 
 class ForwardSink:
