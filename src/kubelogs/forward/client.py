@@ -30,6 +30,20 @@ _MAX_RESPONSE = 1 << 20
 """Bytes of server responses buffered at most (acks are ~40 bytes each)."""
 
 
+async def close_writer(writer: asyncio.StreamWriter, timeout: float = 1.0) -> None:  # noqa: ASYNC109
+    """Close a connection; when a TLS close handshake does not finish in `timeout`
+    seconds (the peer is gone), abort it so that no socket is left open."""
+    writer.close()
+    try:
+        await asyncio.wait_for(writer.wait_closed(), timeout)
+    except Exception:
+        writer.transport.abort()
+        await asyncio.sleep(0)  # let the transport close its socket now
+    except asyncio.CancelledError:
+        writer.transport.abort()
+        raise
+
+
 def new_chunk_id() -> str:
     """A chunk id as Fluentd makes them: base64 of 16 random bytes."""
     return base64.b64encode(os.urandom(16)).decode()
@@ -73,7 +87,7 @@ class ClientConnection:
                 if auth is not None:
                     await conn._handshake(auth)
             except BaseException:
-                writer.close()
+                await close_writer(writer)
                 raise
             return conn
 
@@ -159,5 +173,4 @@ class ClientConnection:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
         self._fail(ConnectionError("closed"))
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self._writer.wait_closed(), 1.0)
+        await close_writer(self._writer)

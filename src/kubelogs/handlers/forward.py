@@ -116,6 +116,8 @@ class ForwardHandler(logging.Handler):
         self._abandon = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
+        self._task: asyncio.Task[Any] | None = None
+        self._conns: set[ClientConnection] = set()
         self._idle = False
         """Set while the thread waits with room for more records: `emit` wakes it."""
         self._started = threading.Event()
@@ -180,7 +182,10 @@ class ForwardHandler(logging.Handler):
             self.flush(timeout)
             self._closing = True
             self._abandon = True
-            self._wake_thread()
+            loop, task = self._loop, self._task
+            if loop is not None and task is not None:
+                with contextlib.suppress(RuntimeError):  # the loop has ended
+                    loop.call_soon_threadsafe(task.cancel)  # also mid-connect
             self._thread.join(timeout)
             self.dropped += self._seq - self._acked if self._seq > self._acked else 0
         super().close()
@@ -201,6 +206,8 @@ class ForwardHandler(logging.Handler):
     def _thread_main(self) -> None:
         try:
             asyncio.run(self._main())
+        except asyncio.CancelledError:
+            pass  # `close` gave up waiting
         except BaseException as exc:  # never into the application
             self.last_error = f"{type(exc).__name__}: {exc}"
 
@@ -222,6 +229,16 @@ class ForwardHandler(logging.Handler):
         return _Chunk(payload, chunk_id, last)
 
     async def _main(self) -> None:
+        try:
+            await self._run()
+        finally:
+            # close whatever a cancellation interrupted, so no socket outlives the thread
+            for conn in list(self._conns):
+                await conn.close()
+            await asyncio.sleep(0)
+
+    async def _run(self) -> None:
+        self._task = asyncio.current_task()
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
         self._started.set()
@@ -248,6 +265,7 @@ class ForwardHandler(logging.Handler):
                 self._failed(f"cannot connect to {self.host}:{self.port}: {exc!r}")
                 await self._sleep(backoff.next_delay())
                 continue
+            self._conns.add(conn)
             try:
                 await self._stream(conn, unacked)
                 backoff.reset()
@@ -256,6 +274,7 @@ class ForwardHandler(logging.Handler):
                 await self._sleep(backoff.next_delay())
             finally:
                 await conn.close()
+                self._conns.discard(conn)
 
     async def _sleep(self, delay: float) -> None:
         assert self._wake is not None
