@@ -1,6 +1,7 @@
 """Every built-in component type, imported here so it registers: the one list to grep."""
 
 from kubelogs.sinks import blackhole, elasticsearch, file, local, stdout
+from kubelogs.sinks import kafka as kafka_sink
 from kubelogs.sources import file as file_source
 from kubelogs.sources import kubernetes_logs
 from kubelogs.transforms import kubernetes_metadata
@@ -10,6 +11,7 @@ __all__ = [
     "elasticsearch",
     "file",
     "file_source",
+    "kafka_sink",
     "kubernetes_logs",
     "kubernetes_metadata",
     "local",
