@@ -2,10 +2,10 @@
 
 Each client runs in its own process (so RSS and CPU are its own) against a real broker,
 producing N JSON documents of ~300 bytes the way the `kafka` sink does (key, one header,
-zstd, idempotent, acks=all), then consuming them back in a consumer group as the `kafka`
+lz4, idempotent, acks=all), then consuming them back in a consumer group as the `kafka`
 source does. CPU is user+sys of the process (all threads: librdkafka's included).
 
-    uv run --with aiokafka python bench/kafka_client_bench.py [--bootstrap HOST:PORT] [-n N]
+    uv run --with 'aiokafka[lz4]' python bench/kafka_client_bench.py [--bootstrap HOST:PORT] [-n N]
 
 Without ``--bootstrap`` it starts the test broker (`tests/support/kafka_broker.py`).
 """
@@ -59,7 +59,7 @@ def run_confluent(bootstrap: str, topic: str, n: int) -> dict[str, Any]:
             "bootstrap.servers": bootstrap,
             "enable.idempotence": True,
             "acks": "all",
-            "compression.type": "zstd",
+            "compression.type": "lz4",
             "linger.ms": 50,
             "batch.size": 1 << 20,
         }
@@ -119,7 +119,7 @@ async def _run_aiokafka(bootstrap: str, topic: str, n: int) -> dict[str, Any]:
         bootstrap_servers=bootstrap,
         enable_idempotence=True,
         acks="all",
-        compression_type="zstd",
+        compression_type="lz4",
         linger_ms=50,
         max_batch_size=1 << 20,
     )
@@ -189,9 +189,9 @@ def main() -> None:
     try:
         for _ in range(args.reps):
             for client in ("confluent", "aiokafka"):
+                argv = [sys.executable, __file__, "--child", client, "--bootstrap", bootstrap]
                 out = subprocess.run(
-                    [sys.executable, __file__, "--child", client, "--bootstrap", bootstrap]
-                    + ["-n", str(args.n)],
+                    [*argv, "-n", str(args.n)],
                     capture_output=True,
                     text=True,
                     env={**os.environ},

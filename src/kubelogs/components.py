@@ -3,6 +3,7 @@
 from kubelogs.sinks import blackhole, elasticsearch, file, local, stdout
 from kubelogs.sinks import kafka as kafka_sink
 from kubelogs.sources import file as file_source
+from kubelogs.sources import kafka as kafka_source
 from kubelogs.sources import kubernetes_logs
 from kubelogs.transforms import kubernetes_metadata
 
@@ -12,6 +13,7 @@ __all__ = [
     "file",
     "file_source",
     "kafka_sink",
+    "kafka_source",
     "kubernetes_logs",
     "kubernetes_metadata",
     "local",
