@@ -86,6 +86,11 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--bootstrap")
     ap.add_argument("--compression", default="lz4")
+    ap.add_argument(
+        "--only",
+        default="agent_blackhole,agent_local,agent_kafka,kafka_local",
+        help="comma-separated pipelines to run (kafka_local needs agent_kafka)",
+    )
     a = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="kubelogs-kafka-bench-"))
     root = a.root or work / "tree"
@@ -181,6 +186,8 @@ def main() -> int:
                 ),
             ]
             for name, cfg in pipelines:
+                if name not in a.only.split(","):
+                    continue
                 r = run_pipeline(work, name, cfg, records)
                 runs.setdefault(name, []).append(r)
                 print(name, {k: round(v, 2) for k, v in r.items()}, file=sys.stderr, flush=True)
@@ -196,13 +203,15 @@ def main() -> int:
             "peak_rss_mib": round(statistics.median(r["rss"] for r in rs), 1),
             "wall_s": round(statistics.median(r["wall_s"] for r in rs), 1),
         }
-    hop = [
-        (k["cpu_s"] - b["cpu_s"]) / (lines / 1e6)
-        for k, b in zip(runs["agent_kafka"], runs["agent_blackhole"], strict=True)
-    ]
-    out["kafka_hop_producer_cpu_s_per_1M_lines"] = round(statistics.median(hop), 2)
+    if "agent_kafka" in runs and "agent_blackhole" in runs:
+        hop = [
+            (k["cpu_s"] - b["cpu_s"]) / (lines / 1e6)
+            for k, b in zip(runs["agent_kafka"], runs["agent_blackhole"], strict=True)
+        ]
+        out["kafka_hop_producer_cpu_s_per_1M_lines"] = round(statistics.median(hop), 2)
     print(json.dumps(out, indent=1))
-    shutil.rmtree(work, ignore_errors=True)
+    if a.root is None:
+        shutil.rmtree(work, ignore_errors=True)
     return 0
 
 
