@@ -142,14 +142,15 @@ def test_stats_give_retries_and_lag() -> None:
         "topics": {
             "t": {
                 "partitions": {
-                    "0": {"consumer_lag": 12, "fetch_state": "active"},
-                    "1": {"consumer_lag": -1, "fetch_state": "active"},
-                    "-1": {"consumer_lag": 5, "fetch_state": "active"},
-                    "2": {"consumer_lag": 9, "fetch_state": "none"},
+                    "0": {"hi_offset": 20, "app_offset": 8, "committed_offset": 5},
+                    "1": {"hi_offset": 20, "app_offset": -1001, "committed_offset": 15},
+                    "2": {"hi_offset": -1001, "app_offset": 3, "committed_offset": 3},
+                    "3": {"hi_offset": 4, "app_offset": -1001, "lo_offset": 0},
+                    "-1": {"hi_offset": 9, "app_offset": 1, "committed_offset": 1},
                 }
             }
         },
     }
 
     assert 7 == broker_retries(stats)
-    assert {("t", 0): 12} == consumer_lags(stats)
+    assert {("t", 0): 12, ("t", 1): 5, ("t", 3): 4} == consumer_lags(stats)

@@ -126,7 +126,12 @@ def broker_retries(stats: dict[str, Any]) -> int:
 
 
 def consumer_lags(stats: dict[str, Any]) -> dict[tuple[str, int], int]:
-    """(topic, partition) -> lag of the partitions this consumer fetches."""
+    """(topic, partition) -> records between the consumer's position (the offset after
+    the last record handed to kubelogs, else the committed one, else the partition's
+    start) and the partition's end.
+
+    Computed here rather than taken from librdkafka's ``consumer_lag``, which follows the
+    committed offset and reads -1 for a while after asynchronous commits."""
     out: dict[tuple[str, int], int] = {}
     topics = stats.get("topics")
     if not isinstance(topics, dict):
@@ -136,12 +141,16 @@ def consumer_lags(stats: dict[str, Any]) -> dict[tuple[str, int], int]:
         if not isinstance(parts, dict):
             continue
         for pid, p in parts.items():
-            if not isinstance(p, dict) or not isinstance(p.get("consumer_lag"), int):
+            if not isinstance(p, dict):
                 continue
             part = int(pid)
-            if part < 0 or p.get("fetch_state") in (None, "none", "stopped"):
+            hi = p.get("hi_offset")
+            if part < 0 or not isinstance(hi, int) or hi < 0:
                 continue
-            lag = p["consumer_lag"]
-            if lag >= 0:
-                out[(tname, part)] = lag
+            # nothing read or committed yet: everything the partition holds is behind
+            for key in ("app_offset", "committed_offset", "lo_offset"):
+                pos = p.get(key)
+                if isinstance(pos, int) and pos >= 0:
+                    out[(tname, part)] = max(0, hi - pos)
+                    break
     return out

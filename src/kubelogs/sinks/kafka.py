@@ -124,7 +124,7 @@ class KafkaSinkConfig(SinkConfig, KafkaClientConfig):
     message_max_bytes: Size = Field(1_000_000, ge=1024, le=1 << 30)
     """Largest record; larger ones go to the dead-letter queue. Keep it at or below the
     topic's ``max.message.bytes``."""
-    max_in_flight_bytes: Size = Field(16 << 20, ge=1 << 20, le=1 << 30)
+    max_in_flight_bytes: Size = Field(8 << 20, ge=1 << 20, le=1 << 30)
     """Documents produced and not yet acknowledged at most: bounds memory while the
     brokers are slow or down (the sink then stops reading its input)."""
     dead_letter: KafkaDeadLetterConfig = KafkaDeadLetterConfig()
@@ -278,7 +278,9 @@ class KafkaSink:
     def producer_settings(self) -> dict[str, Any]:
         cfg = self.config
         conf: dict[str, Any] = client_settings(cfg, client_id=f"kubelogs-{self.component_id}")
-        queue_kib = max(1024, cfg.max_in_flight_bytes * 2 // 1024)
+        # librdkafka holds what is produced and not acknowledged: at most
+        # `max_in_flight_bytes` plus the batch that crossed it.
+        queue_kib = (cfg.max_in_flight_bytes + (8 << 20)) // 1024
         conf.update(
             {
                 "enable.idempotence": True,

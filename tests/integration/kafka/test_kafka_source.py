@@ -5,6 +5,8 @@ again."""
 
 from __future__ import annotations
 
+import re
+import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
@@ -44,6 +46,11 @@ def source_config(tmp: Path, broker: KafkaBroker, topics: list[str], group: str,
     )
 
 
+def metrics(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+        return str(r.read().decode())
+
+
 def committed(broker: KafkaBroker, group: str, topic: str, partitions: int) -> int:
     c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": group})
     try:
@@ -80,7 +87,23 @@ def test_source_passes_documents_on_with_their_ids_and_commits(
     with Agent(cfg, tmp_path / "agg.log") as agg:
         wait_for(lambda: count_lines(out) >= total, timeout=90, what="every record in the file")
         wait_for(lambda: committed(broker, group, topic, 2) == total, timeout=60, what="commit")
+        port = agg.api_port
+        pattern = r'kubelogs_kafka_consumer_lag\{[^}]*partition="(\d)"[^}]*\} (\S+)'
+        try:
+            lags = wait_for(
+                lambda: len(found := set(re.findall(pattern, metrics(port)))) == 2 and found,
+                timeout=60,
+                what="the consumer lag of both partitions (librdkafka's statistics, every 5 s)",
+            )
+        except AssertionError as exc:
+            shown = [ln for ln in metrics(port).splitlines() if "kafka" in ln and "#" not in ln]
+            raise AssertionError(f"{exc}: {shown}") from None
+        text = metrics(port)
         assert 0 == agg.stop()
+
+    assert {("0", "0.0"), ("1", "0.0")} == lags
+    assert f'kubelogs_kafka_consumed_records_total{{component_id="kafka"}} {total}.0' in text
+    assert 'kubelogs_kafka_malformed_records_total{component_id="kafka"} 2.0' in text
 
     docs = read_docs(out)
     by_place = {(d["log"]["file"]["path"], d["log"]["offset"]): d for d in docs}
