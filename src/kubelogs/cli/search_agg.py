@@ -31,7 +31,9 @@ def human_step(step_ns: int) -> str:
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if seconds >= size and seconds % size == 0:
             return f"{seconds // size}{unit}"
-    return f"{seconds}s" if seconds else f"{step_ns}ns"
+    if seconds and step_ns % 1_000_000_000 == 0:
+        return f"{seconds}s"
+    return f"{step_ns // 1_000_000}ms" if step_ns % 1_000_000 == 0 else f"{step_ns}ns"
 
 
 def sparkline(counts: list[int]) -> str:

@@ -74,7 +74,7 @@ def es_aggregate(
             aggs["histogram"] = {
                 "date_histogram": {
                     "field": "@timestamp",
-                    "fixed_interval": f"{buckets.step // 1_000_000_000}s",
+                    "fixed_interval": f"{buckets.step // 1_000_000}ms",
                     "min_doc_count": 0,
                     "extended_bounds": {
                         "min": buckets.start // 1_000_000,

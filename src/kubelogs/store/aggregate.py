@@ -41,9 +41,14 @@ from kubelogs.store.index import row_fields
 from kubelogs.store.matcher import get_field, is_missing
 from kubelogs.store.reader import PreparedQuery, StoreReader
 
-_SECOND = 1_000_000_000
+_MS = 1_000_000
 STEPS_NS: tuple[int, ...] = tuple(
-    s * _SECOND
+    ms * _MS
+    for ms in (
+        1, 2, 5, 10, 20, 50, 100, 200, 500,
+    )
+) + tuple(
+    s * 1000 * _MS
     for s in (
         1, 2, 5, 10, 15, 30,
         60, 120, 300, 600, 900, 1800,
@@ -51,7 +56,7 @@ STEPS_NS: tuple[int, ...] = tuple(
         86400, 172800, 604800, 1209600, 2592000, 7776000, 31536000,
     )
 )  # fmt: skip
-"""Bucket widths a person reads at a glance (1 s ... 1 year)."""
+"""Bucket widths a person reads at a glance (1 ms ... 1 year)."""
 MAX_BUCKETS = 120
 _decode = msgspec.json.Decoder().decode
 
