@@ -61,6 +61,8 @@ def parse_range(params: dict[str, str], *, now_ns: int | None = None) -> TimeRan
     if text == "all":
         return TimeRange(None, None)
     try:
+        if text.replace(".", "", 1).isdigit():  # 15: minutes? seconds? (as the CLI)
+            raise ValueError(text)
         width = int(parse_duration(text) * 1e9)
     except ValueError:
         raise RangeError(f"range={text!r}: not a duration like 15m, 1h, 24h or 7d") from None

@@ -23,8 +23,10 @@ function params(extra = {}, range = null) {
   const p = new URLSearchParams();
   if (state.q) p.set("q", state.q);
   if (range) {
+    // The range a first page was resolved to (a relative range is fixed by then).
     if (range.from) p.set("from", range.from);
     if (range.to) p.set("to", range.to);
+    if (!range.from && !range.to) p.set("range", "all");
   } else if (state.range === "abs") {
     if (state.from) p.set("from", state.from);
     if (state.to) p.set("to", state.to);

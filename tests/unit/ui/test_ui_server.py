@@ -1,0 +1,225 @@
+"""`kubelogs ui`'s HTTP API over a real store: pages newest first, aggregations, query
+errors with their caret, the time range rule, security headers, token and Host checks,
+read-only routes, and the command's refusal to serve the network without a token."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from kubelogs.store import ECS_LAYOUT, StoreReader, StoreWriter
+from kubelogs.ui.backend import StoreBackend
+from kubelogs.ui.security import COOKIE
+from kubelogs.ui.server import make_app
+from kubelogs.ui.timerange import TimeRange, parse_range, shift_to_data
+from support.store_docs import make_dataset
+
+TOKEN = "s3cret-token-for-tests"
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("ui") / "store"
+    dataset = make_dataset(seed=7, containers=4, lines=1200, per_batch=150)
+    with StoreWriter(path, layout=ECS_LAYOUT, block_docs=400) as writer:
+        writer.write(dataset.groups)
+    return path
+
+
+async def client_for(store: Path, token: str | None = None) -> TestClient[Any, Any]:
+    server = TestServer(make_app(StoreBackend(store), token), host="127.0.0.1")
+    client: TestClient[Any, Any] = TestClient(server)
+    await client.start_server()
+    return client
+
+
+async def test_pages_are_newest_first_and_cover_every_match_once(store: Path) -> None:
+    client = await client_for(store)
+    try:
+        seen: list[tuple[str, str]] = []
+        params = {"q": "stream:stderr", "range": "all"}
+        r = await client.get("/api/search", params=params)
+        assert 200 == r.status
+        body = await r.json()
+        seen += [(h["t"], h["id"]) for h in body["hits"]]
+        while body["next"]:
+            r = await client.get("/api/search", params={**params, "before": body["next"]})
+            body = await r.json()
+            seen += [(h["t"], h["id"]) for h in body["hits"]]
+    finally:
+        await client.close()
+    with StoreReader(store) as reader:
+        expected = [
+            (str(h.time_ns), f"{h.block}.{h.row}") for h in reader.search("stream:stderr", limit=0)
+        ]
+
+    assert list(reversed(expected)) == seen
+    assert len(seen) > 200  # more than one page
+
+
+async def test_aggregate_agrees_with_count(store: Path) -> None:
+    client = await client_for(store)
+    try:
+        r = await client.get(
+            "/api/aggregate",
+            params={"q": "error", "range": "all", "top": "kubernetes.namespace,stream"},
+        )
+        body = await r.json()
+    finally:
+        await client.close()
+    with StoreReader(store) as reader:
+        total = reader.count("error")
+
+    assert 200 == r.status
+    assert total == body["total"] == sum(body["counts"])
+    assert total == sum(n for _, n in body["top"]["stream"])
+    assert 48 <= len(body["counts"]) <= 120
+
+
+async def test_a_query_error_answers_400_with_the_cli_caret(store: Path) -> None:
+    client = await client_for(store)
+    try:
+        r = await client.get("/api/search", params={"q": "level:(", "range": "all"})
+        body = await r.json()
+    finally:
+        await client.close()
+
+    assert 400 == r.status
+    assert 7 == body["column"]
+    assert "level:(\n      ^" == body["caret"]
+    assert body["error"].startswith("invalid query:")
+
+
+async def test_every_answer_carries_the_security_headers(store: Path) -> None:
+    client = await client_for(store)
+    try:
+        answers = [
+            await client.get("/"),
+            await client.get("/static/app.js"),
+            await client.get("/api/info"),
+            await client.get("/api/search", params={"q": "a:("}),
+            await client.get("/static/../backend.py"),
+        ]
+    finally:
+        await client.close()
+
+    for r in answers:
+        csp = r.headers["Content-Security-Policy"]
+        script_src = next(p for p in csp.split(";") if p.strip().startswith("script-src"))
+        assert "script-src 'self'" == script_src.strip()
+        assert "unsafe" not in csp
+        assert "nosniff" == r.headers["X-Content-Type-Options"]
+        assert "no-referrer" == r.headers["Referrer-Policy"]
+    assert 404 == answers[-1].status
+
+
+async def test_nothing_can_be_changed_through_the_ui(store: Path) -> None:
+    client = await client_for(store)
+    try:
+        statuses = [
+            (await client.request(method, path)).status
+            for method in ("POST", "PUT", "DELETE", "PATCH")
+            for path in ("/", "/api/search", "/api/tail")
+        ]
+    finally:
+        await client.close()
+
+    assert {405} == set(statuses)
+
+
+async def test_the_token_is_checked_on_every_route(store: Path) -> None:
+    client = await client_for(store, TOKEN)
+    try:
+        bare = {
+            p: (await client.get(p)).status
+            for p in ("/", "/api/info", "/api/tail", "/static/app.js")
+        }
+        wrong = await client.get("/api/info", headers={"Authorization": "Bearer nope-nope-nope"})
+        bearer = await client.get("/api/info", headers={"Authorization": f"Bearer {TOKEN}"})
+        bad_query_token = await client.get("/", params={"token": "nope"}, allow_redirects=False)
+        first = await client.get("/", params={"token": TOKEN, "q": "error"}, allow_redirects=False)
+        cookie = first.cookies[COOKIE]
+        with_cookie = await client.get("/api/info")  # the client keeps the cookie
+    finally:
+        await client.close()
+
+    assert {401} == set(bare.values())
+    assert 401 == wrong.status
+    assert 200 == bearer.status
+    assert 401 == bad_query_token.status
+    assert 303 == first.status
+    assert "/?q=error" == first.headers["Location"]
+    assert TOKEN == cookie.value
+    assert cookie["httponly"]
+    assert "Strict" == cookie["samesite"]
+    assert 200 == with_cookie.status
+
+
+async def test_without_a_token_only_loopback_host_names_are_served(store: Path) -> None:
+    client = await client_for(store)
+    try:
+        rebinding = await client.get("/api/info", headers={"Host": "evil.example:8080"})
+        local = await client.get("/api/info", headers={"Host": "localhost:8080"})
+    finally:
+        await client.close()
+
+    assert 403 == rebinding.status
+    assert 200 == local.status
+
+
+def test_a_recent_range_without_data_moves_to_the_newest_event() -> None:
+    now = 10_000 * 10**9
+    r = parse_range({"range": "15m"}, now_ns=now)
+    newest = now - 3600 * 10**9
+
+    moved = shift_to_data(r, newest)
+
+    assert TimeRange(newest - 900 * 10**9, newest, 900 * 10**9, shifted=True) == moved
+    assert r == shift_to_data(r, now - 60 * 10**9)  # data in range: unchanged
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"range": "15"}, "range='15'"),
+        ({"from": "yesterday"}, "from='yesterday'"),
+        ({"from": "2026-01-02T00:00:00Z", "to": "2026-01-01T00:00:00Z"}, "from is after to"),
+    ],
+)
+def test_bad_ranges_name_the_parameter(params: dict[str, str], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        parse_range(params)
+
+
+def test_listening_off_loopback_needs_a_token(store: Path) -> None:
+    r = subprocess.run(
+        [sys.executable, "-m", "kubelogs", "ui", "--store", str(store), "--listen", "0.0.0.0:0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin", "KUBELOGS_UI_TOKEN": ""},
+    )
+
+    assert 1 == r.returncode
+    assert "--auth-token" in r.stderr
+    assert 1 == len(r.stderr.strip().splitlines())
+
+
+def test_static_files_are_in_the_wheel() -> None:
+    import tomllib
+
+    pyproject = tomllib.loads((Path(__file__).parents[3] / "pyproject.toml").read_text())
+    packages = pyproject["tool"]["hatch"]["build"]["targets"]["wheel"]["packages"]
+    static = Path(__file__).parents[3] / "src/kubelogs/ui/static"
+
+    assert "src/kubelogs" in packages  # hatch ships every file of the package directory
+    assert {"index.html", "app.js", "text.js", "histogram.js", "style.css"} <= {
+        p.name for p in static.iterdir()
+    }
+    assert msgspec  # the API's encoder
