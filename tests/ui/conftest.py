@@ -31,6 +31,7 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 ROOT = Path(__file__).parents[2]
+UI_COMMAND = [sys.executable, "-m", "kubelogs", "ui"]
 
 
 @pytest.fixture(scope="session")
@@ -75,8 +76,7 @@ class UiServer:
         self.log = log
         self._out = open(log, "wb")  # noqa: SIM115 (closed in stop())
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "kubelogs", "ui", "--store", str(store)]
-            + ["--listen", "127.0.0.1:0", *extra],
+            [*UI_COMMAND, "--store", str(store), "--listen", "127.0.0.1:0", *extra],
             stdout=self._out,
             stderr=subprocess.STDOUT,
             env={**os.environ, "KUBELOGS_UI_TOKEN": ""},
