@@ -77,7 +77,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="print the most frequent values of FIELD among the matches (repeatable)",
     )
     p.add_argument(
-        "--top-n", type=int, default=10, metavar="N", help="values shown by --top (default 10)"
+        "--top-n",
+        type=int,
+        default=10,
+        metavar="N",
+        help="values shown for each top field (default 10)",
     )
     p.add_argument(
         "-o",
