@@ -6,7 +6,8 @@ One ``_search`` with ``size: 0``: a ``date_histogram`` on ``@timestamp`` with th
 multiples of the interval from the epoch, so the bars are the same) and
 ``extended_bounds`` so that empty bars at either end are there too, and one ``terms``
 per ``--top`` field. When the range is open on a side, a first request asks the
-``min``/``max`` of ``@timestamp`` (as the local store takes it from its index). A field
+``min``/``max`` of ``@timestamp`` over every document (the local store takes the same
+span from its index, whatever the query), so the bars of any two queries line up. A field
 mapped as ``text`` cannot be aggregated; its ``.keyword`` sub-field (dynamic mappings)
 is asked instead. Shared by the explorer (`kubelogs ui --es`).
 """
@@ -56,9 +57,8 @@ def es_aggregate(
             span = client.call(
                 "POST",
                 path,
-                {
+                {  # the span of all the data, as the local store's index gives it
                     "size": 0,
-                    "query": query,
                     "aggs": {
                         "lo": {"min": {"field": "@timestamp"}},
                         "hi": {"max": {"field": "@timestamp"}},
