@@ -5,9 +5,10 @@ and ``--top FIELD`` print: counts, never documents. They are computed from what 
 store already keeps apart, in order of cost:
 
 - **the index**: a block entirely inside the time range whose runs all match by their
-  label set alone (`StoreReader.count`'s fast path), whose span falls in one bucket, and
-  whose top fields are indexed labels (namespace, pod, container, node, stream), is
-  counted from ``block_labels`` without reading it;
+  label set alone (`StoreReader.count`'s fast path) and whose top fields are indexed
+  labels (namespace, pod, container, node, stream) is counted from ``block_labels``:
+  not read at all when its span falls in one bucket, else only its time column (the
+  data part, not the message column, which is most of a block's bytes);
 - **the columns**: otherwise the matching rows come from the reader's own block matching
   (`StoreReader._block_matches`, so pruning and answers are those of `search`), their
   times from the time column (sorted once, then one bisection per bucket boundary rather
@@ -37,9 +38,11 @@ from typing import Any
 
 import msgspec
 
-from kubelogs.store.index import row_fields
+from kubelogs.store.block import block_times
+from kubelogs.store.index import BlockRecord, row_fields
 from kubelogs.store.matcher import get_field, is_missing
 from kubelogs.store.reader import PreparedQuery, StoreReader
+from kubelogs.store.segments import BlockCorrupt, checksum, read_exact
 
 _MS = 1_000_000
 STEPS_NS: tuple[int, ...] = tuple(
@@ -164,20 +167,39 @@ def aggregate(
         runs = reader._block_labels(ref.id)
         inside = q.lo <= ref.min_time and ref.max_time <= q.hi
         one_bucket = buckets is None or buckets.index(ref.min_time) == buckets.index(ref.max_time)
-        if (
-            inside
-            and one_bucket
-            and labels_only
-            and all(reader._run_residual(q, residual, ls) is True for ls, _ in runs)
-        ):
-            docs = sum(n for _, n in runs)
+        by_labels = (
+            {ls: reader._run_residual(q, residual, ls) for ls, _ in runs}
+            if inside and labels_only
+            else {}
+        )
+        if by_labels and all(isinstance(r, bool) for r in by_labels.values()):
+            # The label sets decide every row (inside the range): counts of labels from
+            # the index, times from the time column alone (not even that when the block
+            # falls in one bucket and every row matches).
+            docs = sum(n for ls, n in runs if by_labels[ls] is True)
+            if not docs:
+                continue
+            if buckets is not None:
+                if one_bucket:
+                    out.counts[buckets.index(ref.min_time)] += docs
+                else:
+                    columns = _times_only(reader, ref)
+                    if columns is None:
+                        continue
+                    times, block_runs = columns
+                    if docs != len(times):
+                        picked: list[int] = []
+                        for ls, first, end in block_runs:
+                            if by_labels.get(ls) is True:
+                                picked += times[first:end]  # a slice: no work per row
+                        times = picked
+                    buckets.add_sorted(out.counts, sorted(times))
             out.total += docs
-            if buckets is not None and docs:
-                out.counts[buckets.index(ref.min_time)] += docs
             for ls, n in runs:
-                values = reader._label_values(ls)
-                for f in fields:
-                    _add_value(out.top[f], values.get(f), n)
+                if by_labels[ls] is True:
+                    values = reader._label_values(ls)
+                    for f in fields:
+                        _add_value(out.top[f], values.get(f), n)
             continue
         block, matches = reader._block_matches(q, ref, residual, column)
         if block is None or not matches:
@@ -223,6 +245,28 @@ def aggregate(
                 for doc in block.docs(own):
                     _add_value(counter, get_field(_safe_decode(doc), f))
     return out
+
+
+def _times_only(
+    reader: StoreReader, ref: BlockRecord
+) -> tuple[list[int], list[tuple[int, int, int]]] | None:
+    """The block's time column and runs, reading and decompressing its data part only;
+    None for a block that is gone (retention) or damaged (counted in
+    `corrupt_blocks`)."""
+    fd = reader._fd(ref.segment)
+    if fd is None:
+        return None
+    try:
+        frame = read_exact(fd, ref.offset + ref.text_len, ref.data_len)
+        if checksum(frame) != ref.data_crc:
+            raise BlockCorrupt("checksum mismatch")
+        times, runs = block_times(reader._codec.decompress(frame, ref.raw_bytes))
+        if len(times) != ref.docs:
+            raise BlockCorrupt("document count differs from the index")
+    except BlockCorrupt:
+        reader.corrupt_blocks += 1
+        return None
+    return times, runs
 
 
 def _safe_decode(doc: bytes) -> Any:

@@ -373,6 +373,23 @@ def _checked_integers(
 # -- reading ---------------------------------------------------------------------------
 
 
+def block_times(data: bytes) -> tuple[list[int], list[tuple[int, int, int]]]:
+    """The time column and the runs ``(label_set, first_row, end_row)`` of a block's
+    data part alone (`store.aggregate`: a histogram of rows chosen by their label set
+    needs nothing else, not even the message column)."""
+    try:
+        d = _decode_data(data)
+    except msgspec.DecodeError as exc:
+        raise BlockCorrupt(f"block data does not decode: {exc}") from exc
+    if len(d.run_label_sets) != len(d.run_rows) or (d.run_rows and min(d.run_rows) <= 0):
+        raise BlockCorrupt("block run columns are malformed")
+    ends = list(accumulate(d.run_rows))
+    if (ends[-1] if ends else 0) != d.rows:
+        raise BlockCorrupt("block runs do not add up to its rows")
+    runs = list(zip(d.run_label_sets, [0, *ends[:-1]], ends, strict=True))
+    return _checked_integers("time", d.times, d.times_delta, None, d.rows), runs
+
+
 class DecodedBlock:
     """A block read back: its columns, and its documents rendered on demand."""
 

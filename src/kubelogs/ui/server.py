@@ -157,7 +157,9 @@ async def context(request: web.Request) -> web.StreamResponse:
 async def tail(request: web.Request) -> web.StreamResponse:
     backend = request.app[BACKEND]
     node, r = _parse(request)
-    after = request.query.get("after", "")
+    # A reconnecting EventSource sends the id of the last event it got: resume there,
+    # not at the first page's position (which would send those lines again).
+    after = request.headers.get("Last-Event-ID") or request.query.get("after", "")
     position = int(after) if after.isdigit() else await _in_thread(backend.tail_start)
     response = web.StreamResponse(
         headers={
@@ -174,7 +176,7 @@ async def tail(request: web.Request) -> web.StreamResponse:
             await asyncio.sleep(TAIL_INTERVAL)
             data, position = await _in_thread(backend.tail_poll, node, r, position)
             if data is not None:
-                await response.write(b"data: " + data + b"\n\n")
+                await response.write(b"id: %d\ndata: %s\n\n" % (position, data))
                 idle = 0.0
             else:
                 idle += TAIL_INTERVAL
