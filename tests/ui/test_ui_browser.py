@@ -172,6 +172,18 @@ def test_counts_agree_with_the_cli_and_back_forward_restores_them(
     wait_total(page, len(HOSTILE))
 
 
+def test_the_default_range_shows_the_newest_data_and_says_so(
+    page: Page, watched: dict[str, Any], server: Any, world: World
+) -> None:
+    """The tree's lines are from 2025: the last hour holds none of them, so the page
+    shows the hour up to the newest event (the whole tree spans seconds) and says so."""
+    open_page(page, server.url)
+
+    expect(page.locator("#notice")).to_contain_text("showing the same span up to the newest")
+    wait_total(page, cli_count(world.store))
+    assert "range" not in query_of(page) or ["1h"] == query_of(page)["range"]
+
+
 def test_a_syntax_error_is_shown_with_its_caret(
     page: Page, watched: dict[str, Any], server: Any, artifacts: Path
 ) -> None:
@@ -195,6 +207,10 @@ def test_a_row_expands_to_its_document_and_shows_its_context(
 
     shown = json.loads(first.locator("pre.json").text_content() or "")
     assert newest == shown
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    first.locator("button.copy").click()
+    expect(first.locator("button.copy")).to_have_text("Copied")
+    assert newest == json.loads(page.evaluate("navigator.clipboard.readText()"))
     first.locator("button.context").click()
     current = page.locator("#context-lines .context-line.current")
     expect(current).to_have_count(1)
