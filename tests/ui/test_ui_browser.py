@@ -116,7 +116,7 @@ def server(world: World, ui_server_factory: Any) -> Any:
 @pytest.fixture
 def watched(page: Page) -> Iterator[dict[str, Any]]:
     """The page, with every dialog and page error recorded (none may happen)."""
-    seen: dict[str, Any] = {"dialogs": [], "errors": []}
+    seen: dict[str, Any] = {"dialogs": [], "errors": [], "console": []}
 
     def on_dialog(dialog: Any) -> None:
         seen["dialogs"].append(dialog.message)
@@ -124,10 +124,22 @@ def watched(page: Page) -> Iterator[dict[str, Any]]:
 
     page.on("dialog", on_dialog)
     page.on("pageerror", lambda exc: seen["errors"].append(str(exc)))
+    # A CSP violation, a failed request or a script error is reported here.
+    page.on(
+        "console",
+        lambda m: seen["console"].append(m.text) if m.type == "error" else None,
+    )
     page.set_viewport_size({"width": 1400, "height": 900})
     yield seen
     assert [] == seen["dialogs"]
     assert [] == seen["errors"]
+    assert [] == [m for m in seen["console"] if not expected_console(m)]
+
+
+def expected_console(message: str) -> bool:
+    """Console errors a test causes on purpose: the 400 of a query that does not parse,
+    and the 401s of the token test."""
+    return "400 (Bad Request)" in message or "401 (Unauthorized)" in message
 
 
 def open_page(page: Page, url: str) -> None:

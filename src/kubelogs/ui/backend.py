@@ -89,6 +89,10 @@ class StoreBackend:
     def describe(self) -> dict[str, Any]:
         return {"kind": self.kind, "where": str(self.path), "message_field": self.message_field}
 
+    @staticmethod
+    def parse_cursor(text: str) -> Cursor:
+        return Cursor.parse(text)
+
     @property
     def message_field(self) -> str:
         return self.layout.message_field

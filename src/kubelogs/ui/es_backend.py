@@ -2,7 +2,8 @@
 calls as `ui.backend.StoreBackend`, answered by the cluster.
 
 The query is compiled as for ``kubelogs search --es`` (`search_es._query`); pages are
-``sort: @timestamp desc, _id`` with ``search_after`` (the cursor holds the sort values);
+sorted by time, file and offset (`_sort`) with ``search_after`` (the cursor holds the
+sort values);
 aggregations are those of ``search --es --histogram/--top``
 (`cli.search_es_agg.es_aggregate`); the context of a line is the same query on
 ``log.file.path`` and ``log.offset``; the live tail asks for documents at or after the
@@ -22,6 +23,17 @@ from kubelogs.ui.backend import CONTEXT_LINES, PAGE, TOP_FIELDS, _text
 from kubelogs.ui.timerange import TimeRange, shift_to_data
 
 _encode = msgspec.json.Encoder().encode
+
+
+def _sort(order: str) -> list[dict[str, Any]]:
+    """By time, then by file and offset: a total order for kubelogs documents (a line is
+    one offset of one file), so `search_after` pages neither skip nor repeat. Not
+    ``_id``: Elasticsearch 8 refuses to sort on it by default."""
+    return [
+        {"@timestamp": {"order": order}},
+        {"log.file.path": {"order": order, "unmapped_type": "keyword"}},
+        {"log.offset": {"order": order, "unmapped_type": "long"}},
+    ]
 
 
 class EsCursor:
@@ -55,6 +67,10 @@ class EsBackend:
             raise ValueError(str(exc)) from None
         self.index = index or DEFAULT_INDEX
         self.where = f"{self.client.base} ({self.index})"
+
+    @staticmethod
+    def parse_cursor(text: str) -> list[Any]:
+        return EsCursor.parse(text)
 
     def describe(self) -> dict[str, Any]:
         return {"kind": self.kind, "where": self.where, "message_field": self.message_field}
@@ -93,10 +109,10 @@ class EsBackend:
         body: dict[str, Any] = {
             "query": self._query(node, r.lo, r.hi),
             "size": limit,
-            "sort": [{"@timestamp": {"order": "desc"}}, {"_id": {"order": "desc"}}],
+            "sort": _sort("desc"),
         }
         if before:
-            body["search_after"] = EsCursor.parse(before) if isinstance(before, str) else before
+            body["search_after"] = before
         hits = self._search(body).get("hits", {}).get("hits", [])
         more = len(hits) == limit
         return _encode(
@@ -175,7 +191,7 @@ class EsBackend:
             {
                 "query": self._query(node, lo, r.hi),
                 "size": 1000,
-                "sort": [{"@timestamp": {"order": "asc"}}, {"_id": {"order": "asc"}}],
+                "sort": _sort("asc"),
             }
         )
         hits = res.get("hits", {}).get("hits", [])

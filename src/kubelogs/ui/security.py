@@ -44,7 +44,6 @@ HEADERS = {
     "Cross-Origin-Opener-Policy": "same-origin",
     "Cross-Origin-Resource-Policy": "same-origin",
 }
-LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]", "::1")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -88,7 +87,7 @@ def guard(token: str | None) -> Middleware:
 
 async def _checked(request: web.Request, handler: Handler, token: str | None) -> web.StreamResponse:
     if token is None:
-        if _host_name(request.host) not in LOOPBACK_NAMES:
+        if not is_loopback(_host_name(request.host)):
             raise web.HTTPForbidden(text="kubelogs ui: this address is not served here\n")
         return await handler(request)
     header = request.headers.get("Authorization", "")

@@ -29,7 +29,6 @@ from typing import Any, TypeVar
 import msgspec
 from aiohttp import web
 
-from kubelogs.ui.backend import Cursor
 from kubelogs.ui.security import guard
 from kubelogs.ui.timerange import RangeError, TimeRange, parse_range
 
@@ -93,6 +92,7 @@ def _errors(
 ) -> Callable[[web.Request], Any]:
     """A handler whose bad input answers 400 and whose store failures answer 500, each
     with a JSON ``error`` sentence (never a traceback)."""
+    from kubelogs.cli.search_es import EsSearchError
     from kubelogs.store import QueryError, StoreError
 
     async def wrapped(request: web.Request) -> web.StreamResponse:
@@ -105,6 +105,8 @@ def _errors(
             return _json({"error": str(exc)}, 400)
         except (StoreError, OSError) as exc:
             return _json({"error": str(exc)}, 500)
+        except EsSearchError as exc:  # the cluster failed or is unreachable
+            return _json({"error": str(exc)}, 502)
 
     return wrapped
 
@@ -122,7 +124,7 @@ async def search(request: web.Request) -> web.StreamResponse:
     backend = request.app[BACKEND]
     node, r = _parse(request)
     before_text = request.query.get("before")
-    before = Cursor.parse(before_text) if before_text else None
+    before = backend.parse_cursor(before_text) if before_text else None
     if before is None:  # later pages give the first page's range as from/to
         r = await _in_thread(backend.resolve, r)
     body = await _in_thread(backend.search, node, r, before)

@@ -36,8 +36,8 @@ def _search(*args: str) -> dict[str, Any]:
     return body
 
 
-def _ui_get(url: str, path: str, **params: str) -> dict[str, Any]:
-    with urllib.request.urlopen(f"{url}{path}?{urllib.parse.urlencode(params)}", timeout=60) as r:
+def _ui_get(url: str, route: str, **params: str) -> dict[str, Any]:
+    with urllib.request.urlopen(f"{url}{route}?{urllib.parse.urlencode(params)}", timeout=60) as r:
         body: dict[str, Any] = json.loads(r.read())
     return body
 
@@ -90,6 +90,15 @@ def test_histogram_and_top_values_agree_with_the_store(
         )
         url = found.group(1)
         page = _ui_get(url, "api/search", q="error", range="all")
+        second = _ui_get(url, "api/search", q="error", range="all", before=page["next"])
+        doc = page["hits"][0]["doc"]
+        context = _ui_get(
+            url,
+            "api/context",
+            path=doc["log"]["file"]["path"],
+            offset=str(doc["log"]["offset"]),
+            t=page["hits"][0]["t"],
+        )
         body = _ui_get(url, "api/aggregate", q="error", range="all", top="kubernetes.namespace")
         local = _search("--store", str(store), "--top", "kubernetes.namespace", "error")
     finally:
@@ -101,6 +110,11 @@ def test_histogram_and_top_values_agree_with_the_store(
     assert [[v["value"], v["count"]] for v in local["top"]["kubernetes.namespace"]] == body["top"][
         "kubernetes.namespace"
     ]
-    times = [int(h["t"]) for h in page["hits"]]
+    lines = context["lines"]
+    assert [doc] == [line["doc"] for line in lines if line["current"]]
+    offsets = [line["doc"]["log"]["offset"] for line in lines]
+    assert offsets == sorted(offsets)
+    assert len(lines) > 1
+    times = [int(h["t"]) for h in page["hits"] + second["hits"]]
     assert times == sorted(times, reverse=True)
-    assert 200 == len(times)
+    assert min(400, local["total"]) == len({h["id"] for h in page["hits"] + second["hits"]})

@@ -166,11 +166,13 @@ async def test_without_a_token_only_loopback_host_names_are_served(store: Path) 
     try:
         rebinding = await client.get("/api/info", headers={"Host": "evil.example:8080"})
         local = await client.get("/api/info", headers={"Host": "localhost:8080"})
+        loopback = await client.get("/api/info", headers={"Host": "127.0.0.2:8080"})
+        v6 = await client.get("/api/info", headers={"Host": "[::1]:8080"})
     finally:
         await client.close()
 
     assert 403 == rebinding.status
-    assert 200 == local.status
+    assert [200, 200, 200] == [local.status, loopback.status, v6.status]
 
 
 def test_a_recent_range_without_data_moves_to_the_newest_event() -> None:
