@@ -30,7 +30,7 @@ from a process without threads).
 from __future__ import annotations
 
 import json
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -160,6 +160,8 @@ def aggregate(
     per_row = set(row_fields(layout.schema)) | {layout.message_field}
     out = Aggregation(0, [0] * buckets.count if buckets else [], {f: Counter() for f in fields})
     labels_only = all(f in indexed for f in fields)
+    per_label_set: Counter[int] = Counter()
+    """Matches per label set, from blocks not counted from the index (labels_only)."""
     for ref in reader._blocks(q, order="id"):
         residual, column = reader._block_residual(q, ref)
         if residual is False:
@@ -210,6 +212,18 @@ def aggregate(
         if not fields:
             continue
         rows = [r for r, _ in matches]
+        if labels_only:
+            # Only label values: count matches per label set, one step per run that
+            # holds matches; the values are looked up once per label set at the end.
+            runs_of_block = block.runs
+            ends = [end for _, _, end in runs_of_block]
+            k, n = 0, len(rows)
+            while k < n:
+                run = bisect_right(ends, rows[k])
+                j = bisect_left(rows, ends[run], k)
+                per_label_set[runs_of_block[run][0]] += j - k
+                k = j
+            continue
         for run, (label_set, first, end) in enumerate(block.runs):
             lo, hi = bisect_left(rows, first), bisect_left(rows, end)
             if lo == hi:
@@ -244,6 +258,10 @@ def aggregate(
                 _add_value(counter, get_field(file_doc, f), len(chosen) - len(own))
                 for doc in block.docs(own):
                     _add_value(counter, get_field(_safe_decode(doc), f))
+    for label_set, n in per_label_set.items():
+        values = reader._label_values(label_set)
+        for f in fields:
+            _add_value(out.top[f], values.get(f), n)
     return out
 
 
