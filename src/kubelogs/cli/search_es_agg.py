@@ -5,17 +5,18 @@ One ``_search`` with ``size: 0``: a ``date_histogram`` on ``@timestamp`` with th
 ``fixed_interval`` as the local store's buckets (`store.aggregate.Buckets`; both align on
 multiples of the interval from the epoch, so the bars are the same) and
 ``extended_bounds`` so that empty bars at either end are there too, and one ``terms``
-per ``--top`` field. When the range is open on a side, a first request asks the
-``min``/``max`` of ``@timestamp`` over every document (the local store takes the same
-span from its index, whatever the query), so the bars of any two queries line up. A field
-mapped as ``text`` cannot be aggregated; its ``.keyword`` sub-field (dynamic mappings)
-is asked instead. Shared by the explorer (`kubelogs ui --es`).
+per ``--top`` field (`_aggregatable` picks the ``.keyword`` sub-field of a ``text``
+field). When the range is open on a side, a first request asks the ``min``/``max`` of
+``@timestamp`` over every document (the local store takes the same span from its index,
+whatever the query), so the bars of any two queries line up. Shared by the explorer
+(`kubelogs ui --es`).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import urllib.parse
 from typing import Any
 
 from kubelogs.cli.search_es import _OPTS, EsSearchError, _Client
@@ -33,6 +34,30 @@ def _time_of(agg: Any) -> int | None:
         if ns is not None:
             return ns
     return int(float(agg["value"]) * 1_000_000)
+
+
+def _aggregatable(client: _Client, index: str, fields: list[str]) -> dict[str, str | None]:
+    """For each field, the name to aggregate on: itself (keyword, number, date...), its
+    ``.keyword`` sub-field when it is mapped as ``text`` (dynamic mappings), or None
+    when it is text without one (``message``: no ``terms`` on analysed text; its top
+    values are then empty rather than the whole request failing)."""
+    from kubelogs.cli.search_es import _OPTS
+
+    if not fields:
+        return {}
+    names = ",".join(urllib.parse.quote(f, safe="") for f in fields)
+    try:
+        res = client.call("GET", f"/{index}/_mapping/field/{names}?{_OPTS}")
+    except EsSearchError:
+        return {f: f for f in fields}  # let the search itself say what is wrong
+    out: dict[str, str | None] = {f: f for f in fields}
+    for mapping in (res or {}).values():
+        for name, found in ((mapping or {}).get("mappings") or {}).items():
+            leaf: dict[str, Any] = next(iter((found.get("mapping") or {}).values()), {})
+            if name in out and leaf.get("type") == "text":
+                keyword = (leaf.get("fields") or {}).get("keyword")
+                out[name] = f"{name}.keyword" if keyword else None
+    return out
 
 
 def es_aggregate(
@@ -83,17 +108,12 @@ def es_aggregate(
                 }
             }
     names = {f"top{k}": f for k, f in enumerate(fields)}
+    usable = _aggregatable(client, index, fields)
     for key, f in names.items():
-        aggs[key] = {"terms": {"field": f, "size": size}}
+        if usable.get(f) is not None:
+            aggs[key] = {"terms": {"field": usable[f], "size": size}}
     body = {"size": 0, "track_total_hits": True, "query": query, "aggs": aggs}
-    try:
-        res = client.call("POST", path, body)
-    except EsSearchError as exc:
-        if "fielddata" not in str(exc) or not fields:
-            raise
-        for key, f in names.items():  # text fields: their keyword sub-fields
-            aggs[key] = {"terms": {"field": f + ".keyword", "size": size}}
-        res = client.call("POST", path, body)
+    res = client.call("POST", path, body)
     hits_total = res.get("hits", {}).get("total", 0)
     total = int(hits_total.get("value", 0) if isinstance(hits_total, dict) else hits_total)
     result = res.get("aggregations", {})
