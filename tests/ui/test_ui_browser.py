@@ -302,7 +302,9 @@ def test_hostile_lines_never_run_and_show_verbatim(
     assert "\u202e" not in page.locator("#results").inner_text()
 
 
-def test_keyboard_and_theme(page: Page, watched: dict[str, Any], server: Any, world: World) -> None:
+def test_keyboard_and_theme(
+    page: Page, watched: dict[str, Any], server: Any, world: World, artifacts: Path
+) -> None:
     open_page(page, server.url + "?range=all&q=error")
     page.locator("#total").click()
     page.keyboard.press("/")
@@ -315,6 +317,7 @@ def test_keyboard_and_theme(page: Page, watched: dict[str, Any], server: Any, wo
     page.click("#theme")
     other = page.evaluate("document.documentElement.dataset.theme")
     assert {theme, other} == {"light", "dark"}
+    page.screenshot(path=str(artifacts / f"theme-{other}.png"))
     page.reload()
     expect(page.locator("body")).to_have_attribute("data-ready", "true")
     assert other == page.evaluate("document.documentElement.dataset.theme")

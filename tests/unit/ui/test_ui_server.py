@@ -270,3 +270,33 @@ async def test_the_live_stream_sends_new_matches_and_resumes_after_its_last_even
     assert expected == len({h["id"] for h in got})
     assert int(last_id) > first["position"]
     assert got == again
+
+
+STATIC = Path(__file__).parents[3] / "src/kubelogs/ui/static"
+
+
+def test_the_page_has_no_inline_script_handler_or_style() -> None:
+    """What the CSP would block anyway must not be there: the page would break."""
+    from html.parser import HTMLParser
+
+    found: list[str] = []
+
+    class Check(HTMLParser):
+        def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+            names = dict(attrs)
+            if tag == "script" and not names.get("src"):
+                found.append("inline <script>")
+            found.extend(f"{tag} {n}=" for n in names if n.startswith("on") or n == "style")
+
+    Check().feed((STATIC / "index.html").read_text())
+
+    assert [] == found
+
+
+@pytest.mark.parametrize(
+    "pattern", ["innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(",
+                "new Function", "setAttribute(\"on", "srcdoc"],
+)  # fmt: skip
+def test_the_scripts_never_turn_text_into_html(pattern: str) -> None:
+    for script in STATIC.glob("*.js"):
+        assert pattern not in script.read_text(), script.name
