@@ -89,24 +89,45 @@ def print_result(
     out.flush()
 
 
-def histogram_range(lo: int, hi: int, data_lo: int | None, data_hi: int | None) -> tuple[int, int]:
-    """The histogram's span: the query's bounds where given, else the data's."""
+def histogram_span(
+    lo: int | None, hi: int | None, data_lo: int | None, data_hi: int | None, now_ns: int
+) -> tuple[int, int] | None:
+    """The histogram's span: the query's bounds where given; an open end after a given
+    start is now (``--since 1h``: the last hour, empty bars included), else the data's
+    first or last event. None when there is nothing to span (no bounds, no data)."""
     from kubelogs.store.planner import MAX_TIME, MIN_TIME
 
-    start = lo if lo > MIN_TIME else (data_lo if data_lo is not None else lo)
-    end = hi if hi < MAX_TIME else (data_hi if data_hi is not None else start)
+    lo = None if lo is None or lo <= MIN_TIME else lo
+    hi = None if hi is None or hi >= MAX_TIME else hi
+    start = lo if lo is not None else data_lo
+    if hi is not None:
+        end: int | None = hi
+    elif lo is not None:
+        end = max(now_ns, data_hi) if data_hi is not None else now_ns
+    else:
+        end = data_hi
+    if start is None and end is None:
+        return None
+    start = end if start is None else start
+    end = start if end is None else end
+    assert start is not None
+    assert end is not None
     return start, max(start, end)
 
 
 def run_local(args: argparse.Namespace, reader: Any, prepared: Any, workers: int) -> int:
     """Aggregate over the local store and print; returns the exit code."""
+    import time
+
     from kubelogs.store.aggregate import Buckets, aggregate_parallel
 
     stats = reader.stats()
     buckets = None
     if args.histogram:
-        lo, hi = histogram_range(prepared.lo, prepared.hi, stats.min_time, stats.max_time)
-        buckets = Buckets.for_range(lo, hi)
+        span = histogram_span(
+            prepared.lo, prepared.hi, stats.min_time, stats.max_time, time.time_ns()
+        )
+        buckets = Buckets.for_range(*span) if span is not None else None
     fields = list(dict.fromkeys(args.top or []))
     result, bad = aggregate_parallel(reader, prepared, workers, buckets=buckets, fields=fields)
     top = {f: result.top_values(f, args.top_n) for f in fields}

@@ -77,7 +77,12 @@ def es_aggregate(
     aggs: dict[str, Any] = {}
     buckets = None
     if histogram:
+        import time
+
+        from kubelogs.cli.search_agg import histogram_span
+
         lo, hi = bounds
+        data_lo = data_hi = None
         if lo is None or hi is None:
             span = client.call(
                 "POST",
@@ -90,12 +95,10 @@ def es_aggregate(
                     },
                 },
             ).get("aggregations", {})
-            lo = lo if lo is not None else _time_of(span.get("lo"))
-            hi = hi if hi is not None else _time_of(span.get("hi"))
-        if lo is not None or hi is not None:
-            start = lo if lo is not None else hi
-            assert start is not None
-            buckets = Buckets.for_range(start, hi if hi is not None else start)
+            data_lo, data_hi = _time_of(span.get("lo")), _time_of(span.get("hi"))
+        covered = histogram_span(lo, hi, data_lo, data_hi, time.time_ns())
+        if covered is not None:
+            buckets = Buckets.for_range(*covered)
             aggs["histogram"] = {
                 "date_histogram": {
                     "field": "@timestamp",

@@ -140,19 +140,19 @@ class StoreBackend:
 
     def aggregate(self, node: Node, r: TimeRange, fields: list[str], size: int) -> dict[str, Any]:
         """Total, histogram and the top values of `fields` over `r`."""
-        from kubelogs.cli.search_agg import histogram_range
-        from kubelogs.store.aggregate import Buckets, aggregate
+        from kubelogs.cli.search_agg import histogram_span
+        from kubelogs.store.aggregate import Aggregation, Buckets, aggregate
 
         with self._reader() as reader:
             q = reader.prepare(node, since_ns=r.lo, until_ns=r.hi)
             q.until_block = reader.last_block()
             stats = reader.stats()
-            data_hi = stats.max_time
-            if r.relative_ns is not None and r.hi is None:
-                data_hi = time.time_ns()  # a recent range ends now, empty bars included
-            lo, hi = histogram_range(q.lo, q.hi, stats.min_time, data_hi)
-            buckets = Buckets.for_range(lo, hi)
-            result = aggregate(reader, q, buckets=buckets, fields=fields)
+            span = histogram_span(q.lo, q.hi, stats.min_time, stats.max_time, time.time_ns())
+            if span is None:  # an empty store
+                result, buckets = Aggregation(), Buckets(0, 0, 0)
+            else:
+                buckets = Buckets.for_range(*span)
+                result = aggregate(reader, q, buckets=buckets, fields=fields)
             unknown = [name for name, _ in reader.unknown_fields(q)]
         return {
             "total": result.total,

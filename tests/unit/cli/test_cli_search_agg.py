@@ -108,3 +108,25 @@ def test_sparkline_and_step_names() -> None:
     assert ["500ms", "30s", "5m", "2h", "1d"] == [
         human_step(n * 10**6) for n in (500, 30_000, 300_000, 7_200_000, 86_400_000)
     ]
+
+
+def test_the_span_is_the_query_s_else_now_else_the_data_s() -> None:
+    from kubelogs.cli.search_agg import histogram_span
+    from kubelogs.store.planner import MAX_TIME, MIN_TIME
+
+    now = 1_000
+    assert (10, 20) == histogram_span(10, 20, 0, 900, now)
+    assert (10, now) == histogram_span(10, MAX_TIME, 0, 900, now)  # --since: up to now
+    assert (10, 2_000) == histogram_span(10, None, 0, 2_000, now)  # data ahead of the clock
+    assert (0, 900) == histogram_span(MIN_TIME, MAX_TIME, 0, 900, now)
+    assert (0, 20) == histogram_span(None, 20, 0, 900, now)
+    assert None is histogram_span(MIN_TIME, MAX_TIME, None, None, now)  # empty store
+
+
+def test_an_empty_store_has_no_histogram(tmp_path: Path) -> None:
+    StoreWriter(tmp_path / "empty", layout=ECS_LAYOUT).close()
+
+    r = kubelogs("--store", str(tmp_path / "empty"), "-o", "json", "--histogram")
+
+    assert 0 == r.returncode, r.stderr
+    assert {"total": 0, "step_ns": 0, "buckets": [], "top": {}} == json.loads(r.stdout)

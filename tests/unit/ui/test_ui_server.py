@@ -300,3 +300,18 @@ def test_the_page_has_no_inline_script_handler_or_style() -> None:
 def test_the_scripts_never_turn_text_into_html(pattern: str) -> None:
     for script in STATIC.glob("*.js"):
         assert pattern not in script.read_text(), script.name
+
+
+async def test_an_empty_store_answers_without_a_histogram(tmp_path: Path) -> None:
+    StoreWriter(tmp_path / "empty", layout=ECS_LAYOUT).close()
+    client = await client_for(tmp_path / "empty")
+    try:
+        r = await client.get("/api/aggregate", params={"range": "all", "top": "stream"})
+        body = await r.json()
+        page = await (await client.get("/api/search", params={"range": "all"})).json()
+    finally:
+        await client.close()
+
+    assert 200 == r.status
+    assert (0, [], []) == (body["total"], body["counts"], body["top"]["stream"])
+    assert ([], None) == (page["hits"], page["next"])

@@ -60,6 +60,9 @@ export function leafPaths(doc, prefix = "", out = new Set()) {
 
 /** `2026-01-15T10:00:00.123Z` from nanoseconds since the epoch (a number or string). */
 export function formatTime(ns) {
-  const ms = Number(BigInt(ns) / 1000000n);
-  return new Date(ms).toISOString();
+  try {
+    return new Date(Number(BigInt(ns) / 1000000n)).toISOString();
+  } catch {
+    return String(ns); // outside the years a Date can show: the number itself
+  }
 }
