@@ -199,9 +199,18 @@ def test_bad_ranges_name_the_parameter(params: dict[str, str], message: str) -> 
         parse_range(params)
 
 
-def test_listening_off_loopback_needs_a_token(store: Path) -> None:
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--listen", "0.0.0.0:0"], "set --auth-token T (or $KUBELOGS_UI_TOKEN)"),
+        (["--listen", "localhost"], "--listen 'localhost' has no port"),
+        (["--auth-token", "short"], "--auth-token: use at least 8 characters"),
+        (["--index", "logs-*"], "--index needs --es URL"),
+    ],
+)
+def test_bad_arguments_are_one_line_errors(store: Path, argv: list[str], message: str) -> None:
     r = subprocess.run(
-        [sys.executable, "-m", "kubelogs", "ui", "--store", str(store), "--listen", "0.0.0.0:0"],
+        [sys.executable, "-m", "kubelogs", "ui", "--store", str(store), *argv],
         capture_output=True,
         text=True,
         timeout=60,
@@ -209,7 +218,21 @@ def test_listening_off_loopback_needs_a_token(store: Path) -> None:
     )
 
     assert 1 == r.returncode
-    assert "--auth-token" in r.stderr
+    assert 1 == len(r.stderr.strip().splitlines()), r.stderr
+    assert r.stderr.startswith("kubelogs ui: ")
+    assert message in r.stderr
+
+
+def test_a_missing_store_is_a_one_line_error(tmp_path: Path) -> None:
+    r = subprocess.run(
+        [sys.executable, "-m", "kubelogs", "ui", "--store", str(tmp_path / "none")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert 1 == r.returncode
+    assert f"kubelogs ui: no store at {tmp_path / 'none'}" in r.stderr
     assert 1 == len(r.stderr.strip().splitlines())
 
 
