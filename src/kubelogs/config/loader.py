@@ -26,6 +26,7 @@ from kubelogs.config.addresses import ListenAddress
 from kubelogs.config.base import ComponentConfig, StrictModel
 from kubelogs.config.errors import ConfigFileError, ConfigInvalid
 from kubelogs.config.registry import lookup, names
+from kubelogs.config.unit_tests import UnitTest
 from kubelogs.config.units import Duration
 
 DEFAULT_CONFIG_PATH = Path("/etc/kubelogs/kubelogs.yaml")
@@ -69,6 +70,11 @@ class RootConfig(StrictModel):
     sources: dict[str, Any] = Field(default_factory=dict)
     transforms: dict[str, Any] = Field(default_factory=dict)
     sinks: dict[str, Any] = Field(default_factory=dict)
+    watch_config: bool = False
+    """Reload when the config file changes (polled every second; follows the symlink
+    swap of a ConfigMap), as `SIGHUP` does."""
+    tests: list[UnitTest] = Field(default_factory=list)
+    """Unit tests of transforms, run by `kubelogs test` and ignored by `kubelogs run`."""
 
 
 class Config:

@@ -22,6 +22,7 @@ from kubelogs.config.loader import Config
 from kubelogs.pipeline.channels import Channel, FanOut
 from kubelogs.pipeline.event import Batch
 from kubelogs.pipeline.runtime import Sink, Source, Transform
+from kubelogs.pipeline.tap import TapHub, TapPoint
 from kubelogs.telemetry.metrics import ComponentMetrics, Metrics
 
 log = logging.getLogger("kubelogs.pipeline")
@@ -41,6 +42,8 @@ class Node:
     channel: Channel | None = None
     output: FanOut | None = None
     metrics: ComponentMetrics | None = None
+    tap: TapPoint | None = None
+    """Copies of this component's output for `kubelogs tap` (see pipeline/tap.py)."""
 
 
 @dataclass
@@ -59,7 +62,9 @@ class Pipeline:
         self.stopping.set()
 
 
-def build_pipeline(config: Config, metrics: Metrics | None = None) -> Pipeline:
+def build_pipeline(
+    config: Config, metrics: Metrics | None = None, taps: TapHub | None = None
+) -> Pipeline:
     """Instantiate every component (opens files, no tasks yet)."""
     metrics = metrics or Metrics()
     data_dir = config.root.data_dir
@@ -82,7 +87,10 @@ def build_pipeline(config: Config, metrics: Metrics | None = None) -> Pipeline:
             runtime=runtime,
             inputs=config.inputs.get(cid, []),
             metrics=ComponentMetrics(metrics, cid, comp.kind, comp.type),
+            tap=taps.point(cid) if taps is not None and comp.kind != "sink" else None,
         )
+    if taps is not None:
+        taps.components = {cid: n.kind for cid, n in pipeline.nodes.items()}
     # Channels: one per consumer; outputs: one fan-out per producer.
     for node in pipeline.nodes.values():
         if node.kind != "source":
@@ -304,11 +312,15 @@ class _CountingOutput:
     here where every source's batches pass, so no source has to remember to do it
     (the tailer counts what it received: lines read)."""
 
-    def __init__(self, output: FanOut, metrics: ComponentMetrics) -> None:
+    def __init__(self, output: FanOut, metrics: ComponentMetrics, tap: TapPoint | None) -> None:
         self._output = output
         self._sent = metrics.sent_events
+        self._tap = tap
 
     async def send(self, batch: Batch) -> None:
+        tap = self._tap
+        if tap is not None and tap.subscribers:
+            tap.publish(batch)
         await self._output.send(batch)
         self._sent.inc(len(batch))
 
@@ -317,7 +329,7 @@ async def _run_source(node: Node, stopping: asyncio.Event) -> None:
     assert node.output is not None and node.metrics is not None
     src: Source = node.runtime
     try:
-        await src.run(_CountingOutput(node.output, node.metrics), stopping)
+        await src.run(_CountingOutput(node.output, node.metrics, node.tap), stopping)
     finally:
         node.output.close()
 
@@ -327,12 +339,15 @@ async def _run_transform(node: Node) -> None:
     t: Transform = node.runtime
     received = node.metrics.received_events
     sent = node.metrics.sent_events
+    tap = node.tap
     try:
         async for batch in node.channel:
             received.inc(len(batch))
             out = t.process(batch)
             if out is not None:
                 sent.inc(len(out))
+                if tap is not None and tap.subscribers:
+                    tap.publish(out)
                 await node.output.send(out)
     finally:
         node.output.close()

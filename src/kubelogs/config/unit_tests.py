@@ -1,0 +1,56 @@
+"""The `tests:` key: unit tests of transforms, run by `kubelogs test` (as `vector test`).
+
+Kept in the config file beside the components they test, so a change to a transform and
+the proof that it still does what the README says travel together. `kubelogs run`
+validates them with the rest of the file and otherwise ignores them.
+
+```yaml
+tests:
+  - name: errors go to the errors output
+    insert_at: by_level              # the transform that receives the inputs
+    inputs:                          # an event (document fields) or a raw line (a string)
+      - {message: "boom", log: {level: error}}
+      - "just a line"
+    outputs:
+      - extract_from: by_level.errors      # a transform, or a named output of one
+        events:                            # exactly these events, in this order;
+          - {message: boom}                # each names only the fields it checks
+    no_output_from: [by_level._unmatched]  # outputs that must stay empty
+```
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field, model_validator
+
+from kubelogs.config.base import StrictModel
+
+
+class ExpectedOutput(StrictModel):
+    extract_from: str
+    """The component (or named output, `route.errors`) whose events are checked."""
+    events: list[dict[str, Any]] = Field(min_length=1)
+    """The events expected there, in order and exactly as many. Each mapping names the
+    fields to check (nested, or as dotted keys: `kubernetes.namespace: web`); fields it
+    does not name are not checked. `null` checks that a field is absent."""
+
+
+class UnitTest(StrictModel):
+    name: str
+    """Shown in the report."""
+    insert_at: str
+    """The transform the inputs are sent to; it and every transform downstream run."""
+    inputs: list[str | dict[str, Any]] = Field(min_length=1)
+    """Events: a string is a raw line (its `message`), a mapping an event with document
+    fields (`message`, `stream`, `@timestamp`, `kubernetes`, parsed fields)."""
+    outputs: list[ExpectedOutput] = Field(default_factory=list)
+    no_output_from: list[str] = Field(default_factory=list)
+    """Outputs that must receive no event (a filter that drops, an unmatched route)."""
+
+    @model_validator(mode="after")
+    def _expects_something(self) -> UnitTest:
+        if not self.outputs and not self.no_output_from:
+            raise ValueError("a test needs `outputs` or `no_output_from` (what it expects)")
+        return self
