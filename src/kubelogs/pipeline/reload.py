@@ -35,6 +35,7 @@ import asyncio
 import hashlib
 import logging
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -111,6 +112,7 @@ class Supervisor:
                     task.result()
                     return pipeline
                 log.info("reloading the configuration: draining the running pipeline")
+                began = time.monotonic()
                 pipeline.request_stop()
                 try:
                     await task
@@ -123,7 +125,7 @@ class Supervisor:
                     )
                 if self._stop:
                     return pipeline
-                pipeline = self._rebuild(new, self.config)
+                pipeline = self._rebuild(new, self.config, time.monotonic() - began)
         finally:
             watcher.cancel()
             await asyncio.gather(watcher, return_exceptions=True)
@@ -139,7 +141,7 @@ class Supervisor:
         self.config = config
         return pipeline
 
-    def _rebuild(self, new: Config, old: Config) -> Pipeline:
+    def _rebuild(self, new: Config, old: Config, drained_in: float) -> Pipeline:
         """The pipeline of `new`; if it cannot be built, log why and build `old` again."""
         try:
             pipeline = self._build(new)
@@ -149,10 +151,11 @@ class Supervisor:
             return self._build(old)
         self.reloads += 1
         log.info(
-            "configuration reloaded from %s (%d components; changed: %s)",
+            "configuration reloaded from %s (%d components; changed: %s; drained in %.0f ms)",
             new.source,
             len(new.components),
             ", ".join(_changed_components(old, new)) or "top-level settings only",
+            drained_in * 1000,
         )
         if old.root.api != new.root.api:
             log.warning("api settings take effect at the next start of kubelogs")
