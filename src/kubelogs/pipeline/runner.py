@@ -41,6 +41,8 @@ class Node:
     channel: Channel | None = None
     output: FanOut | None = None
     metrics: ComponentMetrics | None = None
+    outputs: dict[str, FanOut] | None = None
+    """Named outputs (`route`: ``<id>.<name>`` in `inputs`), one fan-out each."""
 
 
 @dataclass
@@ -91,10 +93,13 @@ def build_pipeline(config: Config, metrics: Metrics | None = None) -> Pipeline:
     for node in pipeline.nodes.values():
         for up in node.inputs:
             assert node.channel is not None
-            downstream[up].append(node.channel)
+            downstream.setdefault(up, []).append(node.channel)
     for node in pipeline.nodes.values():
         if node.kind != "sink":
             node.output = FanOut(downstream[node.id])
+            names = getattr(node.runtime, "output_names", None)
+            if names:
+                node.outputs = {n: FanOut(downstream.get(f"{node.id}.{n}", [])) for n in names}
     metrics.add_collector(lambda: _queue_gauges(pipeline))
     return pipeline
 
@@ -327,6 +332,9 @@ async def _run_transform(node: Node) -> None:
     t: Transform = node.runtime
     received = node.metrics.received_events
     sent = node.metrics.sent_events
+    if node.outputs is not None:
+        await _run_router(node)
+        return
     try:
         async for batch in node.channel:
             received.inc(len(batch))
@@ -336,6 +344,25 @@ async def _run_transform(node: Node) -> None:
                 await node.output.send(out)
     finally:
         node.output.close()
+
+
+async def _run_router(node: Node) -> None:
+    """A transform with named outputs: `route(batch)` gives ``(output, batch)`` pairs,
+    each holding its own share of the ack token."""
+    assert node.channel is not None and node.output is not None and node.metrics is not None
+    assert node.outputs is not None
+    received = node.metrics.received_events
+    sent = node.metrics.sent_events
+    try:
+        async for batch in node.channel:
+            received.inc(len(batch))
+            for name, out in node.runtime.route(batch):
+                sent.inc(len(out))
+                await node.outputs[name].send(out)
+    finally:
+        node.output.close()
+        for fan in node.outputs.values():
+            fan.close()
 
 
 async def _run_sink(node: Node) -> None:
