@@ -3,15 +3,18 @@
 from kubelogs.sinks import blackhole, elasticsearch, file, local, stdout
 from kubelogs.sources import file as file_source
 from kubelogs.sources import kubernetes_logs
-from kubelogs.transforms import kubernetes_metadata
+from kubelogs.transforms import filter as filter_transform
+from kubelogs.transforms import kubernetes_metadata, route
 
 __all__ = [
     "blackhole",
     "elasticsearch",
     "file",
     "file_source",
+    "filter_transform",
     "kubernetes_logs",
     "kubernetes_metadata",
     "local",
+    "route",
     "stdout",
 ]

@@ -42,8 +42,12 @@ class Node:
     channel: Channel | None = None
     output: FanOut | None = None
     metrics: ComponentMetrics | None = None
+    outputs: dict[str, FanOut] | None = None
+    """Named outputs (`route`: ``<id>.<name>`` in `inputs`), one fan-out each."""
     tap: TapPoint | None = None
     """Copies of this component's output for `kubelogs tap` (see pipeline/tap.py)."""
+    output_taps: dict[str, TapPoint] | None = None
+    """The taps of the named outputs, by name (``kubelogs tap <id>.<name>``)."""
 
 
 @dataclass
@@ -89,8 +93,6 @@ def build_pipeline(
             metrics=ComponentMetrics(metrics, cid, comp.kind, comp.type),
             tap=taps.point(cid) if taps is not None and comp.kind != "sink" else None,
         )
-    if taps is not None:
-        taps.components = {cid: n.kind for cid, n in pipeline.nodes.items()}
     # Channels: one per consumer; outputs: one fan-out per producer.
     for node in pipeline.nodes.values():
         if node.kind != "source":
@@ -99,12 +101,31 @@ def build_pipeline(
     for node in pipeline.nodes.values():
         for up in node.inputs:
             assert node.channel is not None
-            downstream[up].append(node.channel)
+            downstream.setdefault(up, []).append(node.channel)
     for node in pipeline.nodes.values():
         if node.kind != "sink":
             node.output = FanOut(downstream[node.id])
+            names = getattr(node.runtime, "output_names", None)
+            if names:
+                node.outputs = {n: FanOut(downstream.get(f"{node.id}.{n}", [])) for n in names}
+    if taps is not None:
+        _add_taps(pipeline, taps)
     metrics.add_collector(lambda: _queue_gauges(pipeline))
     return pipeline
+
+
+def _add_taps(pipeline: Pipeline, taps: TapHub) -> None:
+    """Tell the hub what can be tapped: sources, transforms, and named outputs (whose
+    component id alone is then not an output)."""
+    components: dict[str, str] = {}
+    for node in pipeline.nodes.values():
+        if node.outputs is not None:
+            node.tap = None
+            node.output_taps = {n: taps.point(f"{node.id}.{n}") for n in node.outputs}
+            components.update({f"{node.id}.{n}": node.kind for n in node.outputs})
+        else:
+            components[node.id] = node.kind
+    taps.components = components
 
 
 def _prepare_data_dir(config: Config) -> None:
@@ -339,6 +360,9 @@ async def _run_transform(node: Node) -> None:
     t: Transform = node.runtime
     received = node.metrics.received_events
     sent = node.metrics.sent_events
+    if node.outputs is not None:
+        await _run_router(node)
+        return
     tap = node.tap
     try:
         async for batch in node.channel:
@@ -351,6 +375,29 @@ async def _run_transform(node: Node) -> None:
                 await node.output.send(out)
     finally:
         node.output.close()
+
+
+async def _run_router(node: Node) -> None:
+    """A transform with named outputs: `route(batch)` gives ``(output, batch)`` pairs,
+    each holding its own share of the ack token."""
+    assert node.channel is not None and node.output is not None and node.metrics is not None
+    assert node.outputs is not None
+    received = node.metrics.received_events
+    sent = node.metrics.sent_events
+    taps = node.output_taps or {}
+    try:
+        async for batch in node.channel:
+            received.inc(len(batch))
+            for name, out in node.runtime.route(batch):
+                sent.inc(len(out))
+                tap = taps.get(name)
+                if tap is not None and tap.subscribers:
+                    tap.publish(out)
+                await node.outputs[name].send(out)
+    finally:
+        node.output.close()
+        for fan in node.outputs.values():
+            fan.close()
 
 
 async def _run_sink(node: Node) -> None:
