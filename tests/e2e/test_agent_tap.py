@@ -123,3 +123,45 @@ def test_tap_without_an_agent_says_where_it_looked(tmp_path: Path) -> None:
     )
     assert 2 == r.returncode
     assert r.stderr.startswith(f"error: cannot reach the agent's API at 127.0.0.1:{port}: ")
+
+
+def test_tap_on_a_named_output_of_a_route(tmp_path: Path) -> None:
+    log_file, out = tmp_path / "app.log", tmp_path / "out.ndjson"
+    log_file.touch()
+    cfg = write_config(
+        tmp_path / "kubelogs.yaml",
+        {
+            "data_dir": str(tmp_path / "data"),
+            "api": {"listen": "127.0.0.1:0"},
+            "sources": {"logs": {"type": "file", "paths": [str(log_file)], **FAST_TAIL}},
+            "transforms": {
+                "split": {"type": "route", "inputs": ["logs"], "routes": {"errors": "error"}}
+            },
+            "sinks": {
+                "out": {"type": "file", "inputs": ["split.errors", "split._unmatched"]}
+                | {"path": str(out)}
+            },
+        },
+    )
+    with Agent(cfg, tmp_path / "agent.log") as agent:
+        agent.wait_ready()
+        api = f"127.0.0.1:{agent.api_port}"
+        r = subprocess.run(
+            [sys.executable, "-m", "kubelogs", "tap", "split", "--api", api],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert 1 == r.returncode
+        assert "tappable: logs, split._unmatched, split.errors" in r.stderr
+        proc = tap("split.errors", "--limit", "1", "--api", api)
+        wait_for(lambda: "tap on split.errors started" in agent.stderr(), what="the tap")
+        with open(log_file, "a") as f:
+            f.write("all good\nan error happened\n")
+        stdout, stderr = proc.communicate(timeout=60)
+        assert 0 == proc.returncode, stderr
+        assert [json.loads(line)["message"] for line in stdout.splitlines()] == [
+            "an error happened"
+        ]
+        wait_for(lambda: count_lines(out) == 2, what="both lines in the sink")
+        assert 0 == agent.stop()
