@@ -90,7 +90,7 @@ class TestAnnotationText:
         ],
     )
     def test_invalid_text_raises_value_error_with_reason(self, text: str, reason: str) -> None:
-        with pytest.raises(ValueError) as info:
+        with pytest.raises(ValueError, match=r"^parser |^unknown parser ") as info:
             parser_setting_from_text(text)
 
         assert reason in str(info.value)
