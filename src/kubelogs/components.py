@@ -5,6 +5,7 @@ from kubelogs.sources import file as file_source
 from kubelogs.sources import kubernetes_logs
 from kubelogs.transforms import filter as filter_transform
 from kubelogs.transforms import kubernetes_metadata, route
+from kubelogs.transforms import parse as parse_transform
 
 __all__ = [
     "blackhole",
@@ -15,6 +16,7 @@ __all__ = [
     "kubernetes_logs",
     "kubernetes_metadata",
     "local",
+    "parse_transform",
     "route",
     "stdout",
 ]

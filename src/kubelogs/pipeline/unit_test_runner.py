@@ -1,5 +1,9 @@
 """Run the `tests:` of a config (see `kubelogs.config.unit_tests`) against its transforms.
 
+A test may also insert raw lines at a source: they go through the source's `parser`
+(when it has one) and on to the transforms that read it. Multiline joining is not run
+(its groups close on timers); test it with the source's own tests.
+
 Why in-process and synchronous: a unit test checks what a transform *does to events*,
 so it calls the transforms' `process` (or `route`, for named outputs) directly, with no
 sources, sinks, queues or timers, and gives the same answer on a laptop and in CI.
@@ -100,12 +104,12 @@ def run_test(config: Config, index: int, test: UnitTest) -> TestResult:
 def _execute(config: Config, index: int, test: UnitTest) -> tuple[dict[str, list[Any]], int]:
     where = f"tests[{index}]"
     kinds = {cid: c.kind for cid, c in config.components.items()}
-    if kinds.get(test.insert_at) != "transform":
+    if kinds.get(test.insert_at) not in ("transform", "source"):
         what = kinds.get(test.insert_at, "not a component")
-        transforms = ", ".join(c for c, k in kinds.items() if k == "transform") or "none"
+        usable = ", ".join(c for c, k in kinds.items() if k != "sink") or "none"
         raise TestSetupError(
             f"{where}.insert_at: {test.insert_at!r} is {_article(what)}; tests insert "
-            f"events at a transform (transforms: {transforms})"
+            f"events at a source or a transform (here: {usable})"
         )
     consumers: dict[str, list[str]] = {}
     for cid, ups in config.inputs.items():
@@ -190,11 +194,34 @@ def _reachable(start: str, consumers: dict[str, list[str]]) -> list[str]:
     return seen
 
 
+class _SourceParsing:
+    """A source as a test sees it: the lines it reads go through its `parser` (the
+    per-pod annotation, which overrides it in a running agent, has no pod here)."""
+
+    def __init__(self, parser: Any) -> None:
+        self._parser = parser
+
+    def process(self, batch: Batch) -> Batch:
+        return batch if self._parser is None else self._parser(batch)
+
+
+def _source_parsing(component: Any) -> _SourceParsing:
+    setting = getattr(component, "parser", None)
+    if setting is None:
+        return _SourceParsing(None)
+    from kubelogs.parsing import build_parser
+
+    return _SourceParsing(build_parser(setting))
+
+
 def _build(config: Config, ids: list[str], data_dir: Path) -> dict[str, Any]:
     metrics = Metrics()
     shared: dict[str, Any] = {}
     out: dict[str, Any] = {}
     for cid in ids:
+        if config.components[cid].kind == "source":
+            out[cid] = _source_parsing(config.components[cid])
+            continue
         cx = BuildContext(
             component_id=cid,
             data_dir=data_dir,

@@ -18,12 +18,14 @@ from kubelogs.pipeline.unit_test_runner import lookup, run_test
 K8S = {"type": "kubernetes_metadata", "inputs": ["containers"], "api_server": "http://127.0.0.1:1"}
 
 
-def write(tmp_path: Path, tests: list[dict[str, Any]], **transforms: Any) -> Path:
+def write(
+    tmp_path: Path, tests: list[dict[str, Any]], sink_reads: str = "k8s", **transforms: Any
+) -> Path:
     data = {
         "data_dir": str(tmp_path / "data"),
         "sources": {"containers": {"type": "kubernetes_logs"}},
         "transforms": {"k8s": K8S, **transforms},
-        "sinks": {"out": {"type": "stdout", "inputs": ["k8s"]}},
+        "sinks": {"out": {"type": "stdout", "inputs": [sink_reads]}},
         "tests": tests,
     }
     path = tmp_path / "kubelogs.yaml"
@@ -172,8 +174,8 @@ def test_references_to_missing_components_fail_the_test_by_name(
     assert rc == 1
     assert out.splitlines()[:4] == [
         "FAIL  at a sink",
-        "      tests[0].insert_at: 'out' is a sink; tests insert events at a transform "
-        "(transforms: k8s)",
+        "      tests[0].insert_at: 'out' is a sink; tests insert events at a source or a "
+        "transform (here: containers, k8s)",
         "FAIL  unknown output",
         "      tests[1].no_output_from[0]: 'k9s' is not an output downstream of k8s (outputs: k8s)",
     ]
@@ -288,3 +290,59 @@ def test_lookup_follows_dotted_paths_and_keys_with_dots() -> None:
     assert lookup(doc, "x.y") == 2
     assert lookup(doc, "k.l.m") == 3
     assert lookup(doc, "a.b.z") is not None  # absent: a sentinel, never None
+
+
+def test_raw_lines_at_a_source_go_through_the_transforms_after_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(
+        tmp_path,
+        [
+            {
+                "name": "json lines are parsed",
+                "insert_at": "containers",
+                "inputs": ['{"level": "ERROR", "msg": "boom", "user": {"id": 7}}', "not json"],
+                "outputs": [
+                    {
+                        "extract_from": "containers",
+                        "events": events(
+                            '{"level": "ERROR", "msg": "boom", "user": {"id": 7}}', "not json"
+                        ),
+                    },
+                    {
+                        "extract_from": "json",
+                        "events": [
+                            {"log.level": "error", "user.id": 7, "log.flags": None},
+                            {"message": "not json", "log.flags": ["parse_error"]},
+                        ],
+                    },
+                ],
+            }
+        ],
+        sink_reads="json",
+        json={"type": "parse", "inputs": ["k8s"], "parser": "json"},
+    )
+    rc, out, err = kubelogs_test(path, capsys)
+    assert rc == 0, out + err
+
+
+class _SourceWithParser:
+    kind: ClassVar[Literal["source"]] = "source"
+    parser = "logfmt"
+
+
+def test_a_source_parser_applies_to_lines_inserted_at_the_source() -> None:
+    cfg = _config({"src": _SourceWithParser(), "shout": _Comp(_Upper())}, {"shout": ["src"]})
+    test = UnitTest.model_validate(
+        {
+            "name": "t",
+            "insert_at": "src",
+            "inputs": ["level=warn msg=hi"],
+            "outputs": [
+                {"extract_from": "src", "events": [{"log.level": "warn", "msg": "hi"}]},
+                {"extract_from": "shout", "events": [{"message": "LEVEL=WARN MSG=HI"}]},
+            ],
+        }
+    )
+    result = run_test(cfg, 0, test)
+    assert result.passed, result
