@@ -26,7 +26,7 @@ from kubelogs.config.addresses import ListenAddress
 from kubelogs.config.base import ComponentConfig, StrictModel
 from kubelogs.config.errors import ConfigFileError, ConfigInvalid
 from kubelogs.config.registry import lookup, names
-from kubelogs.config.unit_tests import UnitTest
+from kubelogs.config.unit_tests import UnitTest, reference_problems
 from kubelogs.config.units import Duration
 
 DEFAULT_CONFIG_PATH = Path("/etc/kubelogs/kubelogs.yaml")
@@ -383,6 +383,7 @@ def config_from_data(
                 problems.extend(_pydantic_problems(where, exc, reg.config))
 
     inputs = _check_graph(sections, section_of, problems)
+    problems.extend(reference_problems(root.tests, section_of, _named_outputs(sections)))
     if not sections["sinks"] and not any(p.startswith("sinks:") for p in problems):
         problems.append("sinks: at least one sink is required")
     if problems:

@@ -54,3 +54,30 @@ class UnitTest(StrictModel):
         if not self.outputs and not self.no_output_from:
             raise ValueError("a test needs `outputs` or `no_output_from` (what it expects)")
         return self
+
+
+def reference_problems(
+    tests: list[UnitTest], section_of: dict[str, str], named_outputs: dict[str, list[str]]
+) -> list[str]:
+    """`tests[i]....: ...` for every reference to a component or output that does not
+    exist, so `kubelogs validate` catches a test left behind by a renamed transform.
+    (Whether an output is downstream of `insert_at` is checked when the test runs.)"""
+    producers = {cid for cid, section in section_of.items() if section != "sinks"}
+    outputs = (producers - set(named_outputs)) | {
+        out for outs in named_outputs.values() for out in outs
+    }
+    listed = ", ".join(sorted(outputs)) or "none"
+    problems: list[str] = []
+    for i, test in enumerate(tests):
+        if test.insert_at not in producers:
+            kind = "a sink" if section_of.get(test.insert_at) == "sinks" else "not a component"
+            problems.append(
+                f"tests[{i}].insert_at: {test.insert_at!r} is {kind}; insert at a source or "
+                f"transform ({', '.join(sorted(producers)) or 'none'})"
+            )
+        refs = [(f"outputs[{j}].extract_from", o.extract_from) for j, o in enumerate(test.outputs)]
+        refs += [(f"no_output_from[{j}]", name) for j, name in enumerate(test.no_output_from)]
+        for where, name in refs:
+            if name not in outputs:
+                problems.append(f"tests[{i}].{where}: {name!r} is not an output ({listed})")
+    return problems

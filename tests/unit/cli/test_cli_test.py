@@ -155,29 +155,47 @@ def test_bad_tests_are_config_errors_reported_as_validate_does(
     assert main(["validate", "-c", str(path)]) == 1
 
 
-def test_references_to_missing_components_fail_the_test_by_name(
+def test_references_to_missing_components_are_config_errors(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = write(
         tmp_path,
         [
             {"name": "at a sink", "insert_at": "out", "inputs": ["x"], "no_output_from": ["k8s"]},
+            {"name": "unknown output", "insert_at": "k8s", "inputs": ["x"]}
+            | {"outputs": [{"extract_from": "k9s", "events": [{"message": "x"}]}]},
+        ],
+    )
+    rc, out, err = kubelogs_test(path, capsys)
+    assert (rc, out) == (1, "")
+    assert err.splitlines() == [
+        f"{path}: 2 problem(s):",
+        "tests[0].insert_at: 'out' is a sink; insert at a source or transform (containers, k8s)",
+        "tests[1].outputs[0].extract_from: 'k9s' is not an output (containers, k8s)",
+    ]
+    assert main(["validate", "-c", str(path)]) == 1
+
+
+def test_an_output_that_is_not_downstream_fails_the_test_by_name(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(
+        tmp_path,
+        [
             {
-                "name": "unknown output",
+                "name": "upstream",
                 "insert_at": "k8s",
                 "inputs": ["x"],
-                "no_output_from": ["k9s"],
-            },
+                "no_output_from": ["containers"],
+            }
         ],
     )
     rc, out, _ = kubelogs_test(path, capsys)
     assert rc == 1
-    assert out.splitlines()[:4] == [
-        "FAIL  at a sink",
-        "      tests[0].insert_at: 'out' is a sink; tests insert events at a source or a "
-        "transform (here: containers, k8s)",
-        "FAIL  unknown output",
-        "      tests[1].no_output_from[0]: 'k9s' is not an output downstream of k8s (outputs: k8s)",
+    assert out.splitlines()[:2] == [
+        "FAIL  upstream",
+        "      tests[0].no_output_from[0]: 'containers' is not an output downstream of k8s "
+        "(outputs: k8s)",
     ]
 
 
