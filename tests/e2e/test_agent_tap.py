@@ -53,6 +53,19 @@ def test_tap_prints_the_events_leaving_a_source_then_exits_at_the_limit(tmp_path
         # the pipeline itself got everything, before, during and after the tap
         wait_for(lambda: count_lines(out) == 6, what="every line in the sink")
 
+        # a reader that goes away (Ctrl-C) is unsubscribed at the next event it misses
+        proc = tap("logs", "--api", api)
+        wait_for(lambda: agent.stderr().count("tap on logs started") == 2, what="2nd tap")
+        proc.kill()
+        proc.communicate(timeout=60)
+
+        def gone() -> bool:
+            with open(log_file, "a") as f:
+                f.write("after the reader left\n")
+            return agent.stderr().count("tap on logs ended") == 2
+
+        wait_for(gone, interval=0.2, what="the agent to notice the reader left")
+
         # a sink has no output; an unknown id lists what can be tapped
         for component, text in [
             ("out", "'out' is a sink (it has no output; tap its inputs); tappable: logs"),
