@@ -74,7 +74,8 @@ class RootConfig(StrictModel):
     """Reload when the config file changes (polled every second; follows the symlink
     swap of a ConfigMap), as `SIGHUP` does."""
     tests: list[UnitTest] = Field(default_factory=list)
-    """Unit tests of transforms, run by `kubelogs test` and ignored by `kubelogs run`."""
+    """Unit tests of transforms (and sources' parsers), run by `kubelogs test`; checked
+    by `kubelogs validate`, otherwise ignored by `kubelogs run`."""
 
 
 class Config:
