@@ -125,9 +125,20 @@ def test_invalid_config_is_refused_with_its_problems_and_the_old_one_keeps_runni
         write_config(cfg, good)
         agent.proc.send_signal(signal.SIGHUP)
         wait_for(lambda: "has not changed" in agent.stderr(), what="the no-op reload")
+        # a change that touches no component is applied in place (here: JSON logs)
+        write_config(cfg, {**good, "log": {"format": "json"}})
+        agent.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: "applied without a restart" in agent.stderr(), what="in-place reload")
+        with open(log_file, "a") as f:
+            f.write("debug\n")
+        wait_for(lambda: count_lines(out) == 3, what="a line after the in-place reload")
         assert 0 == agent.stop()
-    assert reloads(agent) == 0
-    assert [d["message"] for d in read_docs(out)] == ["before", "after"]
+    assert reloads(agent) == 1
+    assert "draining the running pipeline" not in agent.stderr()
+    after = agent.stderr().split("applied without a restart")[1].splitlines()[1:]
+    assert after
+    assert all(line.startswith("{") for line in after), after
+    assert [d["message"] for d in read_docs(out)] == ["before", "after", "debug"]
 
 
 def test_watch_config_follows_a_configmap_symlink_swap(tmp_path: Path) -> None:

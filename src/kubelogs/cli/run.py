@@ -77,8 +77,17 @@ def run(args: argparse.Namespace) -> int:
     loop.set_default_executor(executor)
     error: BaseException | None = None
     rc = 0
+
+    def apply_logging(new: Any) -> None:
+        """A reloaded config's log settings; the command line's flags still win."""
+        setup_logging(
+            args.log_level or new.root.log.level,
+            args.log_format or new.root.log.format,
+            tracebacks=debug,
+        )
+
     try:
-        rc = loop.run_until_complete(serve(cfg, args.config))
+        rc = loop.run_until_complete(serve(cfg, args.config, apply_logging))
     except SystemExit:
         raise
     except BaseException as exc:
@@ -154,7 +163,11 @@ class ListenError(Exception):
     """The API address cannot be bound (in use, not an address of this host)."""
 
 
-async def serve(cfg: object, explicit_config: str | None = None) -> int:
+async def serve(
+    cfg: object,
+    explicit_config: str | None = None,
+    apply_logging: Callable[[Any], None] | None = None,
+) -> int:
     """Run the pipeline (reloaded on SIGHUP or a changed file), with the API beside it."""
     import asyncio
 
@@ -173,6 +186,7 @@ async def serve(cfg: object, explicit_config: str | None = None) -> int:
         metrics=metrics,
         taps=taps,
         watch_path=resolve_config_path(explicit_config),
+        on_settings=apply_logging,
     )
     first = supervisor.start()
     loop = asyncio.get_running_loop()

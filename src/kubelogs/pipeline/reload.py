@@ -4,7 +4,8 @@ What a reload does, and why it is a whole-pipeline restart inside the process:
 
 1. the file is read and validated exactly as `kubelogs validate` does (types, graph,
    writable paths). A config with problems is refused: every problem is logged and the
-   running pipeline is not touched. A config equal to the running one is ignored.
+   running pipeline is not touched. A config equal to the running one is ignored; one
+   that changes no component (log level, grace period, `tests`) is applied in place.
 2. the running pipeline is drained as on SIGTERM: sources stop reading, every batch in
    flight is delivered and acknowledged, sources save their checkpoints, components
    close (bounded by `shutdown_grace_period`).
@@ -67,12 +68,15 @@ class Supervisor:
         metrics: Metrics,
         taps: TapHub | None = None,
         watch_path: Path | None = None,
+        on_settings: Callable[[Config], None] | None = None,
     ) -> None:
         self.config = config
         self._load = load
         self.metrics = metrics
         self.taps = taps
         self.watch_path = watch_path
+        self.on_settings = on_settings
+        """Applies process-wide settings of a new config (log level and format)."""
         self.pipeline: Pipeline | None = None
         self.reloads = 0
         """Configurations applied after the first (for tests and the log)."""
@@ -185,8 +189,29 @@ class Supervisor:
                 return None
             self._reload.clear()
             new = await asyncio.to_thread(self._try_load)
-            if new is not None:
-                return new
+            if new is None:
+                continue
+            if not _needs_restart(self.config, new):
+                self._apply_in_place(new)
+                continue
+            return new
+
+    def _apply_in_place(self, new: Config) -> None:
+        """A change that touches no component (`log.level`, `shutdown_grace_period`,
+        `watch_config`, `tests`): applied to the running pipeline, nothing restarts."""
+        old = self.config
+        self.config = new
+        if self.pipeline is not None:
+            self.pipeline.config = new  # the grace period is read from it at stop time
+        if self.on_settings is not None:
+            self.on_settings(new)
+        self.reloads += 1
+        log.info(
+            "configuration reloaded from %s (no component changed: applied without a restart)",
+            new.source,
+        )
+        if old.root.api != new.root.api:
+            log.warning("api settings take effect at the next start of kubelogs")
 
     def _try_load(self) -> Config | None:
         """The new config if it is valid and differs from the running one."""
@@ -260,6 +285,20 @@ def _dump(config: Config) -> dict[str, Any]:
 
 def _same(a: Config, b: Config) -> bool:
     return _dump(a) == _dump(b)
+
+
+_RESTART_KEYS = ("data_dir", "node_name", "sources", "transforms", "sinks")
+
+
+def _needs_restart(old: Config, new: Config) -> bool:
+    """Whether `new` changes anything the running components were built from (the
+    summary interval too: the summary task reads it once)."""
+    a, b = _dump(old), _dump(new)
+    if any(a.get(k) != b.get(k) for k in _RESTART_KEYS):
+        return True
+    if old.inputs != new.inputs or old.node_name != new.node_name:
+        return True
+    return bool(old.root.log.summary_interval != new.root.log.summary_interval)
 
 
 def _changed_components(old: Config, new: Config) -> list[str]:

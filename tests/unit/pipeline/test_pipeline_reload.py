@@ -96,3 +96,22 @@ async def test_stop_requested_while_the_pipeline_runs_ends_run(tmp_path: Path) -
     pipeline = await task
     assert pipeline.ready is False
     assert sup.reloads == 0
+
+
+async def test_a_change_that_touches_no_component_restarts_nothing(tmp_path: Path) -> None:
+    applied: list[Config] = []
+    new = make(tmp_path, "out.ndjson", shutdown_grace_period="5s", log={"level": "debug"})
+    sup = Supervisor(
+        make(tmp_path, "out.ndjson"), lambda: new, metrics=Metrics(), on_settings=applied.append
+    )
+    task = asyncio.create_task(sup.run())
+    await until(lambda: sup.ready, "the first pipeline")
+    running = sup.pipeline
+    sup.request_reload()
+    await until(lambda: sup.reloads == 1, "the reload")
+    assert sup.pipeline is running
+    assert running is not None
+    assert running.config is new  # its grace period is read from here at stop time
+    assert applied == [new]
+    sup.request_stop()
+    await task
