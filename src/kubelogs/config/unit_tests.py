@@ -21,9 +21,10 @@ tests:
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from kubelogs.config.base import StrictModel
 
@@ -35,6 +36,11 @@ class ExpectedOutput(StrictModel):
     """The events expected there, in order and exactly as many. Each mapping names the
     fields to check (nested, or as dotted keys: `kubernetes.namespace: web`); fields it
     does not name are not checked. `null` checks that a field is absent."""
+
+    @field_validator("events", mode="before")
+    @classmethod
+    def _times_as_text(cls, value: Any) -> Any:
+        return _yaml_times_as_text(value)
 
 
 class UnitTest(StrictModel):
@@ -49,11 +55,32 @@ class UnitTest(StrictModel):
     no_output_from: list[str] = Field(default_factory=list)
     """Outputs that must receive no event (a filter that drops, an unmatched route)."""
 
+    @field_validator("inputs", mode="before")
+    @classmethod
+    def _times_as_text(cls, value: Any) -> Any:
+        return _yaml_times_as_text(value)
+
     @model_validator(mode="after")
     def _expects_something(self) -> UnitTest:
         if not self.outputs and not self.no_output_from:
             raise ValueError("a test needs `outputs` or `no_output_from` (what it expects)")
         return self
+
+
+def _yaml_times_as_text(value: Any) -> Any:
+    """YAML reads an unquoted ``2021-02-15T10:00:00Z`` as a datetime; documents hold
+    RFC 3339 text, so turn it back (a time without a zone is UTC, as in documents)."""
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=dt.UTC)
+        return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {k: _yaml_times_as_text(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_yaml_times_as_text(v) for v in value]
+    return value
 
 
 def reference_problems(

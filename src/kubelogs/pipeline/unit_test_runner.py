@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from kubelogs.codecs.records import RecordDecoder, batch_to_records
+from kubelogs.codecs.timestamps import parse_rfc3339_ns
 from kubelogs.config.base import BuildContext
 from kubelogs.config.loader import Config
 from kubelogs.config.unit_tests import UnitTest
@@ -292,10 +293,16 @@ def _compare(output: str, expected: list[dict[str, Any]], got: list[Any]) -> lis
 
 
 def _equal(actual: Any, expected: Any) -> bool:
-    """Equal as JSON values: ``true`` is not ``1``, ``1`` is ``1.0``."""
+    """Equal as JSON values (``true`` is not ``1``, ``1`` is ``1.0``); two timestamps
+    are equal when they name the same instant (``10:00:00Z`` is ``10:00:00.000000000Z``)."""
     if isinstance(actual, bool) != isinstance(expected, bool):
         return False
-    return bool(actual == expected)
+    if actual == expected:
+        return True
+    if isinstance(actual, str) and isinstance(expected, str):
+        a = parse_rfc3339_ns(actual.encode("utf-8", "replace"))
+        return a is not None and a == parse_rfc3339_ns(expected.encode("utf-8", "replace"))
+    return False
 
 
 def _flatten(want: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:

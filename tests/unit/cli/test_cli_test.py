@@ -364,3 +364,30 @@ def test_a_source_parser_applies_to_lines_inserted_at_the_source() -> None:
     )
     result = run_test(cfg, 0, test)
     assert result.passed, result
+
+
+def test_times_match_as_instants_also_when_yaml_reads_them_as_dates(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "kubelogs.yaml"
+    path.write_text(
+        f"""
+data_dir: {tmp_path / "data"}
+sources: {{containers: {{type: kubernetes_logs}}}}
+transforms: {{k8s: {{type: kubernetes_metadata, inputs: [containers]}}}}
+sinks: {{out: {{type: stdout, inputs: [k8s]}}}}
+tests:
+  - name: times
+    insert_at: k8s
+    inputs:
+      - {{message: a, "@timestamp": 2021-02-15T12:00:00.5+02:00}}
+      - {{message: b, "@timestamp": "2021-02-15T10:00:00Z"}}
+    outputs:
+      - extract_from: k8s
+        events:
+          - {{"@timestamp": 2021-02-15T10:00:00.500Z}}
+          - {{"@timestamp": "2021-02-15T10:00:00.000000000Z"}}
+"""
+    )
+    rc, out, err = kubelogs_test(path, capsys)
+    assert rc == 0, out + err
