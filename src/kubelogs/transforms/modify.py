@@ -205,9 +205,23 @@ class ModifyTransform:
         new_message = rendered.pop("message", None)
         if rendered or self.row_remove:
             rows = range(n) if rendered else [i for i, f in fields.items() if f]
+            # Rows without fields of their own that get the same values share one dict
+            # (documents are encoded from it; nothing mutates a batch's dicts).
+            shared: dict[tuple[str, ...], dict[str, Any]] = {}
             for i in rows:
                 own = fields.get(i)
-                f = dict(own) if own else {}
+                if not own:
+                    key = tuple(values[i] for values in rendered.values())
+                    cached = shared.get(key)
+                    if cached is None:
+                        cached = shared[key] = {}
+                        for target, value in zip(rendered, key, strict=True):
+                            set_path(cached, target, value)
+                        for path in self.row_remove:
+                            remove_path(cached, path)
+                    fields[i] = cached
+                    continue
+                f = dict(own)
                 for target, values in rendered.items():
                     set_path(f, target, values[i])
                 for path in self.row_remove:

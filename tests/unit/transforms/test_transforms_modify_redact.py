@@ -7,6 +7,8 @@ from typing import Any
 
 import msgspec
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import kubelogs.components  # noqa: F401
 from kubelogs.codecs.document import encode_documents
@@ -240,3 +242,39 @@ class TestRedact:
         assert problems[2] == (
             "transforms.h: mode hash needs hash_key (for example hash_key: ${REDACT_KEY})"
         )
+
+
+FRAGMENTS = [
+    "Bearer abcdefgh12345678",
+    "bearer  xyzXYZ0123456789",
+    "https://u:p4ss@h.example",
+    "AKIAIOSFODNN7EXAMPLE",
+    "eyJhbGciOi.eyJzdWIiOi.c2ln",
+    "bob@example.com",
+    "4111 1111 1111 1111",
+    "5500-0000-0000-0004",
+    "4111111111111112",
+    "İstanbul",  # lower() makes it two characters: offsets of the batch text shift
+    "ß",
+    "plain words",
+    " ",
+    "\u00e9t\u00e9",
+    "aws_secret_access_key: wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+]
+
+
+@given(st.lists(st.lists(st.sampled_from(FRAGMENTS), max_size=4).map(" ".join), max_size=12))
+@settings(max_examples=300, deadline=None)
+def test_batch_scan_finds_what_line_by_line_matching_finds(texts: list[str]) -> None:
+    """Candidate lines come from scans of the whole batch's text; masking every line
+    with every pattern directly must give the same result."""
+    from kubelogs.transforms.redact import compile_custom
+
+    patterns = [*BUILTIN.values(), compile_custom("word", r"wo(rd)s")]
+    r = RedactTransform(patterns, lambda _: "[R]")
+    expected = []
+    for text in texts:
+        for p in patterns:
+            text, _ = p.apply(text, lambda _: "[R]")
+        expected.append(text)
+    assert r.redact_all(texts) == expected
