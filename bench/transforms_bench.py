@@ -89,7 +89,7 @@ def load_batches(root: Path, parsed: bool) -> tuple[list[Any], int]:
         rows: list[tuple[int, str, str, int, dict[str, Any] | None]] = []
         with open(path, "rb") as f:
             for raw in f:
-                ts, stream, _, msg = raw.decode("utf-8", "replace").rstrip("\n").split(" ", 3)
+                _, stream, _, msg = raw.decode("utf-8", "replace").rstrip("\n").split(" ", 3)
                 fields = None
                 if parsed and msg.startswith("{"):
                     try:
