@@ -107,3 +107,54 @@ def _checkpoints(tmp: Path) -> list[int]:
         return []
     finally:
         db.close()
+
+
+USER_CODE = """
+def tag(event):
+    if "boom" in event["message"]:
+        raise ValueError("user bug")
+    event["fields"]["len"] = len(event["message"])
+    return event
+"""
+
+
+def test_python_redact_modify_chain(tmp_path: Path) -> None:
+    """A user function, redaction and a static field, as `kubelogs run` wires them: a
+    user error flags the event and lets it through."""
+    log = tmp_path / "app.log"
+    log.write_text("login bob@example.com ok\nboom\nGET https://u:secret@db.local/x\n")
+    (tmp_path / "user").mkdir()
+    (tmp_path / "user" / "tags.py").write_text(USER_CODE)
+    out = tmp_path / "out.ndjson"
+    data: dict[str, Any] = {
+        "data_dir": str(tmp_path / "data"),
+        "node_name": "node-test",
+        "api": {"listen": "127.0.0.1:0"},
+        "sources": {"app": {"type": "file", "paths": [str(log)], "poll_interval": "20ms"}},
+        "transforms": {
+            "py": {
+                "type": "python",
+                "inputs": ["app"],
+                "function": "tags:tag",
+                "path": str(tmp_path / "user"),
+                "mode": "event",
+            },
+            "mask": {"type": "redact", "inputs": ["py"]},
+            "cluster": {"type": "modify", "inputs": ["mask"], "static": {"cluster.name": "eu"}},
+        },
+        "sinks": {"out": {"type": "file", "inputs": ["cluster"], "path": str(out)}},
+    }
+    cfg = write_config(tmp_path / "kubelogs.yaml", data)
+    with Agent(cfg, tmp_path / "agent.log") as agent:
+        wait_for(lambda: len(read_docs(out)) >= 3, what="three documents")
+        assert agent.stop() == 0, agent.stderr()
+    docs = read_docs(out)
+    assert [d["message"] for d in docs] == [
+        "login [REDACTED] ok",
+        "boom",
+        "GET https://u:[REDACTED]@db.local/x",
+    ]
+    assert [d.get("len") for d in docs] == [24, None, 31]  # measured before redaction
+    assert docs[1]["log"]["flags"] == ["transform_error"]
+    assert {d["cluster"]["name"] for d in docs} == {"eu"}
+    assert "user bug" in agent.stderr()

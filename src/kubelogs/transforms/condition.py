@@ -24,7 +24,10 @@ query is *partially evaluated* per batch, as the store's planner does per block:
 
 from __future__ import annotations
 
+import functools
+from bisect import bisect_right
 from collections.abc import Callable, Sequence
+from itertools import accumulate
 from typing import Any
 
 import msgspec
@@ -34,9 +37,10 @@ from kubelogs.codecs.timestamps import format_timestamp
 from kubelogs.pipeline.event import Batch, FileContext
 from kubelogs.store.matcher import (
     TIMESTAMP_FIELD,
+    WORD_RE,
     compile_matcher,
     range_matcher,
-    text_matcher,
+    text_pattern,
     time_range,
     value_matcher,
 )
@@ -218,11 +222,14 @@ def _substitute(node: Residual, leaf: Callable[[Node], Residual]) -> Residual:
 class _Rows:
     """Column-wise evaluation of a residual over some rows of one batch."""
 
-    __slots__ = ("_timestamps", "batch")
+    __slots__ = ("_joined", "_lows", "_starts", "_timestamps", "batch")
 
     def __init__(self, batch: Batch) -> None:
         self.batch = batch
         self._timestamps: list[str] | None = None
+        self._lows: dict[int, str] = {}
+        self._joined: str | None = None
+        self._starts: list[int] = []
 
     def select(self, node: Node, rows: Sequence[int]) -> list[int]:
         if isinstance(node, And):
@@ -234,17 +241,13 @@ class _Rows:
             return list(current)
         if isinstance(node, Or):
             found: set[int] = set()
-            left: Sequence[int] = rows
             for item in node.items:
-                hits = self.select(item, left)
-                if hits:
-                    found.update(hits)
-                    left = [i for i in left if i not in found]
-                    if not left:
-                        break
-            return [i for i in rows if i in found]
+                found.update(self.select(item, rows))
+            return sorted(found) if len(found) < len(rows) else list(rows)
         if isinstance(node, Not):
             hit = set(self.select(node.item, rows))
+            if not hit:
+                return list(rows)
             return [i for i in rows if i not in hit]
         return self._leaf(node, rows)
 
@@ -253,15 +256,12 @@ class _Rows:
         field = node.field or MESSAGE
         b = self.batch
         if field == MESSAGE:
-            messages = b.messages
             if isinstance(node, Match):
-                check = text_matcher(node.value, node.phrase)
-            elif isinstance(node, Range):
-                check = range_matcher(node)
-            else:
+                return self._text_rows(node, rows)
+            if isinstance(node, Exists):
                 return list(rows)
-            if isinstance(rows, range) and rows.start == 0 and rows.stop == len(messages):
-                return [i for i, ok in enumerate(map(check, messages)) if ok]
+            messages = b.messages
+            check = range_matcher(node)
             return [i for i in rows if check(messages[i])]
         if field == "stream":
             streams = b.streams
@@ -288,6 +288,73 @@ class _Rows:
             return [i for i in rows if value_check(stamps[i])]
         raise AssertionError(f"not a per-row field: {field}")
 
+    def _text_rows(self, node: Match, rows: Sequence[int]) -> list[int]:
+        """`store.matcher.text_matcher` over the rows, cheaply.
+
+        Over a whole batch: the messages are joined and lower-cased once for all terms;
+        the term's longest literal part (every match holds it) is looked for with
+        `str.find` (C speed), and the term's regex runs in the joined text only from the
+        first occurrence of its first literal part in a row that holds the key, to the
+        row's end (lookarounds see the newline before a row and the end of the search
+        after it as they see the ends of a lone message). On fewer rows (after an
+        ``and`` narrowed them) each message is lower-cased and tested alone."""
+        key, first, search = _text_test(node.value, node.phrase)
+        if key and "\n" not in key and self._whole(rows):
+            joined = self._joined_lower()
+            if joined is not None:
+                return self._scan(joined, key, first, search)
+        messages = self.batch.messages
+        lows = self._lows
+        out: list[int] = []
+        for i in rows:
+            low = lows.get(i)
+            if low is None:
+                low = lows[i] = messages[i].lower()
+            if key in low and (search is None or search(low)):
+                out.append(i)
+        return out
+
+    def _scan(
+        self, joined: str, key: str, first: str, search: Callable[[str, int, int], Any] | None
+    ) -> list[int]:
+        starts = self._starts
+        n = len(starts)
+        size = len(joined)
+        out: list[int] = []
+        pos = joined.find(key)
+        while pos != -1:
+            row = bisect_right(starts, pos) - 1
+            row_end = starts[row + 1] - 1 if row + 1 < n else size
+            if search is None:
+                out.append(row)
+            else:
+                if first == key:
+                    at = pos  # the first occurrence in this row: rows before had none
+                elif first:
+                    at = joined.find(first, starts[row], row_end)
+                else:
+                    at = starts[row]
+                if at != -1 and search(joined, at, row_end) is not None:
+                    out.append(row)
+            if row + 1 >= n:
+                break
+            pos = joined.find(key, row_end + 1)
+        return out
+
+    def _whole(self, rows: Sequence[int]) -> bool:
+        return isinstance(rows, range) and len(rows) == len(self.batch.messages)
+
+    def _joined_lower(self) -> str | None:
+        """The messages lower-cased and joined by newlines, or None when lower-casing
+        changed the length (a few non-ASCII letters): positions would not map back."""
+        if self._joined is None:
+            messages = self.batch.messages
+            joined = "\n".join(messages).lower()
+            self._starts = list(accumulate(map((1).__add__, map(len, messages[:-1])), initial=0))
+            expected = self._starts[-1] + len(messages[-1])
+            self._joined = joined if len(joined) == expected else ""
+        return self._joined or None
+
     def _timestamp_strings(self) -> list[str]:
         """``@timestamp`` as rendered (only a ``@timestamp:value`` match needs it)."""
         if self._timestamps is None:
@@ -297,6 +364,19 @@ class _Rows:
             else:
                 self._timestamps = [format_timestamp(t) for t in b.times]
         return self._timestamps
+
+
+@functools.lru_cache(maxsize=1024)
+def _text_test(value: str, phrase: bool) -> tuple[str, str, Callable[..., Any] | None]:
+    """For `text_matcher(value, phrase)` on lower-cased text: a substring every match
+    contains (may be empty), the literal every match starts with (may be empty), and
+    the regex search (None: the substring decides)."""
+    pattern = text_pattern(value, phrase)
+    lowered = value.lower()
+    if pattern is None:
+        return lowered, "", None
+    parts = lowered.split("*") if not phrase and "*" in lowered else WORD_RE.findall(lowered)
+    return max(parts, key=len, default=""), parts[0] if parts else "", pattern.search
 
 
 def _value_check(node: Match | Exists | Range) -> Callable[[Any], bool]:
