@@ -4,6 +4,7 @@ examples) and RFC 3164 syslog, logfmt (logrus, go-kit, slog) and user regexes.""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -12,7 +13,8 @@ from kubelogs.parsing import PARSE_ERROR, ParserConfig, build_parser
 from support.parsing import T0, make_batch
 
 
-def parse(parser: str | ParserConfig, lines: list[str]) -> tuple[list[Any], set[int]]:
+def parse(parser: str | ParserConfig, lines: Sequence[str]) -> tuple[list[Any], set[int]]:
+    lines = list(lines)
     out = build_parser(parser)(make_batch(lines))
     fields = out.fields or {}
     flags = out.flags or {}
@@ -22,7 +24,7 @@ def parse(parser: str | ParserConfig, lines: list[str]) -> tuple[list[Any], set[
 
 
 class TestKlog:
-    LINES = [
+    LINES = (
         'I0115 10:00:00.123456    1234 kubelet.go:2229] "SyncLoop ADD" source="api" '
         'pods=["default/web-7d4b9"]',
         'E1130 19:01:02.345678    5678 pod_workers.go:1301] "Error syncing pod, skipping" '
@@ -34,7 +36,7 @@ class TestKlog:
         "bootstrap kubeconfig",
         "Flag --cgroup-driver has been deprecated",
         "I0115 10:00:00.123 1 x.go:1] short fraction",
-    ]
+    )
 
     def test_header_becomes_ecs_fields(self) -> None:
         fields, failed = parse("klog", self.LINES)
@@ -58,7 +60,7 @@ class TestKlog:
     def test_time_key_uses_the_runtime_year(self) -> None:
         parser = build_parser(ParserConfig(type="klog", time_key="klog.time"))
 
-        out = parser(make_batch(self.LINES[:1]))
+        out = parser(make_batch(list(self.LINES[:1])))
 
         assert [T0 + 123_456_000] == out.times  # T0 is 2025-01-15T10:00:00Z
 
@@ -135,19 +137,19 @@ class TestAccessLogs:
 
 
 class TestSyslog:
-    RFC5424 = [
+    RFC5424 = (
         "<34>1 2003-10-11T22:14:15.003Z mymachine.example.com su - ID47 - "
         "\ufeff'su root' failed for lonvick on /dev/pts/8",
         "<165>1 2003-08-24T05:14:15.000003-07:00 192.0.2.1 myproc 8710 - - "
         "%% It's time to make the do-nuts.",
         '<165>1 2003-10-11T22:14:15.003Z mymachine.example.com evntslog - ID47 [exampleSDID@32473 iut="3" eventSource="Application" eventID="1011"] An application event log entry',  # noqa: E501
         '<165>1 2003-10-11T22:14:15.003Z mymachine.example.com evntslog - ID47 [exampleSDID@32473 iut="3" eventSource="Application" eventID="1011"][examplePriority@32473 class="high"]',  # noqa: E501
-    ]
-    RFC3164 = [
+    )
+    RFC3164 = (
         "<34>Oct 11 22:14:15 mymachine su: 'su root' failed for lonvick on /dev/pts/8",
         "<13>Feb  5 17:32:18 10.0.0.99 Use the BFG!",
         "Jan 15 10:00:00 node-1 kubelet[1234]: I0115 10:00:00.123456 1 a.go:1] x",
-    ]
+    )
 
     def test_rfc5424_examples(self) -> None:
         fields, failed = parse("syslog", self.RFC5424)
@@ -205,7 +207,7 @@ class TestSyslog:
 
 
 class TestLogfmt:
-    LINES = [
+    LINES = (
         'time="2025-01-15T10:00:00Z" level=info msg="Starting server" addr=":8080"',
         "ts=2025-01-15T10:00:00.123Z caller=main.go:42 level=warn "
         'msg="config reload failed" err="open /etc/x: no such file"',
@@ -213,7 +215,7 @@ class TestLogfmt:
         "just some words",
         'a=1 b="unterminated',
         "key= other=2",
-    ]
+    )
 
     def test_pairs_become_fields(self) -> None:
         fields, failed = parse("logfmt", self.LINES)
