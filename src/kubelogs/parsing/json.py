@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from itertools import compress, repeat
-from operator import add, itemgetter
+from operator import add
 from typing import Any
 
 import msgspec
@@ -32,8 +32,6 @@ MAX_DEPTH = 64
 _decoder = msgspec.json.Decoder()
 _decode = _decoder.decode
 _decode_lines = _decoder.decode_lines
-_first = itemgetter(0)
-_last = itemgetter(-1)
 
 
 def _depth(value: Any, limit: int) -> bool:
@@ -64,20 +62,17 @@ def parse_json(messages: Sequence[str]) -> dict[int, dict[str, Any]]:
     n = len(messages)
     if n == 0:
         return {}
-    # Candidates: non-empty, "{...}". `m[:1]` would cost a new string per row; the
-    # comparison of first and last characters goes through itemgetter on non-empty rows.
-    nonempty = list(map(bool, messages))
-    if all(nonempty):
-        shaped = [
-            a == "{" and b == "}"
-            for a, b in zip(map(_first, messages), map(_last, messages), strict=True)
-        ]
-    else:
-        shaped = [bool(m) and m[0] == "{" and m[-1] == "}" for m in messages]
-    rows = list(compress(range(n), shaped))
+    # Candidates: "{...}", tested in C (`startswith` is False for an empty message);
+    # only messages that start with "{" pay for the second test.
+    starts = list(map(str.startswith, messages, repeat("{")))
+    firsts = list(compress(messages, starts))
+    if not firsts:
+        return {}
+    ends = list(map(str.endswith, firsts, repeat("}")))
+    rows = list(compress(compress(range(n), starts), ends))
     if not rows:
         return {}
-    cands = [messages[i] for i in rows] if len(rows) < n else list(messages)
+    cands = list(compress(firsts, ends)) if len(rows) < len(firsts) else firsts
     joined = "\n".join(cands)
     if joined.count("\n") != len(cands) - 1:  # some messages hold newlines (multiline)
         inner = [i for i, m in zip(rows, cands, strict=True) if "\n" in m]

@@ -20,13 +20,15 @@ only for rows with a clashing key, an unusually spelled level or a time to parse
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
-from operator import methodcaller
+from itertools import compress, repeat
+from operator import methodcaller, setitem
 from typing import Any
 
 from kubelogs.codecs.timestamps import format_timestamp
-from kubelogs.parsing.levels import LEVELS, normalise_level
+from kubelogs.parsing.levels import LEVELS, NORMAL_LEVELS, normalise_level
 from kubelogs.parsing.times import TimeParser
 from kubelogs.pipeline.event import Batch
 
@@ -38,6 +40,7 @@ PARSE_ERROR = "parse_error"
 DEFAULT_LEVEL_KEYS = ("level", "lvl", "severity", "loglevel", "levelname")
 
 _MISSING: Any = object()
+_LOG_OBJECTS = {level: {"level": level} for level in NORMAL_LEVELS}
 
 Parsed = dict[int, dict[str, Any]]
 
@@ -84,13 +87,17 @@ class Finisher:
             if self.time_path and self.time_parser is not None:
                 times, tstrs = self._times(batch, rows, values)
             values = self._placed(values)
-            if levels is not None:
-                for root, level in zip(values, levels, strict=True):
-                    if level is not None:
-                        _set_log_level(root, level)
+            if levels is not None and levels.count(None) < len(levels):
+                # The rows' roots have no `log` key here (it is a clashing key, moved
+                # under the parser's name, and a `target` root has only its target).
+                # One shared `{"level": ...}` per level: batches and their fields are
+                # immutable once built (`pipeline.event`), and a small dict per row
+                # would cost more than the rest of this step.
+                logs = map(_LOG_OBJECTS.__getitem__, filter(None, levels))
+                deque(map(setitem, compress(values, levels), repeat("log"), logs), 0)
         flags = batch.flags
         if len(rows) < n:
-            failed = range(n) if not rows else [i for i in range(n) if i not in parsed]
+            failed = range(n) if not rows else sorted(set(range(n)).difference(parsed))
             flags = _flagged(flags, failed)
         fields: dict[int, dict[str, Any]] | None = dict(zip(rows, values, strict=True))
         if batch.fields:
@@ -172,14 +179,6 @@ class Finisher:
                 moved = {k: value.pop(k) for k in [k for k in value if k in clash]}
                 out[i] = {**value, name: moved}
         return out
-
-
-def _set_log_level(root: dict[str, Any], level: str) -> None:
-    log = root.get("log")
-    if isinstance(log, dict):
-        root["log"] = {**log, "level": level}
-    else:
-        root["log"] = {"level": level}
 
 
 def _flagged(
