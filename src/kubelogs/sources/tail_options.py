@@ -13,6 +13,7 @@ from kubelogs.config.units import Duration, Size
 from kubelogs.kubernetes.document_meta import encode_meta
 from kubelogs.pipeline.event import FileContext
 from kubelogs.pipeline.runtime import Output
+from kubelogs.sources.line_settings import MultilineSetting, Override, stage_chooser
 from kubelogs.tailing.checkpoints import shared_checkpoint_store
 from kubelogs.tailing.discovery import ContextFactory, Match
 from kubelogs.tailing.tailer import Tailer, TailSettings
@@ -38,6 +39,15 @@ class TailOptions(SourceConfig):
     """How long a rotated file that is not deleted is still watched for late writes."""
     checkpoint_interval: Duration = 1.0
     """How often acknowledged offsets are written to the checkpoint database."""
+    multiline: MultilineSetting | None = None
+    """Join the lines of one message (stack traces) into one event: a preset (``java``,
+    ``python``, ``go``, ``ruby``, ``dotnet``, ``php``), ``none``, or ``{start_pattern,
+    continue_pattern, end_pattern, negate, max_lines, max_bytes, timeout}``. Applied per
+    stream after the runtime's partial lines are joined; the pod annotation
+    ``kubelogs.io/multiline`` (or ``…-<container>``) overrides it."""
+    overrides: list[Override] = Field(default_factory=list)
+    """Per-file settings: ``[{match: {namespace, pod, container, path}, multiline}]``
+    (globs); for each key the first entry that matches and sets it wins."""
 
     def build_tailer(
         self,
@@ -48,6 +58,7 @@ class TailOptions(SourceConfig):
         context_factory: ContextFactory,
         accept: Callable[[str], bool] | None = None,
         extra_paths: Callable[[], Iterable[Match]] | None = None,
+        annotations: bool = False,
     ) -> Tailer:
         """The tailing engine with these options, sharing the process's checkpoints."""
         settings = TailSettings(
@@ -67,6 +78,12 @@ class TailOptions(SourceConfig):
             rotate_wait=self.rotate_wait,
             checkpoint_interval=self.checkpoint_interval,
             extra_paths=extra_paths or (lambda: ()),
+            stages=stage_chooser(
+                multiline=self.multiline,
+                overrides=list(self.overrides),
+                cx=cx,
+                annotations=annotations,
+            ),
         )
         return Tailer(settings, shared_checkpoint_store(cx.shared, cx.data_dir), cx.metrics)
 
