@@ -37,7 +37,8 @@ When a group ends:
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from kubelogs.codecs.columns import Columns
@@ -54,8 +55,13 @@ STALL_LIMIT = 30.0
 """A group that has not grown for `timeout` plus this many seconds is emitted whatever
 its lines' times say (a runtime clock far in the future must not hold a file forever)."""
 
-Row = tuple[int, int, bytes, str, str, tuple[str, ...]]
-"""(offset, time ns, time as RFC 3339 bytes, message, stream, flags)."""
+Row = tuple[int, int, bytes, str, str, tuple[str, ...], int]
+"""(offset, time ns, time as RFC 3339 bytes, message, stream, flags, offset of the last
+line)."""
+
+
+def _clocks() -> tuple[int, float]:
+    return time.time_ns(), time.monotonic()
 
 
 class InnerParser(Protocol):
@@ -88,11 +94,14 @@ class MultilineSpec:
     timeout: float = 1.0
     name: str = ""
     """How the setting was given (``java``, ``custom``), for logs and comparisons."""
+    clock: Callable[[], tuple[int, float]] = field(default=_clocks, compare=False)
+    """(wall clock ns, monotonic s): a seam for tests that drive time."""
 
 
 class _Group:
     __slots__ = (
         "flags",
+        "last",
         "last_ts",
         "lines",
         "n0",
@@ -108,7 +117,7 @@ class _Group:
     def __init__(self, row: Row, state: int, size: int, now: float, n0: int) -> None:
         self.n0 = n0
         """Rows of the file taken before this group opened (for `HOLD_MAX`)."""
-        self.off, self.ts, self.tstr, msg, self.stream, self.flags = row
+        self.off, self.ts, self.tstr, msg, self.stream, self.flags, self.last = row
         self.lines = [msg]
         self.size = size
         self.state = state
@@ -143,10 +152,11 @@ class MultilineParser:
     @property
     def pending_offset(self) -> int | None:
         low = self.inner.pending_offset
-        if self._open:
-            mine = min(g.off for g in self._open.values())
-            if self._held:
-                mine = min(mine, min(r[0] for r in self._held))
+        firsts = [g.off for g in self._open.values()]
+        if self._held:
+            firsts.append(self._held[0][0])  # sorted by `_release`
+        if firsts:
+            mine = min(firsts)
             low = mine if low is None else min(low, mine)
         return low
 
@@ -196,9 +206,11 @@ class MultilineParser:
         something was emitted."""
         if not self._open:
             return False
-        now_ns = time.time_ns() if now_ns is None else now_ns
-        mono = time.monotonic() if mono is None else mono
         spec = self._spec
+        if now_ns is None or mono is None:
+            wall, clock = spec.clock()
+            now_ns = wall if now_ns is None else now_ns
+            mono = clock if mono is None else mono
         quiet_ns = int((spec.timeout + WRITE_DELAY) * 1e9)
         done = [
             s
@@ -220,7 +232,7 @@ class MultilineParser:
         timeout_ns = int(spec.timeout * 1e9)
         opened = self._open
         flags = rows.flags
-        now = time.monotonic()
+        now = spec.clock()[1]
         tstrs = rows.tstrs
         n = self._n
         for i, msg in enumerate(rows.messages):
@@ -240,6 +252,7 @@ class MultilineParser:
                     st = rule.extend(g.state, msg)
                 if st != NO:
                     g.lines.append(msg)
+                    g.last = rows.offsets[i]
                     g.size += size
                     g.last_ts = ts
                     g.touched = now
@@ -256,14 +269,8 @@ class MultilineParser:
                     continue
                 del opened[stream]
                 self._close(g)
-            row: Row = (
-                rows.offsets[i],
-                ts,
-                tstrs[i],
-                msg,
-                stream,
-                (flags.get(i) or ()) if flags else (),
-            )
+            off = rows.offsets[i]
+            row: Row = (off, ts, tstrs[i], msg, stream, (flags.get(i) or ()) if flags else (), off)
             st = rule.begin(msg)
             if st & FINAL:
                 self._held.append(row)
@@ -277,29 +284,41 @@ class MultilineParser:
 
     def _close(self, g: _Group) -> None:
         if len(g.lines) == 1:
-            self._held.append((g.off, g.ts, g.tstr, g.lines[0], g.stream, g.flags))
+            self._held.append((g.off, g.ts, g.tstr, g.lines[0], g.stream, g.flags, g.last))
             return
         flags = g.flags if "multiline" in g.flags else (*g.flags, "multiline")
-        self._held.append((g.off, g.ts, g.tstr, "\n".join(g.lines), g.stream, flags))
+        self._held.append((g.off, g.ts, g.tstr, "\n".join(g.lines), g.stream, flags, g.last))
 
     def _release(self, cols: Columns) -> None:
-        """Emit, in offset order, the held rows before the first open group."""
+        """Emit, in offset order, the held rows that the checkpoint can pass.
+
+        The checkpoint after this is the lowest first offset of what stays (open groups,
+        held rows). Every line before it must be in an emitted row and every line after
+        it in a row not emitted - a restart re-reads from there - so a row leaves only
+        if its *last* line is before that point: a closed stdout trace whose lines run
+        past the start of an open stderr group waits for it.
+        """
         held = self._held
         if not held:
             return
         if len(held) > 1:
             held.sort(key=_offset)
+        n = len(held)
         if self._open:
-            low = min(g.off for g in self._open.values())
+            barrier = min(g.off for g in self._open.values())
             n = 0
-            for row in held:
-                if row[0] >= low:
+            last = -1
+            for j, row in enumerate(held):
+                if row[6] >= barrier:
                     break
-                n += 1
-            out, self._held = held[:n], held[n:]
-        else:
-            out, self._held = held, []
-        for off, ts, tstr, message, stream, flags in out:
+                last = max(last, row[6])
+                nxt = held[j + 1][0] if j + 1 < len(held) else barrier
+                if last < nxt:
+                    n = j + 1
+        if n == 0:
+            return
+        out, self._held = held[:n], held[n:]
+        for off, ts, tstr, message, stream, flags, _last in out:
             i = len(cols.messages)
             cols.times.append(ts)
             cols.tstrs.append(tstr)
