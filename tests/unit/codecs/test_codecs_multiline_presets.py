@@ -11,9 +11,9 @@ from __future__ import annotations
 import pytest
 
 from kubelogs.codecs.columns import Columns
+from kubelogs.codecs.cri import CriParser
 from kubelogs.codecs.multiline import MultilineParser, MultilineSpec
 from kubelogs.codecs.multiline_rules import preset_rule
-from kubelogs.codecs.cri import CriParser
 
 JAVA_TRACE = """\
 2025-01-15 10:00:01.123 ERROR [http-nio-8080-exec-1] c.e.shop.OrderController - order failed
@@ -32,7 +32,7 @@ Caused by: java.net.ConnectException: Connection refused
 \t... 25 common frames omitted
 \tSuppressed: java.io.IOException: close failed
 \t\tat com.example.shop.Pool.close(Pool.java:7)
-\t\t... 26 more"""
+\t\t... 26 more"""  # noqa: E501 (real frames are long)
 
 PYTHON_TRACE = """\
 2025-01-15 10:00:02,001 ERROR worker: job 7 failed
@@ -118,7 +118,7 @@ MONOLOG_TRACE = """\
 [stacktrace]
 #0 /var/www/src/Checkout.php(42): App\\\\Pay->charge()
 #1 {main}
-"} []"""
+"} []"""  # noqa: E501
 
 
 def join(preset: str, text: str) -> list[str]:

@@ -95,7 +95,7 @@ class TestTailerMultiline:
         node.start()
         node.pump()
         node.kill()
-        write(path, clock, TRACE[2:] + ["INFO after"])
+        write(path, clock, [*TRACE[2:], "INFO after"])
         node.start()
         node.pump()
         clock.ns += 5 * 10**9
