@@ -1,15 +1,15 @@
 """Which lines belong together: the multiline presets and the custom rule.
 
-A rule is asked two questions per line, and keeps a small integer *state* per open
-group so that a preset can be a state machine (a Python traceback is only over once its
-exception line was seen; a Java exception header joins a log message but not a finished
-trace):
+A rule keeps a small integer *state* per open group so that a preset can be a state
+machine (a Python traceback is only over once its exception line was seen; a Java
+exception header joins a log message but not a finished trace), and answers:
 
 - ``begin(line) -> state``: the state of a group that this line starts;
-- ``extend(state, line) -> state | NO``: whether the line continues the open group
-  (and the group's new state), or `NO` - then it starts a group of its own.
+- ``step(state, line)``: a state ``>= 0`` when the line continues the open group, else
+  ``-1 - begin(line)``: the line starts a group of its own, in that state (one call
+  per line on the hot path, one regex for most presets).
 
-Either may add `FINAL` to the state: the line ends its group (``end_pattern``).
+A state may carry `FINAL`: the line ends its group (``end_pattern``).
 
 Determinism matters for exact checkpoints: after a restart the tailer re-reads from the
 first line of a group that was still open and must rebuild the same group, so both
@@ -25,7 +25,7 @@ import re
 from typing import Protocol
 
 NO = -1
-"""`extend`: the line does not continue the group."""
+"""`_extend` helpers: the line does not continue the group."""
 FINAL = 1 << 16
 """Added to a state: the line is the last of its group."""
 
@@ -33,12 +33,40 @@ PRESETS = ("java", "python", "go", "ruby", "dotnet", "php")
 
 
 class Rule(Protocol):
+    @property
+    def prefilter(self) -> re.Pattern[str] | None:
+        """When this does not match a line and the group's state is `plain`, `step`
+        returns ``-1 - plain`` and `begin` returns `plain`: the line is a one-line event
+        so far. Lets the stage skip most lines in bulk (None: every line goes through
+        `step`)."""
+
+    @property
+    def plain(self) -> int: ...
+
     def begin(self, line: str) -> int: ...
 
-    def extend(self, state: int, line: str) -> int: ...
+    def step(self, state: int, line: str) -> int: ...
 
 
-class PatternRule:
+class _Extending:
+    """`step` from an `extend(state, line) -> state | NO` and `begin`."""
+
+    __slots__ = ()
+    prefilter: re.Pattern[str] | None = None
+    plain = 0
+
+    def begin(self, line: str) -> int:
+        raise NotImplementedError
+
+    def extend(self, state: int, line: str) -> int:
+        raise NotImplementedError
+
+    def step(self, state: int, line: str) -> int:
+        st = self.extend(state, line)
+        return st if st >= 0 else -1 - self.begin(line)
+
+
+class PatternRule(_Extending):
     """The custom rule: ``start_pattern`` / ``continue_pattern`` / ``end_pattern``.
 
     - a line matching `start` always starts a new group;
@@ -86,15 +114,17 @@ _HEADER = 1
 _TRACE = 2
 """Frames seen."""
 
-_JAVA_FRAME = re.compile(
+_JAVA_FRAME = (
     r"[ \t]+(?:at |\.\.\. \d+ (?:more|common frames omitted))"
     r"|[ \t]*(?:Caused by|Suppressed): "
     r"|\t"
 )
-_JAVA_HEADER = re.compile(
+_JAVA_HEADER = (
     r"(?:Exception in thread \"[^\"]*\" )?"
     r"(?:[A-Za-z_$][\w$]*\.)+[\w$]*(?:Exception|Error|Throwable)\b"
 )
+_JAVA = re.compile(f"(?P<frame>{_JAVA_FRAME})|(?P<header>{_JAVA_HEADER})")
+_JAVA_HEADER_RE = re.compile(_JAVA_HEADER)
 
 
 class JavaRule:
@@ -104,28 +134,34 @@ class JavaRule:
     header after a finished trace starts a new one."""
 
     __slots__ = ()
+    prefilter = _JAVA
+    plain = _MSG
 
     def begin(self, line: str) -> int:
-        return _HEADER if _JAVA_HEADER.match(line) else _MSG
+        return _HEADER if _JAVA_HEADER_RE.match(line) else _MSG
 
-    def extend(self, state: int, line: str) -> int:
-        if _JAVA_FRAME.match(line):
+    def step(self, state: int, line: str) -> int:
+        m = _JAVA.match(line)
+        if m is None:
+            return -1 - _MSG
+        if m.lastgroup == "frame":
             return _TRACE
-        if state == _MSG and _JAVA_HEADER.match(line):
-            return _HEADER
-        return NO
+        return _HEADER if state == _MSG else -1 - _HEADER
 
 
 _DOTNET_FRAME = re.compile(r"[ \t]+at |[ \t]*--- End of |[ \t]*---> ")
 _DOTNET_HEADER = re.compile(r"(?:Unhandled exception\. )?(?:[A-Za-z_]\w*\.)+\w*Exception\b")
+_DOTNET_ANY = re.compile(f"(?:{_DOTNET_FRAME.pattern})|(?:{_DOTNET_HEADER.pattern})")
 
 
-class DotnetRule:
+class DotnetRule(_Extending):
     """.NET: ``   at Ns.Type.Method() in File.cs:line 42`` frames, ``---> inner``
     exceptions and ``--- End of inner exception stack trace ---`` markers; a header
     joins the message before it, as for Java."""
 
     __slots__ = ()
+    prefilter = _DOTNET_ANY
+    plain = _MSG
 
     def begin(self, line: str) -> int:
         return _HEADER if _DOTNET_HEADER.match(line) else _MSG
@@ -151,7 +187,7 @@ _PY_BLANK = 3
 _PY_CHAINED = 4
 
 
-class PythonRule:
+class PythonRule(_Extending):
     """Python tracebacks, chained ones included: ``Traceback (most recent call last):``,
     indented frames and code, the exception line, then optionally a blank line,
     ``During handling of the above exception, …`` or ``The above exception was the
@@ -159,6 +195,8 @@ class PythonRule:
     message before it (``logging.exception``)."""
 
     __slots__ = ()
+    prefilter = _PY_TRACEBACK
+    plain = _MSG
 
     def begin(self, line: str) -> int:
         return _PY_FRAMES if _PY_TRACEBACK.match(line) else _MSG
@@ -188,12 +226,14 @@ _GO_CONT = re.compile(
 _GO_PANIC = 1
 
 
-class GoRule:
+class GoRule(_Extending):
     """Go panics and fatal errors with their goroutine dumps: ``panic: …`` (or ``fatal
     error: …``), blank lines, ``goroutine N [state]:``, function lines and tab-indented
     ``file.go:12 +0x1d`` lines, ``created by …``, ``[signal …]``, ``exit status 2``."""
 
     __slots__ = ()
+    prefilter = _GO_START
+    plain = _MSG
 
     def begin(self, line: str) -> int:
         return _GO_PANIC if _GO_START.match(line) else _MSG
@@ -207,11 +247,13 @@ class GoRule:
 _RUBY_CONT = re.compile(r"[ \t]+(?:from |\S+:\d+:in )|[ \t]*\.\.\. \d+ levels\.\.\.")
 
 
-class RubyRule:
+class RubyRule(_Extending):
     """Ruby backtraces: ``app.rb:3:in 'foo': boom (RuntimeError)`` followed by
     ``\\tfrom app.rb:7:in '<main>'`` lines (and Rails' indented ``app/…:5:in`` lines)."""
 
     __slots__ = ()
+    prefilter = _RUBY_CONT
+    plain = _MSG
 
     def begin(self, line: str) -> int:
         return _MSG
@@ -229,13 +271,15 @@ _PHP_NEXT = re.compile(r"(?:PHP )?Next ")
 _PHP_BLANK = 3
 
 
-class PhpRule:
+class PhpRule(_Extending):
     """PHP: ``PHP Fatal error:  Uncaught Exception: …``, ``Stack trace:``, ``#0 …``
     frames, ``  thrown in … on line 3``, and a blank line then ``Next …`` for a chained
     exception; Monolog's ``[stacktrace]`` / ``[previous exception]`` blocks up to the
     ``"} []`` that closes its JSON context."""
 
     __slots__ = ()
+    prefilter = _PHP_TRACE_START
+    plain = _MSG
 
     def begin(self, line: str) -> int:
         return _TRACE if _PHP_TRACE_START.match(line) else _MSG

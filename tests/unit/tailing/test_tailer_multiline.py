@@ -146,3 +146,21 @@ class TestTailerMultiline:
         node.pump()
 
         assert ["\n".join(TRACE), *TRACE[1:]] == node.messages()
+
+    def test_kill_while_a_joined_trace_reaches_past_an_open_group(self, tmp_path: Path) -> None:
+        """A stdout trace with a stderr line inside it is complete, the stderr line's
+        group still open: the trace may not leave before it (the checkpoint would sit
+        inside the trace), so a kill and restart neither tear nor repeat it."""
+        node, clock, _, path = setup(tmp_path)
+        write(path, clock, TRACE[:2])
+        write(path, clock, ["WARN other stream"], stream="stderr")
+        write(path, clock, [*TRACE[2:], "INFO after"])
+        node.start()
+        node.pump()
+        node.kill()
+        node.start()
+        node.pump()
+        clock.ns += 5 * 10**9
+        node.pump()
+
+        assert ["\n".join(TRACE), "WARN other stream", "INFO after"] == node.messages()
