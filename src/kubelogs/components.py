@@ -4,6 +4,7 @@ from kubelogs.sinks import blackhole, elasticsearch, file, local, stdout
 from kubelogs.sources import file as file_source
 from kubelogs.sources import kubernetes_logs
 from kubelogs.transforms import kubernetes_metadata
+from kubelogs.transforms import parse as parse_transform
 
 __all__ = [
     "blackhole",
@@ -13,5 +14,6 @@ __all__ = [
     "kubernetes_logs",
     "kubernetes_metadata",
     "local",
+    "parse_transform",
     "stdout",
 ]
