@@ -1,13 +1,13 @@
-"""Which multiline rule (and parser) a file gets: source config, selectors, annotations.
+"""Which multiline rule and parser a file gets: source config, selectors, annotations.
 
-Precedence, per setting (multiline and parser are chosen independently):
+Precedence, per setting (``multiline`` and ``parser`` are chosen independently):
 
-1. the pod's annotation for the container, ``kubelogs.io/multiline-<container>``;
-2. the pod's annotation, ``kubelogs.io/multiline``;
+1. the pod's annotation for the container, ``kubelogs.io/<setting>-<container>``;
+2. the pod's annotation, ``kubelogs.io/<setting>``;
 3. the first entry of the source's ``overrides`` whose ``match`` fits the file
    (``namespace``, ``pod``, ``container``, ``path``: globs, all given ones must match)
    and that sets the key;
-4. the source's own ``multiline`` key.
+4. the source's own key.
 
 ``none`` at any level turns the setting off for what it covers. An annotation whose
 value is invalid (an unknown preset, a broken regex) is logged once and ignored: the
@@ -22,16 +22,17 @@ from __future__ import annotations
 import logging
 import re
 import sys
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from fnmatch import fnmatchcase
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field, field_validator, model_validator
+from pydantic import BeforeValidator, Field, PrivateAttr, field_validator, model_validator
 
 from kubelogs.codecs.multiline import MultilineSpec
 from kubelogs.codecs.multiline_rules import PRESETS, PatternRule, preset_rule
 from kubelogs.config.base import BuildContext, StrictModel
 from kubelogs.config.units import Duration, Size
+from kubelogs.parsing import ParserConfig, ParserSetting, build_parser, parser_setting_from_text
 from kubelogs.pipeline.event import FileContext
 from kubelogs.tailing.stages import NO_STAGES, FileStages
 
@@ -189,6 +190,29 @@ class Override(StrictModel):
     match: OverrideMatch
     multiline: MultilineSetting | None = None
     """As the source's `multiline`; unset: the source's applies."""
+    parser: ParserSetting | None = None
+    """As the source's `parser` (``none``: no parser for these files); unset: the
+    source's applies."""
+    _parser_off: bool = PrivateAttr(False)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _parser_none(cls, data: Any, handler: Any) -> Override:
+        # ``parser: none`` is not a parser: kept out of the parser's own validation.
+        off = isinstance(data, dict) and data.get("parser") == "none"
+        if off:
+            data = {k: v for k, v in data.items() if k != "parser"}
+        model: Override = handler(data)
+        if off:
+            model._parser_off = True
+        return model
+
+    @property
+    def sets_parser(self) -> bool:
+        return self.parser is not None or self._parser_off
+
+
+_OFF = "none"
 
 
 class StageChooser:
@@ -202,11 +226,13 @@ class StageChooser:
         self,
         *,
         multiline: MultilineRules | None,
+        parser: ParserConfig | None,
         overrides: list[Override],
         shared: dict[str, Any] | None,
         source_id: str,
     ) -> None:
         self._multiline = multiline
+        self._parser = parser
         self._overrides = overrides
         self._shared = shared
         self._source_id = source_id
@@ -227,22 +253,45 @@ class StageChooser:
 
     def resolve(self, ctx: FileContext) -> FileStages:
         multiline = self._multiline
+        parser = self._parser
+        ml_set = parser_set = False
         for o in self._overrides:
-            if o.multiline is not None and o.match.matches(ctx):
-                multiline = o.multiline
+            if (ml_set or o.multiline is None) and (parser_set or not o.sets_parser):
+                continue
+            if not o.match.matches(ctx):
+                continue
+            if not ml_set and o.multiline is not None:
+                multiline, ml_set = o.multiline, True
+            if not parser_set and o.sets_parser:
+                parser, parser_set = o.parser, True
+            if ml_set and parser_set:
                 break
-        found = self._annotation(ctx, "multiline")
-        if found is not None:
-            multiline = found
-        if multiline is None or multiline.disabled:
+        annotations = self._annotations(ctx)
+        if annotations:
+            found_ml = self._annotation(ctx, annotations, "multiline", multiline_from_annotation)
+            if found_ml is not None:
+                multiline = found_ml
+            found_parser = self._annotation(ctx, annotations, "parser", _parser_from_annotation)
+            if found_parser is not None:
+                parser = None if found_parser == _OFF else found_parser
+        if multiline is not None and multiline.disabled:
+            multiline = None
+        if multiline is None and parser is None:
             return NO_STAGES
-        key: Hashable = ("multiline", multiline)
+        key: Hashable = (
+            multiline.model_dump_json() if multiline is not None else None,
+            parser.model_dump_json() if parser is not None else None,
+        )
         stages = self._compiled.get(key)
         if stages is None:
-            stages = self._compiled[key] = FileStages(multiline=multiline.spec(), key=key)
+            stages = self._compiled[key] = FileStages(
+                multiline=multiline.spec() if multiline is not None else None,
+                parse=build_parser(parser) if parser is not None else None,
+                key=key,
+            )
         return stages
 
-    def _annotation(self, ctx: FileContext, setting: str) -> MultilineRules | None:
+    def _annotations(self, ctx: FileContext) -> dict[str, str] | None:
         if not (ctx.pod or ctx.pod_uid):
             return None
         cache = self._cache()
@@ -251,7 +300,18 @@ class StageChooser:
         entry = cache.lookup(ctx.pod_uid, ctx.namespace, ctx.pod)
         if entry is None:
             return None
-        annotations = entry.record.annotations
+        found: dict[str, str] = entry.record.annotations
+        return found
+
+    def _annotation(
+        self,
+        ctx: FileContext,
+        annotations: dict[str, str],
+        setting: str,
+        parse: Callable[[str], Any],
+    ) -> Any:
+        """The first valid value of ``kubelogs.io/<setting>-<container>`` and
+        ``kubelogs.io/<setting>``, parsed; invalid ones are logged once and skipped."""
         for name in (
             f"{ANNOTATION_PREFIX}{setting}-{ctx.container}",
             f"{ANNOTATION_PREFIX}{setting}",
@@ -260,7 +320,7 @@ class StageChooser:
             if not text:
                 continue
             try:
-                return multiline_from_annotation(text)
+                return parse(text)
             except ValueError as exc:
                 self._warn_once(ctx, name, text, str(exc))
         return None
@@ -282,18 +342,27 @@ class StageChooser:
         )
 
 
+def _parser_from_annotation(text: str) -> ParserConfig | str:
+    """``none``, or a parser setting (ValueError when invalid)."""
+    if text.strip() == _OFF:
+        return _OFF
+    return parser_setting_from_text(text)
+
+
 def stage_chooser(
     *,
     multiline: MultilineRules | None,
+    parser: ParserConfig | None = None,
     overrides: list[Override],
     cx: BuildContext,
     annotations: bool,
 ) -> StageChooser | None:
     """The chooser for a source; None when nothing can ever be chosen (the fast path)."""
-    if multiline is None and not overrides and not annotations:
+    if multiline is None and parser is None and not overrides and not annotations:
         return None
     return StageChooser(
         multiline=multiline,
+        parser=parser,
         overrides=overrides,
         shared=cx.shared if annotations else None,
         source_id=cx.component_id,

@@ -11,6 +11,7 @@ from pydantic import Field
 from kubelogs.config.base import BuildContext, SourceConfig
 from kubelogs.config.units import Duration, Size
 from kubelogs.kubernetes.document_meta import encode_meta
+from kubelogs.parsing import ParserSetting
 from kubelogs.pipeline.event import FileContext
 from kubelogs.pipeline.runtime import Output
 from kubelogs.sources.line_settings import MultilineSetting, Override, stage_chooser
@@ -45,9 +46,14 @@ class TailOptions(SourceConfig):
     continue_pattern, end_pattern, negate, max_lines, max_bytes, timeout}``. Applied per
     stream after the runtime's partial lines are joined; the pod annotation
     ``kubelogs.io/multiline`` (or ``…-<container>``) overrides it."""
+    parser: ParserSetting | None = None
+    """Parse each message (after multiline joining) into fields beside it: ``json``,
+    ``logfmt``, ``klog``, ``nginx``, ``apache``, ``syslog`` or ``{type: regex, pattern}``
+    (kubelogs.parsing). The pod annotation ``kubelogs.io/parser`` (or
+    ``…-<container>``) overrides it."""
     overrides: list[Override] = Field(default_factory=list)
-    """Per-file settings: ``[{match: {namespace, pod, container, path}, multiline}]``
-    (globs); for each key the first entry that matches and sets it wins."""
+    """Per-file settings: ``[{match: {namespace, pod, container, path}, parser,
+    multiline}]`` (globs); for each key the first entry that matches and sets it wins."""
 
     def build_tailer(
         self,
@@ -80,6 +86,7 @@ class TailOptions(SourceConfig):
             extra_paths=extra_paths or (lambda: ()),
             stages=stage_chooser(
                 multiline=self.multiline,
+                parser=self.parser,
                 overrides=list(self.overrides),
                 cx=cx,
                 annotations=annotations,

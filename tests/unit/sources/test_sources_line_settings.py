@@ -209,3 +209,111 @@ class TestAnnotations:
         assert 1 == len(warnings)
         assert "kubelogs.io/multiline-app ignored" in warnings[0]
         assert "shop/api-7d4b9" in warnings[0]
+
+
+def batch_of(*messages: str) -> Any:
+    from kubelogs.pipeline.event import Batch
+
+    n = len(messages)
+    return Batch(
+        ctx=ctx(),
+        times=[1] * n,
+        messages=list(messages),
+        streams=["stdout"] * n,
+        offsets=list(range(n)),
+    )
+
+
+def parser_of(chooser: Any, c: FileContext) -> str | None:
+    """The parser chosen for `c`, named by what it makes of probe lines."""
+    parse = chooser.resolve(c).parse
+    if parse is None:
+        return None
+    out = parse(batch_of('{"a": 1}', "a=1 b=2"))
+    fields = out.fields or {}
+    return {(0,): "json", (1,): "logfmt"}.get(tuple(sorted(fields)), repr(fields))
+
+
+class TestParserChoice:
+    def test_source_parser_applies_after_multiline_choice(self, tmp_path: Path) -> None:
+        from kubelogs.parsing import ParserSetting
+
+        chooser = stage_chooser(
+            multiline=SETTING.validate_python("java"),
+            parser=TypeAdapter(ParserSetting).validate_python("json"),
+            overrides=[],
+            cx=build_cx(tmp_path),
+            annotations=False,
+        )
+        stages = chooser.resolve(ctx()) if chooser else None
+
+        assert stages is not None
+        assert stages.multiline is not None
+        assert "json" == parser_of(chooser, ctx())
+
+    def test_overrides_choose_and_turn_off_parsers(self, tmp_path: Path) -> None:
+        from kubelogs.parsing import ParserSetting
+
+        chooser = stage_chooser(
+            multiline=None,
+            parser=TypeAdapter(ParserSetting).validate_python("json"),
+            overrides=overrides(
+                {"match": {"container": "proxy"}, "parser": "logfmt"},
+                {"match": {"namespace": "legacy"}, "parser": "none"},
+                {"match": {"pod": "api-*"}, "multiline": "java"},
+            ),
+            cx=build_cx(tmp_path),
+            annotations=False,
+        )
+
+        assert "logfmt" == parser_of(chooser, ctx(container="proxy"))
+        assert None is parser_of(chooser, ctx(namespace="legacy"))
+        assert "json" == parser_of(chooser, ctx())  # the java entry sets no parser
+        assert "java" == chosen(chooser, ctx())
+
+    def test_unknown_parser_in_an_override_is_refused(self) -> None:
+        with pytest.raises(ValidationError, match="unknown parser 'jsn'"):
+            Override.model_validate({"match": {"pod": "x"}, "parser": "jsn"})
+
+    def test_parser_annotations_win_and_none_turns_parsing_off(self, tmp_path: Path) -> None:
+        from kubelogs.parsing import ParserSetting
+
+        cx = build_cx(tmp_path)
+        cache = TestAnnotations().cache(tmp_path, cx)
+        chooser = stage_chooser(
+            multiline=None,
+            parser=TypeAdapter(ParserSetting).validate_python("json"),
+            overrides=[],
+            cx=cx,
+            annotations=True,
+        )
+        TestAnnotations().put(
+            cache, {"kubelogs.io/parser": "logfmt", "kubelogs.io/parser-sidecar": "none"}
+        )
+
+        assert "logfmt" == parser_of(chooser, ctx())
+        assert None is parser_of(chooser, ctx(container="sidecar"))
+
+    def test_bad_parser_annotation_is_logged_once_and_ignored(
+        self, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        from kubelogs.parsing import ParserSetting
+
+        cx = build_cx(tmp_path)
+        cache = TestAnnotations().cache(tmp_path, cx)
+        chooser = stage_chooser(
+            multiline=None,
+            parser=TypeAdapter(ParserSetting).validate_python("json"),
+            overrides=[],
+            cx=cx,
+            annotations=True,
+        )
+        TestAnnotations().put(cache, {"kubelogs.io/parser": "regex:(?P<x"})
+
+        with caplog.at_level(logging.WARNING, logger="kubelogs.sources"):
+            first = parser_of(chooser, ctx())
+            again = parser_of(chooser, ctx())
+
+        assert ("json", "json") == (first, again)
+        assert 1 == len(caplog.records)
+        assert "annotation kubelogs.io/parser ignored" in caplog.records[0].getMessage()
