@@ -111,12 +111,19 @@ def test_annotations_choose_multiline_per_pod_and_container(
         api,
         node,
         "shop-1",
-        ["app", "worker"],
-        annotations={"kubelogs.io/multiline": "python", "kubelogs.io/multiline-app": "java"},
+        ["app", "worker", "api"],
+        annotations={
+            "kubelogs.io/multiline": "python",
+            "kubelogs.io/multiline-app": "java",
+            "kubelogs.io/multiline-api": "java",
+            "kubelogs.io/parser-api": "json",
+        },
     )
     bad = pod(api, node, "bad-1", ["app"], annotations={"kubelogs.io/multiline": "(["})
     shop["app"].write(*JAVA, "INFO app done")
     shop["worker"].write(*PY_TB, "INFO worker done")
+    shop["api"].write('{"level":"ERR","msg":"order failed","user":7}', *JAVA)
+    shop["api"].write('{"level":"info","msg":"api done"}')
     bad["app"].write(*JAVA[:2], "INFO bad done")
     late = LivePodLog(node, pod="late-1", container="app", uid="uid-late-1")
     late.write("INFO late before")
@@ -146,6 +153,7 @@ def test_annotations_choose_multiline_per_pod_and_container(
                 "INFO late done" in messages(out, "late-1", "app")
                 and "INFO app done" in messages(out, "shop-1", "app")
                 and "INFO worker done" in messages(out, "shop-1", "worker")
+                and len(messages(out, "shop-1", "api")) == 3
                 and "INFO bad done" in messages(out, "bad-1", "app")
             ),
             what="every pod's last line",
@@ -155,6 +163,11 @@ def test_annotations_choose_multiline_per_pod_and_container(
 
     assert ["\n".join(JAVA), "INFO app done"] == messages(out, "shop-1", "app")
     assert ["\n".join(PY_TB), "INFO worker done"] == messages(out, "shop-1", "worker")
+    api = [d for d in read_docs(out) if d["kubernetes"]["container"]["name"] == "api"]
+    assert [7, None, None] == [d.get("user") for d in api]  # parsed by the json parser
+    assert ["error", None, "info"] == [d["log"].get("level") for d in api]
+    assert ["multiline", "parse_error"] == sorted(api[1]["log"]["flags"])
+    assert "\n".join(JAVA) == api[1]["message"]
     assert [*JAVA[:2], "INFO bad done"] == messages(out, "bad-1", "app")  # config's go: no join
     assert 1 == log.count("annotation kubelogs.io/multiline ignored"), log
     late_msgs = messages(out, "late-1", "app")
