@@ -1,8 +1,9 @@
 """Run the `tests:` of a config (see `kubelogs.config.unit_tests`) against its transforms.
 
-A test may also insert raw lines at a source: they go through the source's `parser`
-(when it has one) and on to the transforms that read it. Multiline joining is not run
-(its groups close on timers); test it with the source's own tests.
+A test may also insert raw lines at a source: they go through the parser the source
+would choose for them (its `parser`, or an `overrides` entry matching the event's
+namespace, pod, container or path) and on to the transforms that read it. Multiline
+joining is not run (its groups close on timers); test it with the source's own tests.
 
 Why in-process and synchronous: a unit test checks what a transform *does to events*,
 so it calls the transforms' `process` (or `route`, for named outputs) directly, with no
@@ -27,7 +28,7 @@ from __future__ import annotations
 import json
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -196,23 +197,36 @@ def _reachable(start: str, consumers: dict[str, list[str]]) -> list[str]:
 
 
 class _SourceParsing:
-    """A source as a test sees it: the lines it reads go through its `parser` (the
-    per-pod annotation, which overrides it in a running agent, has no pod here)."""
+    """A source as a test sees it: each batch gets the parser the source would choose
+    for its file (the source's `parser`, or the first `overrides` entry whose `match`
+    fits the event's namespace, pod, container and path). Pod annotations, which win in
+    a running agent, have no pod here; multiline joining is not run."""
 
-    def __init__(self, parser: Any) -> None:
-        self._parser = parser
+    def __init__(self, choose: Callable[[Batch], Any]) -> None:
+        self._choose = choose
 
     def process(self, batch: Batch) -> Batch:
-        return batch if self._parser is None else self._parser(batch)
+        parse = self._choose(batch)
+        return batch if parse is None else parse(batch)
 
 
-def _source_parsing(component: Any) -> _SourceParsing:
-    setting = getattr(component, "parser", None)
-    if setting is None:
-        return _SourceParsing(None)
+def _source_parsing(component: Any, cx: BuildContext) -> _SourceParsing:
+    parser = getattr(component, "parser", None)
+    overrides = list(getattr(component, "overrides", None) or ())
+    if overrides:
+        from kubelogs.sources.line_settings import stage_chooser
+
+        chooser = stage_chooser(
+            multiline=None, parser=parser, overrides=overrides, cx=cx, annotations=False
+        )
+        if chooser is not None:
+            return _SourceParsing(lambda batch: chooser.resolve(batch.ctx).parse)
+    if parser is None:
+        return _SourceParsing(lambda batch: None)
     from kubelogs.parsing import build_parser
 
-    return _SourceParsing(build_parser(setting))
+    parse = build_parser(parser)
+    return _SourceParsing(lambda batch: parse)
 
 
 def _build(config: Config, ids: list[str], data_dir: Path) -> dict[str, Any]:
@@ -220,9 +234,6 @@ def _build(config: Config, ids: list[str], data_dir: Path) -> dict[str, Any]:
     shared: dict[str, Any] = {}
     out: dict[str, Any] = {}
     for cid in ids:
-        if config.components[cid].kind == "source":
-            out[cid] = _source_parsing(config.components[cid])
-            continue
         cx = BuildContext(
             component_id=cid,
             data_dir=data_dir,
@@ -230,6 +241,9 @@ def _build(config: Config, ids: list[str], data_dir: Path) -> dict[str, Any]:
             metrics=metrics,
             shared=shared,
         )
+        if config.components[cid].kind == "source":
+            out[cid] = _source_parsing(config.components[cid], cx)
+            continue
         try:
             out[cid] = config.components[cid].build(cx)  # type: ignore[attr-defined]
         except Exception as exc:

@@ -391,3 +391,46 @@ tests:
     )
     rc, out, err = kubelogs_test(path, capsys)
     assert rc == 0, out + err
+
+
+def test_lines_at_a_source_get_the_parser_the_source_would_choose_for_their_pod(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    web = {"namespace": "web", "pod": {"name": "web-1"}, "container": {"name": "app"}}
+    other = {"namespace": "jobs", "pod": {"name": "cron-1"}, "container": {"name": "job"}}
+    data = {
+        "data_dir": str(tmp_path / "data"),
+        "sources": {
+            "containers": {
+                "type": "kubernetes_logs",
+                "parser": "logfmt",
+                "overrides": [{"match": {"namespace": "web"}, "parser": "json"}],
+            }
+        },
+        "sinks": {"out": {"type": "stdout", "inputs": ["containers"]}},
+        "tests": [
+            {
+                "name": "json in web, logfmt elsewhere",
+                "insert_at": "containers",
+                "inputs": [
+                    {"message": '{"status": 200}', "kubernetes": web},
+                    {"message": "status=201", "kubernetes": other},
+                    {"message": "status=202", "kubernetes": web},
+                ],
+                "outputs": [
+                    {
+                        "extract_from": "containers",
+                        "events": [
+                            {"status": 200, "kubernetes.namespace": "web"},
+                            {"status": "201", "kubernetes.namespace": "jobs"},
+                            {"status": None, "log.flags": ["parse_error"]},
+                        ],
+                    }
+                ],
+            }
+        ],
+    }
+    path = tmp_path / "kubelogs.yaml"
+    path.write_text(yaml.safe_dump(data))
+    rc, out, err = kubelogs_test(path, capsys)
+    assert rc == 0, out + err
