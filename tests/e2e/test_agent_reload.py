@@ -171,3 +171,56 @@ def test_watch_config_follows_a_configmap_symlink_swap(tmp_path: Path) -> None:
     assert [d["message"] for d in read_docs(out)] == ["one", "two"]
     # the new sink starts from the source's checkpoint: only lines read after the reload
     assert [d["message"] for d in read_docs(out2)] == ["two"]
+
+
+def test_reloads_while_pods_write_and_rotate_keep_every_line_exactly_once(
+    tmp_path: Path,
+) -> None:
+    """Container logs (kubernetes_logs, CRI) rotated by kubelet's rename while SIGHUPs
+    add and change a transform: each reload drains, then resumes from the checkpoints,
+    rotated files included."""
+    from support.chaos import RotatingWriter
+    from support.podlogs import PodLog
+
+    node, out = tmp_path / "node", tmp_path / "out.ndjson"
+    pods = [PodLog(node, pod=f"busy-{i}-abcde") for i in range(3)]
+    base: dict[str, Any] = {
+        "data_dir": str(tmp_path / "data"),
+        "node_name": "node-test",
+        "api": {"listen": "127.0.0.1:0"},
+        "shutdown_grace_period": "20s",
+        "sources": {
+            "logs": {
+                "type": "kubernetes_logs",
+                "include": [str(node / "var/log/containers/*.log")],
+                **FAST_TAIL,
+            }
+        },
+        "sinks": {"out": {"type": "file", "inputs": ["logs"], "path": str(out)}},
+    }
+    cfg = write_config(tmp_path / "kubelogs.yaml", base)
+    rounds = int(os.environ.get("KUBELOGS_RELOAD_ROUNDS", "6"))
+    with Agent(cfg, tmp_path / "agent.log") as agent:
+        agent.wait_ready()
+        with RotatingWriter(pods, seed=5) as writer:
+            for i in range(1, rounds + 1):
+                data = yaml.safe_load(yaml.safe_dump(base))
+                if i % 2:  # odd rounds: a filter in between that keeps everything
+                    data["transforms"] = {
+                        "keep": {"type": "filter", "inputs": ["logs"], "condition": f"not r{i}x"}
+                    }
+                    data["sinks"]["out"]["inputs"] = ["keep"]
+                write_config(cfg, data)
+                target = count_lines(out) + 200
+                wait_for(lambda t=target: count_lines(out) > t, timeout=60, what="progress")
+                assert agent.proc is not None
+                agent.proc.send_signal(signal.SIGHUP)
+                wait_for(lambda i=i: reloads(agent) >= i, timeout=60, what=f"reload {i}")
+        written = writer.written
+        wait_for(lambda: count_lines(out) >= len(written), timeout=120, what="every line")
+        assert 0 == agent.stop()
+    assert "changed: keep, out" in agent.stderr()
+    got = Counter(d["message"] for d in read_docs(out))
+    assert [m for m in written if got[m] == 0] == []
+    assert {m: n for m, n in got.items() if n > 1} == {}
+    assert len(got) == len(written)
