@@ -4,13 +4,13 @@ Why a tap never slows the pipeline: the runner calls `TapPoint.publish` after a
 component's output, and the first thing it checks is whether anyone listens (one
 attribute read per *batch* when nobody does). A subscriber gets the batch's documents
 (NDJSON, encoded only when someone listens) through its own bounded queue, filled with
-`put_nowait`: when the reader is slower than the pipeline, the tap drops documents and
+a non-blocking put: when the reader is slower than the pipeline, the tap drops documents and
 counts them (`dropped`, and `kubelogs_tap_dropped_events_total`); the pipeline never
 waits for a tap and the ack of a batch is never held by one.
 
 Threads: the runner publishes from the event loop, the API serves the tap from its own
-thread (the API is a WSGI server in a thread), so the queue is a thread-safe
-`queue.Queue` and the subscriber lists are immutable tuples replaced on change (a
+thread (the API is a WSGI server in a thread), so the queue is guarded by a lock and
+a condition, and the subscriber lists are immutable tuples replaced on change (a
 reader in the other thread always sees a whole tuple).
 
 The hub outlives a pipeline: on a configuration reload the new pipeline's components get
@@ -20,8 +20,8 @@ the same `TapPoint` by id, so a `kubelogs tap` keeps streaming across a reload.
 from __future__ import annotations
 
 import logging
-import queue
 import threading
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -37,55 +37,66 @@ TAP_QUEUE_DOCUMENTS = 1000
 """Documents a subscriber may have waiting before the tap drops: bounds the memory of a
 tap whatever the event rate (1000 x a few KiB)."""
 
-_END = b""
-"""Put in a subscriber's queue to end its stream (the component or the agent stopped)."""
-
 
 @dataclass
 class TapSubscriber:
+    """One reader's bounded queue of documents, in chunks (one per published batch), so
+    handing a batch over costs one lock and one list, not one queue operation per
+    document."""
+
     component: str
     limit: int = 0
     """Stop after this many documents; 0 = until the client goes away."""
-    queue: queue.Queue[bytes] = field(default_factory=lambda: queue.Queue(TAP_QUEUE_DOCUMENTS))
+    capacity: int = TAP_QUEUE_DOCUMENTS
     dropped: int = 0
     sent: int = 0
     closed: bool = False
+    _chunks: deque[list[bytes]] = field(default_factory=deque)
+    _queued: int = 0
+    _cond: threading.Condition = field(default_factory=threading.Condition)
 
     def offer(self, documents: list[bytes]) -> int:
         """Queue what fits, without ever waiting; return how many were dropped."""
-        dropped = 0
-        for doc in documents:
-            try:
-                self.queue.put_nowait(doc)
-            except queue.Full:
-                dropped += 1
-        self.dropped += dropped
+        with self._cond:
+            room = max(0, self.capacity - self._queued)
+            take = documents if len(documents) <= room else documents[:room]
+            if take:
+                self._chunks.append(take)
+                self._queued += len(take)
+                self._cond.notify()
+            dropped = len(documents) - len(take)
+            self.dropped += dropped
         return dropped
 
-    def documents(self, poll: float = 1.0) -> Iterator[bytes]:
-        """Documents as they come, until `limit`, the end of the stream or `close()`.
+    def chunks(self, poll: float = 1.0) -> Iterator[bytes]:
+        """NDJSON text as documents come, until `limit`, or until `close()` and what
+        was queued before it has been read.
 
         Yields ``b""`` every `poll` seconds without events (the caller writes nothing
         then, but gets a chance to stop)."""
         while self.limit == 0 or self.sent < self.limit:
-            try:
-                doc = self.queue.get(timeout=poll)
-            except queue.Empty:
-                if self.closed:
-                    return
+            with self._cond:
+                if not self._chunks and not self.closed:
+                    self._cond.wait(poll)
+                if not self._chunks:
+                    if self.closed:
+                        return
+                    chunk: list[bytes] | None = None
+                else:
+                    chunk = self._chunks.popleft()
+                    self._queued -= len(chunk)
+            if chunk is None:
                 yield b""
                 continue
-            if not doc:  # _END: what was queued before it has been read
-                return
-            self.sent += 1
-            yield doc
+            if self.limit:
+                chunk = chunk[: self.limit - self.sent]
+            self.sent += len(chunk)
+            yield b"\n".join(chunk) + b"\n"
 
     def close(self) -> None:
-        self.closed = True
-        try:
-            self.queue.put_nowait(_END)
-        except queue.Full:
-            pass  # the reader sees `closed` at its next poll
+        with self._cond:
+            self.closed = True
+            self._cond.notify_all()
 
 
 class TapPoint:

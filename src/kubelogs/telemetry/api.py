@@ -121,9 +121,9 @@ class ApiServer:
 
         def stream() -> Iterable[bytes]:
             try:
-                for doc in sub.documents():
-                    if doc:
-                        yield doc + b"\n"
+                for text in sub.chunks():
+                    if text:
+                        yield text
             finally:
                 taps.unsubscribe(sub)
 

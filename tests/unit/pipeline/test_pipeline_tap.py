@@ -45,8 +45,9 @@ def test_a_slow_reader_loses_tap_copies_counted_never_blocks_and_never_touches_a
         "kubelogs_tap_dropped_events_total", {"component_id": "logs"}
     )
     assert value == 250
-    first = next(iter(sub.documents()))
-    assert json.loads(first)["message"] == "m0"
+    first = next(iter(sub.chunks())).splitlines()
+    assert len(first) == TAP_QUEUE_DOCUMENTS
+    assert json.loads(first[0])["message"] == "m0"
 
 
 def test_limit_and_unsubscribe_end_the_stream_for_one_reader_only() -> None:
@@ -54,11 +55,13 @@ def test_limit_and_unsubscribe_end_the_stream_for_one_reader_only() -> None:
     a = hub.subscribe("logs", limit=2)
     b = hub.subscribe("logs")
     hub.point("logs").publish(batch(3))
-    assert [json.loads(d)["message"] for d in a.documents()] == ["m0", "m1"]
+    assert [json.loads(d)["message"] for c in a.chunks() for d in c.splitlines()] == ["m0", "m1"]
     hub.unsubscribe(a)
     assert hub.point("logs").subscribers == (b,)
     got: list[bytes] = []
-    reader = threading.Thread(target=lambda: got.extend(d for d in b.documents(poll=0.05) if d))
+    reader = threading.Thread(
+        target=lambda: got.extend(d for c in b.chunks(poll=0.05) for d in c.splitlines())
+    )
     reader.start()
     hub.close()  # the agent stops: every stream ends
     reader.join(10)
