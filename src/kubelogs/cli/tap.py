@@ -26,7 +26,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "  kubectl -n logging exec ds/kubelogs -- kubelogs tap k8s --limit 5",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("component", metavar="COMPONENT", help="id of a source or transform")
+    p.add_argument(
+        "component",
+        metavar="COMPONENT",
+        help="id of a source or transform, or a named output (`route.errors`)",
+    )
     p.add_argument(
         "--limit",
         type=int,

@@ -15,9 +15,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "test",
         help="run the unit tests declared in a config",
-        description="Run the `tests:` of a config: events are sent to a transform and "
-        "what comes out of it (and of the transforms after it) is compared with what "
-        "each test expects. Sources and sinks are not started.",
+        description="Run the `tests:` of a config: events are sent to a transform (or "
+        "raw lines to a source, through the parser it would choose) and what comes out "
+        "of it and of the transforms after it is compared with what each test expects. "
+        "Nothing is started: no file is read, no sink written, no API server contacted.",
         epilog="examples:\n"
         "  kubelogs test -c kubelogs.yaml\n"
         "  kubelogs test            # the config `kubelogs run` would use",
