@@ -26,6 +26,8 @@ _COMMAND_MODULES = [
     "kubelogs.cli.generate",
     "kubelogs.cli.demo",
     "kubelogs.cli.version",
+    "kubelogs.cli.tap",
+    "kubelogs.cli.test",
 ]
 
 

@@ -277,7 +277,8 @@ class BlockBuilder:
         """`EncodedBlock.fields`: one decode per file context and per kept document,
         and a walk of the (sparse) parsed fields. A parsed key that a document renames
         (``message`` -> ``message_parsed``, `codecs.document`) is listed under both
-        names: a list may hold more than the documents, never less."""
+        names, and parsed ``log.*`` members under every name a schema gives them: a
+        list may hold more than the documents, never less."""
         paths: set[str] = set()
         for _, meta in self.contexts:
             _meta_paths(meta, paths)
@@ -285,6 +286,10 @@ class BlockBuilder:
             if parsed:
                 field_paths(parsed, paths)
                 field_paths({f"{k}_parsed": v for k, v in parsed.items()}, paths)
+                log = parsed.get("log")
+                if isinstance(log, dict):  # fluentd: `log_level`; ECS: `log.file_parsed`
+                    field_paths({f"log_{k}": v for k, v in log.items()}, paths)
+                    field_paths({"log": {f"{k}_parsed": v for k, v in log.items()}}, paths)
         for doc in self.raw_docs:
             try:
                 decoded = _decode_json(doc)
