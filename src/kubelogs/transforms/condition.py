@@ -1,0 +1,407 @@
+"""Conditions of `filter` and `route`: the search query language, evaluated on batches.
+
+One language for searching and routing: a condition means exactly what `kubelogs search`
+means by the same query on the documents the batch would become (ECS layout,
+`codecs.document`), as `store.matcher.compile_matcher` defines it. A property test
+compares both on rendered documents.
+
+Why not render and match every document: that is several microseconds per line, and a
+filter must cost well under one (issue 13: at most +0.5 CPU-s per 1M lines). Instead the
+query is *partially evaluated* per batch, as the store's planner does per block:
+
+1. Everything a file shares (`kubernetes.*`, `host.*`, `log.file.path`, anything the
+   file's metadata holds) is decided once per `FileContext` from the file's fields
+   (`render_file_fields`, decoded once and cached). Conditions on a field that neither
+   the file nor the plain columns have are false (a missing field never matches).
+2. What is left (the *residual*) reads only per-row columns: the message (words,
+   phrases, wildcards, with the store's own `text_matcher`), `stream`, `@timestamp`,
+   `log.offset`. It is run column by column over candidate rows: ``and`` narrows the
+   rows its next item looks at, ``or`` only tries rows not matched yet, ``not`` is a
+   set difference; a `stream` condition is decided once per distinct stream value.
+3. Rows with flags or parsed fields (sparse) are rendered and matched as documents with
+   the exact matcher: their fields can be anything, so only the document is the truth.
+"""
+
+from __future__ import annotations
+
+import functools
+from bisect import bisect_right
+from collections.abc import Callable, Sequence
+from itertools import accumulate
+from typing import Any
+
+import msgspec
+
+from kubelogs.codecs.document import render_file_fields, render_ndjson
+from kubelogs.codecs.timestamps import format_timestamp
+from kubelogs.pipeline.event import Batch, FileContext
+from kubelogs.store.matcher import (
+    TIMESTAMP_FIELD,
+    WORD_RE,
+    compile_matcher,
+    range_matcher,
+    text_pattern,
+    time_range,
+    value_matcher,
+)
+from kubelogs.store.query import And, Exists, Match, MatchAll, Node, Not, Or, Range
+from kubelogs.store.query_parser import parse_query
+
+__all__ = ["Condition", "ConditionError"]
+
+MESSAGE = "message"
+_ROW_FIELDS = (TIMESTAMP_FIELD, MESSAGE, "stream", "log.offset", "log.flags")
+_MAX_CONTEXTS = 4096
+"""Residuals kept per condition (one per file context); the oldest are forgotten and
+recomputed when their file shows up again."""
+
+Residual = Node | bool
+_decode = msgspec.json.decode
+
+
+class ConditionError(ValueError):
+    """The condition cannot be used; the message is one line, `detail` may add a caret."""
+
+    def __init__(self, message: str, detail: str = "") -> None:
+        super().__init__(message)
+        self.detail = detail
+
+
+class Condition:
+    """A parsed, checked condition; `select(batch)` gives the rows that match."""
+
+    def __init__(self, text: str) -> None:
+        from kubelogs.store.errors import QueryError, QuerySyntaxError
+
+        self.text = text
+        try:
+            self.node: Node = parse_query(text)
+            self._matcher = compile_matcher(self.node, MESSAGE)
+        except QuerySyntaxError as exc:
+            raise ConditionError(str(exc), exc.caret_lines()) from None
+        except QueryError as exc:
+            raise ConditionError(str(exc)) from None
+        self._residuals: dict[tuple[str, bytes], Residual] = {}
+
+    def __repr__(self) -> str:
+        return f"Condition({self.text!r})"
+
+    # -- per file ---------------------------------------------------------------------
+
+    def residual(self, ctx: FileContext) -> Residual:
+        """The condition for rows without flags or parsed fields of files like `ctx`."""
+        key = (ctx.path, ctx.meta_ecs)
+        r = self._residuals.get(key)
+        if r is None:
+            if len(self._residuals) >= _MAX_CONTEXTS:
+                del self._residuals[next(iter(self._residuals))]
+            file_doc = _decode(render_file_fields("ecs", path=ctx.path, meta=ctx.meta_ecs))
+            r = self._residuals[key] = _substitute(self.node, lambda n: _file_leaf(n, file_doc))
+        return r
+
+    # -- per batch --------------------------------------------------------------------
+
+    def select(self, batch: Batch) -> list[int]:
+        """The rows of `batch` that match, ascending."""
+        n = len(batch)
+        if n == 0:
+            return []
+        residual = self.residual(batch.ctx)
+        special: set[int] = set()
+        if batch.flags:
+            special.update(batch.flags)
+        if batch.fields:
+            special.update(i for i, f in batch.fields.items() if f)
+        if not special:
+            if residual is True:
+                return list(range(n))
+            if residual is False:
+                return []
+            return _Rows(batch).select(residual, range(n))
+        plain = [i for i in range(n) if i not in special]
+        if residual is True:
+            kept = plain
+        elif residual is False or not plain:
+            kept = []
+        else:
+            kept = _Rows(batch).select(residual, plain)
+        own = sorted(special)
+        kept.extend(self._match_documents(batch, own))
+        kept.sort()
+        return kept
+
+    def matches(self, batch: Batch) -> list[bool]:
+        """One boolean per row (for tests and for code that wants a mask)."""
+        mask = [False] * len(batch)
+        for i in self.select(batch):
+            mask[i] = True
+        return mask
+
+    def _match_documents(self, batch: Batch, rows: list[int]) -> list[int]:
+        """Rows among `rows` whose rendered document matches (the exact definition)."""
+        sub = batch.select(rows)
+        ctx = sub.ctx
+        data = render_ndjson(
+            "ecs",
+            path=ctx.path,
+            meta=ctx.meta_ecs,
+            times=sub.times,
+            tstrs=sub.tstrs,
+            messages=sub.messages,
+            streams=sub.streams,
+            offsets=sub.offsets,
+            flags=sub.flags,
+            fields=sub.fields,
+        )
+        docs = data.split(b"\n")
+        matcher = self._matcher
+        return [
+            row
+            for row, doc, t in zip(rows, docs, sub.times, strict=False)
+            if matcher(_decode(doc), t)
+        ]
+
+
+# -- partial evaluation against the file's fields ----------------------------------------
+
+
+def _is_row_field(field: str) -> bool:
+    """Whether `field` reads (a part of) a per-row field of an events document."""
+    for name in _ROW_FIELDS:
+        if field == name or field.startswith(name + ".") or name.startswith(field + "."):
+            return True
+    return False
+
+
+def _file_leaf(n: Node, file_doc: dict[str, Any]) -> Residual:
+    """A leaf decided by the file's fields, or `n` when it needs the row."""
+    if not isinstance(n, Match | Exists | Range):
+        return n
+    field = n.field or MESSAGE
+    if field == "log":
+        return isinstance(n, Exists)  # an object: exists, equals no value
+    if _is_row_field(field):
+        if field == "log.flags" or field.startswith("log.flags."):
+            return False  # rows with flags are matched as documents
+        if field in (MESSAGE, TIMESTAMP_FIELD, "stream", "log.offset"):
+            if isinstance(n, Exists) and field in (MESSAGE, TIMESTAMP_FIELD, "log.offset"):
+                return True
+            return n
+        return False  # a part of a string or number: missing
+    return compile_matcher(n, MESSAGE)(file_doc, 0)
+
+
+def _substitute(node: Residual, leaf: Callable[[Node], Residual]) -> Residual:
+    """Replace leaves by what `leaf` decides and simplify (`store.planner` does the
+    same per block)."""
+    if isinstance(node, bool):
+        return node
+    if isinstance(node, And | Or):
+        decisive = isinstance(node, Or)
+        kept: list[Node] = []
+        for item in node.items:
+            r = _substitute(item, leaf)
+            if r is decisive:
+                return decisive
+            if not isinstance(r, bool):
+                kept.append(r)
+        if not kept:
+            return not decisive
+        return kept[0] if len(kept) == 1 else type(node)(tuple(kept))
+    if isinstance(node, Not):
+        r = _substitute(node.item, leaf)
+        return (not r) if isinstance(r, bool) else Not(r)
+    if isinstance(node, MatchAll):
+        return True
+    return leaf(node)
+
+
+# -- the residual over columns ---------------------------------------------------------
+
+
+class _Rows:
+    """Column-wise evaluation of a residual over some rows of one batch."""
+
+    __slots__ = ("_joined", "_lows", "_starts", "_timestamps", "batch")
+
+    def __init__(self, batch: Batch) -> None:
+        self.batch = batch
+        self._timestamps: list[str] | None = None
+        self._lows: dict[int, str] = {}
+        self._joined: str | None = None
+        self._starts: list[int] = []
+
+    def select(self, node: Node, rows: Sequence[int]) -> list[int]:
+        if isinstance(node, And):
+            current: Sequence[int] = rows
+            for item in sorted(node.items, key=_cost):
+                current = self.select(item, current)
+                if not current:
+                    return []
+            return list(current)
+        if isinstance(node, Or):
+            found: set[int] = set()
+            for item in node.items:
+                found.update(self.select(item, rows))
+            return sorted(found) if len(found) < len(rows) else list(rows)
+        if isinstance(node, Not):
+            hit = set(self.select(node.item, rows))
+            if not hit:
+                return list(rows)
+            return [i for i in rows if i not in hit]
+        return self._leaf(node, rows)
+
+    def _leaf(self, node: Node, rows: Sequence[int]) -> list[int]:
+        assert isinstance(node, Match | Exists | Range)
+        field = node.field or MESSAGE
+        b = self.batch
+        if field == MESSAGE:
+            if isinstance(node, Match):
+                return self._text_rows(node, rows)
+            if isinstance(node, Exists):
+                return list(rows)
+            messages = b.messages
+            check = range_matcher(node)
+            return [i for i in rows if check(messages[i])]
+        if field == "stream":
+            streams = b.streams
+            decided: dict[str, bool] = {}
+            value_check = _value_check(node)
+            for s in set(streams[i] for i in rows):
+                decided[s] = (isinstance(node, Exists) or value_check(s)) if s else False
+            if all(decided.values()):
+                return list(rows)
+            return [i for i in rows if decided[streams[i]]]
+        if field == "log.offset":
+            offsets = b.offsets
+            value_check = _value_check(node)
+            return [i for i in rows if value_check(offsets[i])]
+        if field == TIMESTAMP_FIELD:
+            times = b.times
+            if isinstance(node, Range):
+                lo, hi = time_range(node)
+                return [i for i in rows if lo <= times[i] <= hi]
+            if isinstance(node, Exists):
+                return list(rows)
+            stamps = self._timestamp_strings()
+            value_check = value_matcher(node)
+            return [i for i in rows if value_check(stamps[i])]
+        raise AssertionError(f"not a per-row field: {field}")
+
+    def _text_rows(self, node: Match, rows: Sequence[int]) -> list[int]:
+        """`store.matcher.text_matcher` over the rows, cheaply.
+
+        Over a whole batch: the messages are joined and lower-cased once for all terms;
+        the term's longest literal part (every match holds it) is looked for with
+        `str.find` (C speed), and the term's regex runs in the joined text only from the
+        first occurrence of its first literal part in a row that holds the key, to the
+        row's end (lookarounds see the newline before a row and the end of the search
+        after it as they see the ends of a lone message). On fewer rows (after an
+        ``and`` narrowed them) each message is lower-cased and tested alone."""
+        key, first, search = _text_test(node.value, node.phrase)
+        if key and "\n" not in key and self._whole(rows):
+            joined = self._joined_lower()
+            if joined is not None:
+                return self._scan(joined, key, first, search)
+        messages = self.batch.messages
+        lows = self._lows
+        out: list[int] = []
+        for i in rows:
+            low = lows.get(i)
+            if low is None:
+                low = lows[i] = messages[i].lower()
+            if key in low and (search is None or search(low)):
+                out.append(i)
+        return out
+
+    def _scan(
+        self, joined: str, key: str, first: str, search: Callable[[str, int, int], Any] | None
+    ) -> list[int]:
+        starts = self._starts
+        n = len(starts)
+        size = len(joined)
+        out: list[int] = []
+        pos = joined.find(key)
+        while pos != -1:
+            row = bisect_right(starts, pos) - 1
+            row_end = starts[row + 1] - 1 if row + 1 < n else size
+            if search is None:
+                out.append(row)
+            else:
+                if first == key:
+                    at = pos  # the first occurrence in this row: rows before had none
+                elif first:
+                    at = joined.find(first, starts[row], row_end)
+                else:
+                    at = starts[row]
+                if at != -1 and search(joined, at, row_end) is not None:
+                    out.append(row)
+            if row + 1 >= n:
+                break
+            pos = joined.find(key, row_end + 1)
+        return out
+
+    def _whole(self, rows: Sequence[int]) -> bool:
+        return isinstance(rows, range) and len(rows) == len(self.batch.messages)
+
+    def _joined_lower(self) -> str | None:
+        """The messages lower-cased and joined by newlines, or None when lower-casing
+        changed the length (a few non-ASCII letters): positions would not map back."""
+        if self._joined is None:
+            messages = self.batch.messages
+            joined = "\n".join(messages).lower()
+            self._starts = list(accumulate(map((1).__add__, map(len, messages[:-1])), initial=0))
+            expected = self._starts[-1] + len(messages[-1])
+            self._joined = joined if len(joined) == expected else ""
+        return self._joined or None
+
+    def _timestamp_strings(self) -> list[str]:
+        """``@timestamp`` as rendered (only a ``@timestamp:value`` match needs it)."""
+        if self._timestamps is None:
+            b = self.batch
+            if b.tstrs is not None and len(b.tstrs) == len(b.times):
+                self._timestamps = [t.decode() for t in b.tstrs]
+            else:
+                self._timestamps = [format_timestamp(t) for t in b.times]
+        return self._timestamps
+
+
+@functools.lru_cache(maxsize=1024)
+def _text_test(value: str, phrase: bool) -> tuple[str, str, Callable[..., Any] | None]:
+    """For `text_matcher(value, phrase)` on lower-cased text: a substring every match
+    contains (may be empty), the literal every match starts with (may be empty), and
+    the regex search (None: the substring decides)."""
+    pattern = text_pattern(value, phrase)
+    lowered = value.lower()
+    if pattern is None:
+        return lowered, "", None
+    parts = lowered.split("*") if not phrase and "*" in lowered else WORD_RE.findall(lowered)
+    return max(parts, key=len, default=""), parts[0] if parts else "", pattern.search
+
+
+def _value_check(node: Match | Exists | Range) -> Callable[[Any], bool]:
+    if isinstance(node, Match):
+        return value_matcher(node)
+    if isinstance(node, Range):
+        return range_matcher(node)
+    return lambda value: True
+
+
+def _cost(node: Node) -> int:
+    """Cheap tests first in an ``and``: they leave fewer rows to the message tests."""
+    if isinstance(node, Match | Exists | Range):
+        field = node.field or MESSAGE
+        return 2 if field == MESSAGE else 0
+    return 1 if isinstance(node, Not) else 3
+
+
+def checked_condition(text: str) -> str:
+    """A pydantic validator body: `text` if it is a usable condition, else a
+    `ValueError` whose message ends with the condition and a caret under the error, so
+    `kubelogs validate` shows it as `kubelogs search` does."""
+    try:
+        Condition(text)
+    except ConditionError as exc:
+        detail = "\n".join("    " + line for line in exc.detail.splitlines())
+        raise ValueError(f"{exc}\n{detail}" if detail else str(exc)) from None
+    return text
