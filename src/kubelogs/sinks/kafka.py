@@ -346,6 +346,9 @@ class KafkaSink:
         finally:
             if self._settling:
                 await asyncio.gather(*self._settling, return_exceptions=True)
+        self._check_fatal()
+
+    def _check_fatal(self) -> None:
         if self._fatal is not None:
             raise RuntimeError(f"sinks.{self.component_id}: {self._fatal}")
 
@@ -359,6 +362,7 @@ class KafkaSink:
         docs = encode_documents(batch, self.config.schema_)
         nbytes = sum(map(len, docs))
         while self._in_flight and self._in_flight + nbytes > self.config.max_in_flight_bytes:
+            self._check_fatal()
             self._room.clear()
             await self._room.wait()  # backpressure: the brokers are behind
         self._in_flight += nbytes
@@ -424,6 +428,7 @@ class KafkaSink:
                 queued = j
                 j += 1
             except BufferError:
+                self._check_fatal()
                 producer.poll(0)
                 await asyncio.sleep(_POLL_INTERVAL)  # librdkafka's queue is full
             except KafkaException as exc:
@@ -433,6 +438,7 @@ class KafkaSink:
                     tracker.lettered += 1
                     j += 1
                 else:
+                    self._check_fatal()
                     self._log_limited("produce", "cannot produce, retrying: %s", err.str())
                     self.metrics.error("produce", "sending")
                     await asyncio.sleep(0.5)
