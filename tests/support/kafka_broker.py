@@ -39,6 +39,8 @@ from support.es_servers import CACHE_DIR, ServerStartError, free_port
 POM = Path(__file__).resolve().parents[1] / "integration" / "kafka" / "servers" / "kafka-pom.xml"
 START_TIMEOUT = 180.0
 """Seconds the broker may take to answer metadata requests: 5-26 s is usual."""
+PLAIN_USER = ("kubelogs", "plain-secret")
+SCRAM_USER = ("scrammer", "scram-secret")
 JVM_FLAGS = [
     "-Xms256m",
     "-Xmx512m",
@@ -97,6 +99,8 @@ class KafkaBroker:
     log_path: Path
     port: int = field(default_factory=free_port)
     controller_port: int = field(default_factory=free_port)
+    sasl_port: int = field(default_factory=free_port)
+    """A SASL_PLAINTEXT listener: PLAIN (`PLAIN_USER`) and SCRAM-SHA-256 (`SCRAM_USER`)."""
     proc: subprocess.Popen[bytes] | None = None
     startup_seconds: float = 0.0
     _classpath: list[str] = field(default_factory=list)
@@ -104,6 +108,10 @@ class KafkaBroker:
     @property
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def sasl_bootstrap(self) -> str:
+        return f"127.0.0.1:{self.sasl_port}"
 
     @property
     def properties(self) -> Path:
@@ -123,10 +131,19 @@ class KafkaBroker:
                     "node.id=1",
                     f"controller.quorum.bootstrap.servers=127.0.0.1:{self.controller_port}",
                     f"listeners=PLAINTEXT://127.0.0.1:{self.port},"
+                    f"SASL_PLAINTEXT://127.0.0.1:{self.sasl_port},"
                     f"CONTROLLER://127.0.0.1:{self.controller_port}",
-                    f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}",
+                    f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port},"
+                    f"SASL_PLAINTEXT://127.0.0.1:{self.sasl_port}",
                     "controller.listener.names=CONTROLLER",
-                    "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+                    "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,"
+                    "SASL_PLAINTEXT:SASL_PLAINTEXT",
+                    "sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256",
+                    "listener.name.sasl_plaintext.plain.sasl.jaas.config="
+                    "org.apache.kafka.common.security.plain.PlainLoginModule required "
+                    f'user_{PLAIN_USER[0]}="{PLAIN_USER[1]}";',
+                    "listener.name.sasl_plaintext.scram-sha-256.sasl.jaas.config="
+                    "org.apache.kafka.common.security.scram.ScramLoginModule required;",
                     "inter.broker.listener.name=PLAINTEXT",
                     f"log.dirs={data}",
                     "num.partitions=4",
@@ -164,6 +181,8 @@ class KafkaBroker:
                     "-c",
                     str(self.properties),
                     "--standalone",
+                    "--add-scram",
+                    f"SCRAM-SHA-256=[name={SCRAM_USER[0]},password={SCRAM_USER[1]}]",
                 ],
                 capture_output=True,
                 text=True,

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+import pytest
 from kafka_helpers import new_topic, read_topic, until
 
 from kubelogs.buffer import dead_letter
@@ -19,7 +20,7 @@ from kubelogs.pipeline.channels import Channel
 from kubelogs.pipeline.event import Batch
 from kubelogs.sinks.kafka import EVENT_ID_HEADER, KafkaSink, KafkaSinkConfig
 from kubelogs.telemetry.metrics import Metrics
-from support.kafka_broker import KafkaBroker
+from support.kafka_broker import PLAIN_USER, SCRAM_USER, KafkaBroker
 from support.store_docs import make_batches
 
 
@@ -172,3 +173,36 @@ async def _broker_down(broker: KafkaBroker, tmp_path: Path) -> None:
     got = await asyncio.to_thread(read_topic, broker, topic, total)
     assert len(batches) == acks.resolved
     assert total == len({r.headers[EVENT_ID_HEADER] for r in got})
+
+
+@pytest.mark.parametrize(
+    ("mechanism", "user"), [("PLAIN", PLAIN_USER), ("SCRAM-SHA-256", SCRAM_USER)]
+)
+async def test_sasl_credentials_reach_the_broker(
+    broker: KafkaBroker, tmp_path: Path, mechanism: str, user: tuple[str, str]
+) -> None:
+    """The sink authenticates on the broker's SASL listener with PLAIN and SCRAM."""
+    topic = new_topic(broker, 1)
+    acks = Acks()
+    batches = [b.derive(ack=acks.token()) for b in make_batches(containers=1, lines=20)]
+    cfg = KafkaSinkConfig.model_validate(
+        {
+            "type": "kafka",
+            "inputs": ["x"],
+            "bootstrap_servers": [broker.sasl_bootstrap],
+            "topic": topic,
+            "linger": "10ms",
+            "sasl": {"mechanism": mechanism, "username": user[0], "password": user[1]},
+        }
+    )
+    cx = BuildContext(component_id="k", data_dir=tmp_path, node_name="n", metrics=Metrics())
+    sink = cfg.build(cx)
+    ch = Channel("k", 8)
+    ch.add_producer()
+
+    await asyncio.gather(sink.run(ch), feed(ch, batches))
+    await sink.close()
+
+    got = await asyncio.to_thread(read_topic, broker, topic, 20, 30.0)
+    assert len(batches) == acks.resolved
+    assert 20 == len(got)
