@@ -210,6 +210,7 @@ def test_broker_down_agent_memory_bounded_nothing_lost(broker: KafkaBroker, tmp_
         assert 0 == agg.stop()
     got = stored_messages(store)
 
+    print(f"agent RSS {before:.0f} MiB before the outage, {max(rss):.0f} MiB at most during it")
     assert written_during > 1000
     assert max(rss) < before + 64, (before, max(rss))
     assert [] == [m for m in written if got[m] != 1]
