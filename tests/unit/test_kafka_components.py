@@ -12,7 +12,8 @@ from pydantic import ValidationError
 
 from kubelogs.kafka.metrics import broker_retries, consumer_lags
 from kubelogs.kafka.settings import client_settings
-from kubelogs.sinks.kafka import KafkaSinkConfig, TopicTemplate
+from kubelogs.kafka.topics import TopicTemplate
+from kubelogs.sinks.kafka import KafkaSinkConfig
 from kubelogs.sources.kafka import KafkaSourceConfig, _record, _set_event_id
 from support.store_docs import make_batches
 

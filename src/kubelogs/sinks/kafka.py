@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -55,6 +54,7 @@ from kubelogs.kafka.metrics import (
     parse_stats,
 )
 from kubelogs.kafka.settings import KafkaClientConfig, client_settings
+from kubelogs.kafka.topics import TopicTemplate
 from kubelogs.pipeline.event import Batch
 from kubelogs.pipeline.runtime import Input
 from kubelogs.sinks.retry import Backoff
@@ -80,8 +80,6 @@ _librdkafka_log.addFilter(_KnownSettingsNotice())
 EVENT_ID_HEADER = "kubelogs-event-id"
 """Header carrying the event's deterministic id (`Batch.event_id`); the `kafka` source
 reads it so the id survives the hop."""
-_FIELD_REF = re.compile(r"\{([^{}]+)\}")
-_TOPIC_ILLEGAL = re.compile(r"[^a-zA-Z0-9._-]")
 _LOG_EVERY = 30.0
 _RECORD_OVERHEAD = 512
 """Bytes a record takes beyond its value and key (headers, framing), for the size check
@@ -137,45 +135,6 @@ class KafkaSinkConfig(SinkConfig, KafkaClientConfig):
             dead_letter_dir=self.dead_letter.path or cx.data_dir / "dead_letter" / cx.component_id,
             km=kafka_metrics(cx.metrics),
         )
-
-
-class TopicTemplate:
-    """A topic name with ``{field.path}`` references, resolved once per batch from its
-    file's metadata (events of a batch share it)."""
-
-    def __init__(self, template: str, schema: str) -> None:
-        self.template = template
-        self.static = _FIELD_REF.search(template) is None
-        self._schema = schema
-        self._cache: dict[tuple[bytes, str], str] = {}
-
-    def resolve(self, batch: Batch) -> str:
-        if self.static:
-            return self.template
-        ctx = batch.ctx
-        meta = ctx.meta_fluentd if self._schema == "fluentd" else ctx.meta_ecs
-        key = (meta, ctx.path)
-        name = self._cache.get(key)
-        if name is None:
-            try:
-                doc: Any = msgspec.json.decode(b"{" + meta + b"}") if meta else {}
-            except msgspec.DecodeError:
-                doc = {}
-            doc.setdefault("log", {"file": {"path": ctx.path}})
-            name = _FIELD_REF.sub(lambda m: _lookup(doc, m.group(1)), self.template)
-            name = _TOPIC_ILLEGAL.sub("_", name)[:249]
-            if len(self._cache) >= 4096:
-                self._cache.clear()
-            self._cache[key] = name
-        return name
-
-
-def _lookup(doc: Any, path: str) -> str:
-    for part in path.strip().split("."):
-        if not isinstance(doc, dict) or part not in doc:
-            return "unknown"
-        doc = doc[part]
-    return str(doc) if isinstance(doc, str | int | float) and str(doc) else "unknown"
 
 
 class _Tracker:
