@@ -357,8 +357,12 @@ async def _run_router(node: Node) -> None:
         async for batch in node.channel:
             received.inc(len(batch))
             for name, out in node.runtime.route(batch):
-                sent.inc(len(out))
-                await node.outputs[name].send(out)
+                fan = node.outputs[name]
+                if fan.consumers:
+                    sent.inc(len(out))
+                else:  # an output nobody reads (often `_unmatched`): dropped on purpose
+                    node.metrics.discarded(len(out), intentional=True)
+                await fan.send(out)
     finally:
         node.output.close()
         for fan in node.outputs.values():
