@@ -27,6 +27,7 @@ from __future__ import annotations
 import functools
 from bisect import bisect_right
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from itertools import accumulate
 from typing import Any
 
@@ -46,6 +47,7 @@ from kubelogs.store.matcher import (
 )
 from kubelogs.store.query import And, Exists, Match, MatchAll, Node, Not, Or, Range
 from kubelogs.store.query_parser import parse_query
+from kubelogs.transforms.fields import RESERVED_TOP
 
 __all__ = ["Condition", "ConditionError"]
 
@@ -81,7 +83,7 @@ class Condition:
             raise ConditionError(str(exc), exc.caret_lines()) from None
         except QueryError as exc:
             raise ConditionError(str(exc)) from None
-        self._residuals: dict[tuple[str, bytes], Residual] = {}
+        self._plans: dict[tuple[str, bytes], _Plan] = {}
 
     def __repr__(self) -> str:
         return f"Condition({self.text!r})"
@@ -90,14 +92,21 @@ class Condition:
 
     def residual(self, ctx: FileContext) -> Residual:
         """The condition for rows without flags or parsed fields of files like `ctx`."""
+        return self._plan(ctx).plain
+
+    def _plan(self, ctx: FileContext) -> _Plan:
         key = (ctx.path, ctx.meta_ecs)
-        r = self._residuals.get(key)
-        if r is None:
-            if len(self._residuals) >= _MAX_CONTEXTS:
-                del self._residuals[next(iter(self._residuals))]
+        plan = self._plans.get(key)
+        if plan is None:
+            if len(self._plans) >= _MAX_CONTEXTS:
+                del self._plans[next(iter(self._plans))]
             file_doc = _decode(render_file_fields("ecs", path=ctx.path, meta=ctx.meta_ecs))
-            r = self._residuals[key] = _substitute(self.node, lambda n: _file_leaf(n, file_doc))
-        return r
+            plain = _substitute(self.node, lambda n: _file_leaf(n, file_doc))
+            shadow: set[str] = set()
+            meta_roots = frozenset(file_doc) - {"log"}
+            extra = _substitute(self.node, lambda n: _extra_leaf(n, file_doc, meta_roots, shadow))
+            plan = self._plans[key] = _Plan(plain, extra, frozenset(shadow))
+        return plan
 
     # -- per batch --------------------------------------------------------------------
 
@@ -106,27 +115,42 @@ class Condition:
         n = len(batch)
         if n == 0:
             return []
-        residual = self.residual(batch.ctx)
+        plan = self._plan(batch.ctx)
+        residual = plan.plain
         special: set[int] = set()
         if batch.flags:
             special.update(batch.flags)
-        if batch.fields:
-            special.update(i for i, f in batch.fields.items() if f)
+        fields = batch.fields or {}
+        if fields:
+            special.update(i for i, f in fields.items() if f)
         if not special:
             if residual is True:
                 return list(range(n))
             if residual is False:
                 return []
             return _Rows(batch).select(residual, range(n))
+        rows = _Rows(batch)
         plain = [i for i in range(n) if i not in special]
         if residual is True:
             kept = plain
         elif residual is False or not plain:
             kept = []
         else:
-            kept = _Rows(batch).select(residual, plain)
+            kept = rows.select(residual, plain)
+        # Rows with flags or fields: the same partial evaluation holds unless one of
+        # their field names could stand in for a field it decided (a literal dotted
+        # key such as "kubernetes.namespace"); those few are matched as documents.
+        shadow = plan.shadow
         own = sorted(special)
-        kept.extend(self._match_documents(batch, own))
+        if shadow:
+            unsure = [i for i in own if not shadow.isdisjoint(fields.get(i) or ())]
+            if unsure:
+                own = [i for i in own if shadow.isdisjoint(fields.get(i) or ())]
+                kept.extend(self._match_documents(batch, unsure))
+        if plan.extra is True:
+            kept.extend(own)
+        elif plan.extra is not False and own:
+            kept.extend(rows.select(plan.extra, own))
         kept.sort()
         return kept
 
@@ -189,6 +213,51 @@ def _file_leaf(n: Node, file_doc: dict[str, Any]) -> Residual:
             return n
         return False  # a part of a string or number: missing
     return compile_matcher(n, MESSAGE)(file_doc, 0)
+
+
+_COLUMNS = (MESSAGE, TIMESTAMP_FIELD, "stream", "log.offset")
+"""Fields read from the batch's columns, for every row."""
+
+
+def _prefixes(path: str) -> list[str]:
+    """The top-level keys `store.matcher.get_field` may consult for `path`."""
+    parts = path.split(".")
+    return [".".join(parts[: k + 1]) for k in range(len(parts))]
+
+
+def _extra_leaf(
+    n: Node, file_doc: dict[str, Any], meta_roots: frozenset[str], shadow: set[str]
+) -> Residual:
+    """For rows with flags or parsed fields: decide the leaves that read file fields
+    (metadata), keep the rest for the row; record in `shadow` the field names that
+    would make the decision or a column's value wrong if a row's parsed fields had
+    them (top-level names kubelogs writes itself are renamed ``<name>_parsed`` in
+    documents, so they never shadow)."""
+    if not isinstance(n, Match | Exists | Range):
+        return n
+    field = n.field or MESSAGE
+    keys = [p for p in _prefixes(field) if p not in RESERVED_TOP]
+    if field in _COLUMNS:
+        shadow.update(keys)
+        if isinstance(n, Exists) and field != "stream":
+            return True
+        return n
+    if any(p in meta_roots for p in _prefixes(field)):
+        shadow.update(keys)
+        return compile_matcher(n, MESSAGE)(file_doc, 0)
+    return n
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """A condition partially evaluated for one file."""
+
+    plain: Residual
+    """For rows without flags or parsed fields."""
+    extra: Residual
+    """For rows with flags or parsed fields whose names are not in `shadow`: decided
+    per row on the row's own fields (`_Rows._doc`)."""
+    shadow: frozenset[str]
 
 
 def _substitute(node: Residual, leaf: Callable[[Node], Residual]) -> Residual:
@@ -286,7 +355,28 @@ class _Rows:
             stamps = self._timestamp_strings()
             value_check = value_matcher(node)
             return [i for i in rows if value_check(stamps[i])]
-        raise AssertionError(f"not a per-row field: {field}")
+        matcher = compile_matcher(node, MESSAGE)
+        doc = self._doc
+        return [i for i in rows if matcher(doc(i), b.times[i])]
+
+    def _doc(self, row: int) -> dict[str, Any]:
+        """What the row's document holds besides the file's metadata: the columns,
+        ``log.file.path``, flags and parsed fields (renamed as documents rename them)."""
+        b = self.batch
+        log: dict[str, Any] = {"file": {"path": b.ctx.path}, "offset": b.offsets[row]}
+        flags = b.flags.get(row) if b.flags else None
+        if flags:
+            log["flags"] = list(flags)
+        doc: dict[str, Any] = {"message": b.messages[row], "log": log}
+        if b.streams[row]:
+            doc["stream"] = b.streams[row]
+        own = b.fields.get(row) if b.fields else None
+        if own:
+            if RESERVED_TOP.isdisjoint(own):
+                doc.update(own)
+            else:
+                doc.update((f"{k}_parsed" if k in RESERVED_TOP else k, v) for k, v in own.items())
+        return doc
 
     def _text_rows(self, node: Match, rows: Sequence[int]) -> list[int]:
         """`store.matcher.text_matcher` over the rows, cheaply.

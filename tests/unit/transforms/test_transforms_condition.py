@@ -90,8 +90,13 @@ FIELD_KEYS = st.sampled_from(
         "host",
         "message",
         "kubernetes.namespace",
+        "kubernetes.labels.app",
         "host.name",
         "stream",
+        "log.offset",
+        "log.flags",
+        "log",
+        "@timestamp",
     ]
 )
 
@@ -201,3 +206,33 @@ def test_a_bad_time_is_refused() -> None:
 
 def _unused(_: Any) -> None:
     return None
+
+
+@pytest.mark.parametrize(
+    ("query", "fields"),
+    [
+        ("kubernetes.namespace:other", {"kubernetes.namespace": "other"}),
+        ("not kubernetes.namespace:payments", {"kubernetes.namespace": "other"}),
+        ("log.offset:7", {"log.offset": 7}),
+        ("host.name:n1", {"host.name": "elsewhere"}),
+        ("kubernetes.labels.app:web", {"kubernetes": {"labels": {"app": "web"}}}),
+        ("message:hello", {"message": "bye"}),
+        ("stream:stdout", {"stream": "stderr"}),
+    ],
+)
+def test_parsed_fields_that_look_like_file_fields(query: str, fields: dict[str, Any]) -> None:
+    """A parsed field named like a file field or a column: the document decides (a
+    literal dotted key wins over the object path; reserved names are renamed)."""
+    ecs, _ = encode_meta(
+        namespace="payments", pod="web-1", pod_uid="u", container="c", container_id="", node="n1"
+    )
+    ctx = FileContext(source_id="s", path="/p", file_key="k", id_prefix="x", meta_ecs=ecs)
+    batch = Batch(
+        ctx=ctx,
+        times=[0, 0],
+        messages=["hello", "hello"],
+        streams=["stdout", "stdout"],
+        offsets=[7, 9],
+        fields={1: fields},
+    )
+    assert Condition(query).matches(batch) == expected(query, batch)
