@@ -142,10 +142,12 @@ class Condition:
         # key such as "kubernetes.namespace"); those few are matched as documents.
         shadow = plan.shadow
         own = sorted(special)
-        if shadow:
-            unsure = [i for i in own if not shadow.isdisjoint(fields.get(i) or ())]
+        if shadow and fields:
+            names = tuple(shadow)
+            unsure = [i for i in own if (f := fields.get(i)) and any(k in f for k in names)]
             if unsure:
-                own = [i for i in own if shadow.isdisjoint(fields.get(i) or ())]
+                doubt = set(unsure)
+                own = [i for i in own if i not in doubt]
                 kept.extend(self._match_documents(batch, unsure))
         if plan.extra is True:
             kept.extend(own)
@@ -217,6 +219,16 @@ def _file_leaf(n: Node, file_doc: dict[str, Any]) -> Residual:
 
 _COLUMNS = (MESSAGE, TIMESTAMP_FIELD, "stream", "log.offset")
 """Fields read from the batch's columns, for every row."""
+
+
+@functools.lru_cache(maxsize=1024)
+def _parsed_only(field: str) -> bool:
+    """Whether only a row's parsed fields can hold `field` in its document: none of
+    the keys it may be found under is one kubelogs writes (or a renamed one)."""
+    for p in _prefixes(field):
+        if p in RESERVED_TOP or (p.endswith("_parsed") and p[: -len("_parsed")] in RESERVED_TOP):
+            return False
+    return True
 
 
 def _prefixes(path: str) -> list[str]:
@@ -356,8 +368,14 @@ class _Rows:
             value_check = value_matcher(node)
             return [i for i in rows if value_check(stamps[i])]
         matcher = compile_matcher(node, MESSAGE)
+        times = b.times
+        if _parsed_only(field):
+            # Only parsed fields can hold it: their own dict answers as the document.
+            fields = b.fields or {}
+            empty: dict[str, Any] = {}
+            return [i for i in rows if matcher(fields.get(i) or empty, times[i])]
         doc = self._doc
-        return [i for i in rows if matcher(doc(i), b.times[i])]
+        return [i for i in rows if matcher(doc(i), times[i])]
 
     def _doc(self, row: int) -> dict[str, Any]:
         """What the row's document holds besides the file's metadata: the columns,

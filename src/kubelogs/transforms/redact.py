@@ -100,9 +100,9 @@ class Pattern:
     group: int = 0
     """The group to mask (0: the whole match)."""
     valid: Callable[[str, int, int], bool] | None = None
-    digits: int = 0
-    """Instead of anchors: a run of this many digits, spaces or dashes every match
-    holds (card numbers)."""
+    shapes: tuple[str, ...] = ()
+    """Instead of anchors: shapes every match holds, in the text with digits as ``0``
+    and spaces and dashes as ``1`` (card numbers)."""
     exact_anchors: bool = False
     """The anchors are looked for as written, in the text itself (not lower-cased)."""
 
@@ -128,9 +128,13 @@ class Pattern:
 
 
 _DIGITS = str.maketrans(
-    {i: ("0" if chr(i).isdigit() or chr(i) in " -" else "x") for i in range(128) if i != 10}
+    {
+        i: ("0" if chr(i).isdigit() else "1" if chr(i) in " -" else "x")
+        for i in range(128)
+        if i != 10
+    }
 )
-"""Digits, spaces and dashes -> ``0``, other ASCII but the newline -> ``x``."""
+"""Digits -> ``0``, spaces and dashes -> ``1``, other ASCII but the newline -> ``x``."""
 
 BUILTIN: dict[str, Pattern] = {
     p.name: p
@@ -180,7 +184,7 @@ BUILTIN: dict[str, Pattern] = {
             # contiguous, in groups of four (16-19 digits), or Amex's 4-6-5
             re.compile(r"\d{13,19}|\d{4}([ -])\d{4}\1\d{4}\1\d{1,7}|\d{4}[ -]\d{6}[ -]\d{5}"),
             valid=_card,
-            digits=13,
+            shapes=("0" * 13, "0000100001000010", "00001000000100000"),
         ),
     )
 }
@@ -235,16 +239,16 @@ def candidate_lines(pattern: Pattern, text: str, low: str | None, starts: list[i
                     break
                 pos = low.find(anchor, starts[line + 1])
         return sorted(found)
-    if pattern.digits:
+    if pattern.shapes:
         marks = text.translate(_DIGITS)
-        run = "0" * pattern.digits
-        pos = marks.find(run)
-        while pos != -1:
-            line = _line_of(starts, pos)
-            found.add(line)
-            if line + 1 >= n:
-                break
-            pos = marks.find(run, starts[line + 1])
+        for shape in pattern.shapes:
+            pos = marks.find(shape)
+            while pos != -1:
+                line = _line_of(starts, pos)
+                found.add(line)
+                if line + 1 >= n:
+                    break
+                pos = marks.find(shape, starts[line + 1])
         return sorted(found)
     # a user pattern (RE2, never across lines): one linear scan of the whole batch
     for m in pattern.regex.finditer(text):
