@@ -129,6 +129,19 @@ class Condition:
             if residual is False:
                 return []
             return _Rows(batch).select(residual, range(n))
+        shadow = plan.shadow
+        names = tuple(shadow)
+        if names and fields and not shadow.isdisjoint(set().union(*fields.values())):
+            unsure = [i for i in sorted(fields) if (f := fields[i]) and any(k in f for k in names)]
+        else:
+            unsure = []
+        if not unsure and plan.extra == residual:
+            # Nothing parsed changes the answer (the usual case): one pass for all rows.
+            if residual is True:
+                return list(range(n))
+            if residual is False:
+                return []
+            return _Rows(batch).select(residual, range(n))
         rows = _Rows(batch)
         plain = [i for i in range(n) if i not in special]
         if residual is True:
@@ -140,15 +153,11 @@ class Condition:
         # Rows with flags or fields: the same partial evaluation holds unless one of
         # their field names could stand in for a field it decided (a literal dotted
         # key such as "kubernetes.namespace"); those few are matched as documents.
-        shadow = plan.shadow
         own = sorted(special)
-        if shadow and fields:
-            names = tuple(shadow)
-            unsure = [i for i in own if (f := fields.get(i)) and any(k in f for k in names)]
-            if unsure:
-                doubt = set(unsure)
-                own = [i for i in own if i not in doubt]
-                kept.extend(self._match_documents(batch, unsure))
+        if unsure:
+            doubt = set(unsure)
+            own = [i for i in own if i not in doubt]
+            kept.extend(self._match_documents(batch, unsure))
         if plan.extra is True:
             kept.extend(own)
         elif plan.extra is not False and own:
