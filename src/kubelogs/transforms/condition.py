@@ -434,11 +434,13 @@ class _Rows:
     def _scan(
         self, joined: str, key: str, first: str, search: Callable[[str, int, int], Any] | None
     ) -> list[int]:
-        starts = self._starts
-        n = len(starts)
-        size = len(joined)
         out: list[int] = []
         pos = joined.find(key)
+        if pos == -1:
+            return out
+        starts = self._row_starts()
+        n = len(starts)
+        size = len(joined)
         while pos != -1:
             row = bisect_right(starts, pos) - 1
             row_end = starts[row + 1] - 1 if row + 1 < n else size
@@ -467,10 +469,16 @@ class _Rows:
         if self._joined is None:
             messages = self.batch.messages
             joined = "\n".join(messages).lower()
-            self._starts = list(accumulate(map((1).__add__, map(len, messages[:-1])), initial=0))
-            expected = self._starts[-1] + len(messages[-1])
+            expected = sum(map(len, messages)) + len(messages) - 1
             self._joined = joined if len(joined) == expected else ""
         return self._joined or None
+
+    def _row_starts(self) -> list[int]:
+        """Where each message starts in the joined text (only needed on a hit)."""
+        if not self._starts:
+            lengths = map(len, self.batch.messages[:-1])
+            self._starts = list(accumulate(map((1).__add__, lengths), initial=0))
+        return self._starts
 
     def _timestamp_strings(self) -> list[str]:
         """``@timestamp`` as rendered (only a ``@timestamp:value`` match needs it)."""
