@@ -3,8 +3,7 @@
 
 Usage: uv run python bench/agent_bench.py [--lines 2000000] [--containers 20]
        [--format cri|docker] [--sink blackhole|local] [--metadata] [--transform JSON]
-       [--repeat 3]
-       [--malloc self|env|off]
+       [--repeat 3] [--malloc self|env|off] [--parse json|logfmt|klog|...]
 
 Generates the tree with ../shared/bench/gen_logs.py (or reuses --root), runs the agent
 as a child process with a blackhole (or local store) sink, waits until the sink has sent
@@ -66,10 +65,12 @@ def run_once(
     extra_transform: dict | None,
     env_extra: dict[str, str],
     profile: Path | None = None,
+    parse: str | None = None,
 ) -> dict[str, float]:
     data_dir = work / "data"
     shutil.rmtree(data_dir, ignore_errors=True)
-    sink_cfg: dict = {"type": sink, "inputs": ["k8s" if extra_transform else "containers"]}
+    last = "k8s" if extra_transform else "containers"
+    sink_cfg: dict = {"type": sink, "inputs": ["parse" if parse else last]}
     if sink == "local":
         sink_cfg["path"] = str(work / "store")
         shutil.rmtree(work / "store", ignore_errors=True)
@@ -86,8 +87,15 @@ def run_once(
         },
         "sinks": {"out": sink_cfg},
     }
+    transforms: dict[str, Any] = {}
     if extra_transform:
-        cfg["transforms"] = {"k8s": extra_transform}
+        transforms["k8s"] = extra_transform
+    if parse:
+        # The `parse` transform applies the parser to every line, as a source's
+        # `parser:` does (non-matching lines are flagged, not dropped).
+        transforms["parse"] = {"type": "parse", "inputs": [last], "parser": parse}
+    if transforms:
+        cfg["transforms"] = transforms
     import yaml
 
     cfg_path = work / "bench.yaml"
@@ -265,6 +273,11 @@ def main() -> int:
         "--no-malloc-env", action="store_true", help="the same as --malloc off (older flag)"
     )
     ap.add_argument(
+        "--parse",
+        metavar="PARSER",
+        help="add a `parse` transform with this parser (json, logfmt, klog, ...) on every line",
+    )
+    ap.add_argument(
         "--profile",
         type=Path,
         metavar="FILE",
@@ -308,7 +321,7 @@ def main() -> int:
             raise SystemExit("--transform and --metadata cannot be combined")
         transform = {**json.loads(a.transform), "inputs": ["containers"]}
     results = [
-        run_once(root, manifest, a.sink, work, transform, env_extra, a.profile)
+        run_once(root, manifest, a.sink, work, transform, env_extra, a.profile, a.parse)
         for _ in range(a.repeat)
     ]
     if server is not None:
@@ -324,6 +337,7 @@ def main() -> int:
                 "sink": a.sink,
                 "metadata": a.metadata,
                 "transform": a.transform,
+                "parse": a.parse,
                 "malloc": malloc,
                 "runs": len(results),
                 "median": {k: round(v, 2) for k, v in med.items()},

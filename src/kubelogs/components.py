@@ -5,6 +5,7 @@ from kubelogs.sources import file as file_source
 from kubelogs.sources import kubernetes_logs
 from kubelogs.transforms import filter as filter_transform
 from kubelogs.transforms import kubernetes_metadata, modify, redact, route, sample, throttle
+from kubelogs.transforms import parse as parse_transform
 from kubelogs.transforms import python as python_transform
 
 __all__ = [
@@ -17,6 +18,7 @@ __all__ = [
     "kubernetes_metadata",
     "local",
     "modify",
+    "parse_transform",
     "python_transform",
     "redact",
     "route",

@@ -26,6 +26,7 @@ from kubelogs.config.addresses import ListenAddress
 from kubelogs.config.base import ComponentConfig, StrictModel
 from kubelogs.config.errors import ConfigFileError, ConfigInvalid
 from kubelogs.config.registry import lookup, names
+from kubelogs.config.unit_tests import UnitTest, reference_problems
 from kubelogs.config.units import Duration
 
 DEFAULT_CONFIG_PATH = Path("/etc/kubelogs/kubelogs.yaml")
@@ -69,6 +70,12 @@ class RootConfig(StrictModel):
     sources: dict[str, Any] = Field(default_factory=dict)
     transforms: dict[str, Any] = Field(default_factory=dict)
     sinks: dict[str, Any] = Field(default_factory=dict)
+    watch_config: bool = False
+    """Reload when the config file changes (polled every second; follows the symlink
+    swap of a ConfigMap), as `SIGHUP` does."""
+    tests: list[UnitTest] = Field(default_factory=list)
+    """Unit tests of transforms (and sources' parsers), run by `kubelogs test`; checked
+    by `kubelogs validate`, otherwise ignored by `kubelogs run`."""
 
 
 class Config:
@@ -377,6 +384,7 @@ def config_from_data(
                 problems.extend(_pydantic_problems(where, exc, reg.config))
 
     inputs = _check_graph(sections, section_of, problems)
+    problems.extend(reference_problems(root.tests, section_of, _named_outputs(sections)))
     if not sections["sinks"] and not any(p.startswith("sinks:") for p in problems):
         problems.append("sinks: at least one sink is required")
     if problems:
