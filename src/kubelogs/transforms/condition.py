@@ -7,19 +7,24 @@ compares both on rendered documents.
 
 Why not render and match every document: that is several microseconds per line, and a
 filter must cost well under one (issue 13: at most +0.5 CPU-s per 1M lines). Instead the
-query is *partially evaluated* per batch, as the store's planner does per block:
+query is *partially evaluated* per file, as the store's planner does per block:
 
 1. Everything a file shares (`kubernetes.*`, `host.*`, `log.file.path`, anything the
    file's metadata holds) is decided once per `FileContext` from the file's fields
-   (`render_file_fields`, decoded once and cached). Conditions on a field that neither
-   the file nor the plain columns have are false (a missing field never matches).
-2. What is left (the *residual*) reads only per-row columns: the message (words,
-   phrases, wildcards, with the store's own `text_matcher`), `stream`, `@timestamp`,
-   `log.offset`. It is run column by column over candidate rows: ``and`` narrows the
-   rows its next item looks at, ``or`` only tries rows not matched yet, ``not`` is a
-   set difference; a `stream` condition is decided once per distinct stream value.
-3. Rows with flags or parsed fields (sparse) are rendered and matched as documents with
-   the exact matcher: their fields can be anything, so only the document is the truth.
+   (`render_file_fields`, decoded once and cached): a condition on them alone costs
+   nothing per line. For rows without parsed fields, conditions on a field neither
+   the file nor the columns have are false (a missing field never matches).
+2. What is left (the *residual*) is run column by column over candidate rows: message
+   terms (words, phrases, wildcards: the store's `text_pattern`) by `str.find` of the
+   term's longest literal part in the batch's messages joined and lower-cased once,
+   the regex only where it occurs; `stream` once per distinct value; `@timestamp`
+   and `log.offset` on their columns; ``and`` narrows the rows its next item looks at,
+   ``or`` unites, ``not`` is a set difference.
+3. Rows with parsed fields or flags (sparse) use a second residual in which only the
+   file's fields are decided; their parsed fields are read from the row's own dict.
+   A row whose parsed field names could stand in for a decided field in its document
+   (a literal dotted key such as ``"kubernetes.namespace"``) is rendered and matched as
+   a document with the exact matcher.
 """
 
 from __future__ import annotations
@@ -49,12 +54,12 @@ from kubelogs.store.query import And, Exists, Match, MatchAll, Node, Not, Or, Ra
 from kubelogs.store.query_parser import parse_query
 from kubelogs.transforms.fields import RESERVED_TOP
 
-__all__ = ["Condition", "ConditionError"]
+__all__ = ["Condition", "ConditionError", "checked_condition"]
 
 MESSAGE = "message"
 _ROW_FIELDS = (TIMESTAMP_FIELD, MESSAGE, "stream", "log.offset", "log.flags")
 _MAX_CONTEXTS = 4096
-"""Residuals kept per condition (one per file context); the oldest are forgotten and
+"""Plans kept per condition (one per file context); the oldest are forgotten and
 recomputed when their file shows up again."""
 
 Residual = Node | bool
