@@ -506,7 +506,52 @@ def _text_test(value: str, phrase: bool) -> tuple[str, str, Callable[..., Any] |
     if pattern is None:
         return lowered, "", None
     parts = lowered.split("*") if not phrase and "*" in lowered else WORD_RE.findall(lowered)
-    return max(parts, key=len, default=""), parts[0] if parts else "", pattern.search
+    search: Callable[..., Any] = pattern.search
+    wildcard = not phrase and "*" in lowered
+    if (
+        wildcard
+        and len(parts) >= 3
+        and all(WORD_RE.fullmatch(p) for p in parts[1:-1])
+        and all(p == "" or WORD_RE.fullmatch(p) for p in (parts[0], parts[-1]))
+    ):
+        search = _WordWildcard(parts)
+    return max(parts, key=len, default=""), parts[0] if parts else "", search
+
+
+class _WordWildcard:
+    r"""``a*b*c`` without backtracking: the regex ``(?<!\w)a\w*b\w*c(?!\w)`` matches
+    exactly the whole words that start with ``a``, end with ``c`` and hold ``b`` in
+    between, which a left-to-right `str.find` decides in linear time. (The regex
+    backtracks quadratically per part on a long word: a hostile line must not stall
+    a filter.) Called like `re.Pattern.search`: truthy when a word matches."""
+
+    __slots__ = ("_first", "_last", "_middle")
+
+    def __init__(self, parts: list[str]) -> None:
+        self._first = parts[0]
+        self._last = parts[-1]
+        self._middle = parts[1:-1]
+
+    def __call__(self, text: str, pos: int = 0, endpos: int | None = None) -> bool | None:
+        end = len(text) if endpos is None else endpos
+        for m in WORD_RE.finditer(text, pos, end):
+            start = m.start()
+            if start > 0 and (text[start - 1].isalnum() or text[start - 1] == "_"):
+                continue  # the rest of a word that began before `pos`
+            if self._word_matches(m.group()):
+                return True
+        return None
+
+    def _word_matches(self, word: str) -> bool:
+        if not word.startswith(self._first):
+            return False
+        i = len(self._first)
+        for part in self._middle:
+            j = word.find(part, i)
+            if j < 0:
+                return False
+            i = j + len(part)
+        return len(word) - len(self._last) >= i and word.endswith(self._last)
 
 
 def _value_check(node: Match | Exists | Range) -> Callable[[Any], bool]:
