@@ -2,8 +2,8 @@
 """Drain a generated node log tree through `kubelogs run` and report the agent's cost.
 
 Usage: uv run python bench/agent_bench.py [--lines 2000000] [--containers 20]
-       [--format cri|docker] [--sink blackhole|local] [--metadata] [--repeat 3]
-       [--malloc self|env|off] [--parse json|logfmt|klog|...]
+       [--format cri|docker] [--sink blackhole|local] [--metadata] [--transform JSON]
+       [--repeat 3] [--malloc self|env|off] [--parse json|logfmt|klog|...]
 
 Generates the tree with ../shared/bench/gen_logs.py (or reuses --root), runs the agent
 as a child process with a blackhole (or local store) sink, waits until the sink has sent
@@ -256,6 +256,13 @@ def main() -> int:
         help="add the kubernetes_metadata transform fed by a FakeApiServer",
     )
     ap.add_argument(
+        "--transform",
+        metavar="JSON",
+        help="a transform between source and sink, e.g. "
+        '\'{"type": "filter", "condition": "not \\"zz no such phrase\\""}\' (it must '
+        "keep every event: the run ends when the sink has them all)",
+    )
+    ap.add_argument(
         "--malloc",
         choices=["self", "env", "off"],
         default="self",
@@ -309,6 +316,10 @@ def main() -> int:
     server = None
     if a.metadata:
         server, transform = start_apiserver(root, work)
+    if a.transform:
+        if a.metadata:
+            raise SystemExit("--transform and --metadata cannot be combined")
+        transform = {**json.loads(a.transform), "inputs": ["containers"]}
     results = [
         run_once(root, manifest, a.sink, work, transform, env_extra, a.profile, a.parse)
         for _ in range(a.repeat)
@@ -325,6 +336,7 @@ def main() -> int:
                 "format": manifest["format"],
                 "sink": a.sink,
                 "metadata": a.metadata,
+                "transform": a.transform,
                 "parse": a.parse,
                 "malloc": malloc,
                 "runs": len(results),

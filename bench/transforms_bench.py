@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import subprocess
 import sys
@@ -235,6 +236,7 @@ def main() -> None:
             elif r is not None:
                 out += len(r)
         print(f"{name:42} {statistics.median(runs) * per_m:>20.3f} {out / lines:>10.2f}")
+    shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -405,6 +405,12 @@ def _check_graph(
     outputs_of = _named_outputs(sections)
     owner_of = {out: cid for cid, outs in outputs_of.items() for out in outs}
     producers = [p for p in producers if p not in outputs_of] + list(owner_of)
+    for out, owner in owner_of.items():
+        if out in section_of:
+            problems.append(
+                f"{section_of[out]}.{out}: id is also the name of an output of {owner}; "
+                "rename one of them"
+            )
     inputs: dict[str, list[str]] = {}
     for section in ("transforms", "sinks"):
         for cid, raw in sections[section].items():

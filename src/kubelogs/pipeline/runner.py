@@ -389,11 +389,15 @@ async def _run_router(node: Node) -> None:
         async for batch in node.channel:
             received.inc(len(batch))
             for name, out in node.runtime.route(batch):
-                sent.inc(len(out))
+                fan = node.outputs[name]
+                if fan.consumers:
+                    sent.inc(len(out))
+                else:  # an output nobody reads (often `_unmatched`): dropped on purpose
+                    node.metrics.discarded(len(out), intentional=True)
                 tap = taps.get(name)
                 if tap is not None and tap.subscribers:
                     tap.publish(out)
-                await node.outputs[name].send(out)
+                await fan.send(out)
     finally:
         node.output.close()
         for fan in node.outputs.values():

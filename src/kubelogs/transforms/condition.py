@@ -7,19 +7,24 @@ compares both on rendered documents.
 
 Why not render and match every document: that is several microseconds per line, and a
 filter must cost well under one (issue 13: at most +0.5 CPU-s per 1M lines). Instead the
-query is *partially evaluated* per batch, as the store's planner does per block:
+query is *partially evaluated* per file, as the store's planner does per block:
 
 1. Everything a file shares (`kubernetes.*`, `host.*`, `log.file.path`, anything the
    file's metadata holds) is decided once per `FileContext` from the file's fields
-   (`render_file_fields`, decoded once and cached). Conditions on a field that neither
-   the file nor the plain columns have are false (a missing field never matches).
-2. What is left (the *residual*) reads only per-row columns: the message (words,
-   phrases, wildcards, with the store's own `text_matcher`), `stream`, `@timestamp`,
-   `log.offset`. It is run column by column over candidate rows: ``and`` narrows the
-   rows its next item looks at, ``or`` only tries rows not matched yet, ``not`` is a
-   set difference; a `stream` condition is decided once per distinct stream value.
-3. Rows with flags or parsed fields (sparse) are rendered and matched as documents with
-   the exact matcher: their fields can be anything, so only the document is the truth.
+   (`render_file_fields`, decoded once and cached): a condition on them alone costs
+   nothing per line. For rows without parsed fields, conditions on a field neither
+   the file nor the columns have are false (a missing field never matches).
+2. What is left (the *residual*) is run column by column over candidate rows: message
+   terms (words, phrases, wildcards: the store's `text_pattern`) by `str.find` of the
+   term's longest literal part in the batch's messages joined and lower-cased once,
+   the regex only where it occurs; `stream` once per distinct value; `@timestamp`
+   and `log.offset` on their columns; ``and`` narrows the rows its next item looks at,
+   ``or`` unites, ``not`` is a set difference.
+3. Rows with parsed fields or flags (sparse) use a second residual in which only the
+   file's fields are decided; their parsed fields are read from the row's own dict.
+   A row whose parsed field names could stand in for a decided field in its document
+   (a literal dotted key such as ``"kubernetes.namespace"``) is rendered and matched as
+   a document with the exact matcher.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from __future__ import annotations
 import functools
 from bisect import bisect_right
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from itertools import accumulate
 from typing import Any
 
@@ -46,13 +52,14 @@ from kubelogs.store.matcher import (
 )
 from kubelogs.store.query import And, Exists, Match, MatchAll, Node, Not, Or, Range
 from kubelogs.store.query_parser import parse_query
+from kubelogs.transforms.fields import RESERVED_TOP
 
-__all__ = ["Condition", "ConditionError"]
+__all__ = ["Condition", "ConditionError", "checked_condition"]
 
 MESSAGE = "message"
 _ROW_FIELDS = (TIMESTAMP_FIELD, MESSAGE, "stream", "log.offset", "log.flags")
 _MAX_CONTEXTS = 4096
-"""Residuals kept per condition (one per file context); the oldest are forgotten and
+"""Plans kept per condition (one per file context); the oldest are forgotten and
 recomputed when their file shows up again."""
 
 Residual = Node | bool
@@ -81,7 +88,7 @@ class Condition:
             raise ConditionError(str(exc), exc.caret_lines()) from None
         except QueryError as exc:
             raise ConditionError(str(exc)) from None
-        self._residuals: dict[tuple[str, bytes], Residual] = {}
+        self._plans: dict[tuple[str, bytes], _Plan] = {}
 
     def __repr__(self) -> str:
         return f"Condition({self.text!r})"
@@ -90,14 +97,21 @@ class Condition:
 
     def residual(self, ctx: FileContext) -> Residual:
         """The condition for rows without flags or parsed fields of files like `ctx`."""
+        return self._plan(ctx).plain
+
+    def _plan(self, ctx: FileContext) -> _Plan:
         key = (ctx.path, ctx.meta_ecs)
-        r = self._residuals.get(key)
-        if r is None:
-            if len(self._residuals) >= _MAX_CONTEXTS:
-                del self._residuals[next(iter(self._residuals))]
+        plan = self._plans.get(key)
+        if plan is None:
+            if len(self._plans) >= _MAX_CONTEXTS:
+                del self._plans[next(iter(self._plans))]
             file_doc = _decode(render_file_fields("ecs", path=ctx.path, meta=ctx.meta_ecs))
-            r = self._residuals[key] = _substitute(self.node, lambda n: _file_leaf(n, file_doc))
-        return r
+            plain = _substitute(self.node, lambda n: _file_leaf(n, file_doc))
+            shadow: set[str] = set()
+            meta_roots = frozenset(file_doc) - {"log"}
+            extra = _substitute(self.node, lambda n: _extra_leaf(n, file_doc, meta_roots, shadow))
+            plan = self._plans[key] = _Plan(plain, extra, frozenset(shadow))
+        return plan
 
     # -- per batch --------------------------------------------------------------------
 
@@ -106,27 +120,53 @@ class Condition:
         n = len(batch)
         if n == 0:
             return []
-        residual = self.residual(batch.ctx)
+        plan = self._plan(batch.ctx)
+        residual = plan.plain
         special: set[int] = set()
         if batch.flags:
             special.update(batch.flags)
-        if batch.fields:
-            special.update(i for i, f in batch.fields.items() if f)
+        fields = batch.fields or {}
+        if fields:
+            special.update(i for i, f in fields.items() if f)
         if not special:
             if residual is True:
                 return list(range(n))
             if residual is False:
                 return []
             return _Rows(batch).select(residual, range(n))
+        shadow = plan.shadow
+        names = tuple(shadow)
+        if names and fields and not shadow.isdisjoint(set().union(*fields.values())):
+            unsure = [i for i in sorted(fields) if (f := fields[i]) and any(k in f for k in names)]
+        else:
+            unsure = []
+        if not unsure and plan.extra == residual:
+            # Nothing parsed changes the answer (the usual case): one pass for all rows.
+            if residual is True:
+                return list(range(n))
+            if residual is False:
+                return []
+            return _Rows(batch).select(residual, range(n))
+        rows = _Rows(batch)
         plain = [i for i in range(n) if i not in special]
         if residual is True:
             kept = plain
         elif residual is False or not plain:
             kept = []
         else:
-            kept = _Rows(batch).select(residual, plain)
+            kept = rows.select(residual, plain)
+        # Rows with flags or fields: the same partial evaluation holds unless one of
+        # their field names could stand in for a field it decided (a literal dotted
+        # key such as "kubernetes.namespace"); those few are matched as documents.
         own = sorted(special)
-        kept.extend(self._match_documents(batch, own))
+        if unsure:
+            doubt = set(unsure)
+            own = [i for i in own if i not in doubt]
+            kept.extend(self._match_documents(batch, unsure))
+        if plan.extra is True:
+            kept.extend(own)
+        elif plan.extra is not False and own:
+            kept.extend(rows.select(plan.extra, own))
         kept.sort()
         return kept
 
@@ -189,6 +229,61 @@ def _file_leaf(n: Node, file_doc: dict[str, Any]) -> Residual:
             return n
         return False  # a part of a string or number: missing
     return compile_matcher(n, MESSAGE)(file_doc, 0)
+
+
+_COLUMNS = (MESSAGE, TIMESTAMP_FIELD, "stream", "log.offset")
+"""Fields read from the batch's columns, for every row."""
+
+
+@functools.lru_cache(maxsize=1024)
+def _parsed_only(field: str) -> bool:
+    """Whether only a row's parsed fields can hold `field` in its document: none of
+    the keys it may be found under is one kubelogs writes (or a renamed one)."""
+    for p in _prefixes(field):
+        if p in RESERVED_TOP or (p.endswith("_parsed") and p[: -len("_parsed")] in RESERVED_TOP):
+            return False
+    return True
+
+
+def _prefixes(path: str) -> list[str]:
+    """The top-level keys `store.matcher.get_field` may consult for `path`."""
+    parts = path.split(".")
+    return [".".join(parts[: k + 1]) for k in range(len(parts))]
+
+
+def _extra_leaf(
+    n: Node, file_doc: dict[str, Any], meta_roots: frozenset[str], shadow: set[str]
+) -> Residual:
+    """For rows with flags or parsed fields: decide the leaves that read file fields
+    (metadata), keep the rest for the row; record in `shadow` the field names that
+    would make the decision or a column's value wrong if a row's parsed fields had
+    them (top-level names kubelogs writes itself are renamed ``<name>_parsed`` in
+    documents, so they never shadow)."""
+    if not isinstance(n, Match | Exists | Range):
+        return n
+    field = n.field or MESSAGE
+    keys = [p for p in _prefixes(field) if p not in RESERVED_TOP]
+    if field in _COLUMNS:
+        shadow.update(keys)
+        if isinstance(n, Exists) and field != "stream":
+            return True
+        return n
+    if any(p in meta_roots for p in _prefixes(field)):
+        shadow.update(keys)
+        return compile_matcher(n, MESSAGE)(file_doc, 0)
+    return n
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """A condition partially evaluated for one file."""
+
+    plain: Residual
+    """For rows without flags or parsed fields."""
+    extra: Residual
+    """For rows with flags or parsed fields whose names are not in `shadow`: decided
+    per row on the row's own fields (`_Rows._doc`)."""
+    shadow: frozenset[str]
 
 
 def _substitute(node: Residual, leaf: Callable[[Node], Residual]) -> Residual:
@@ -286,7 +381,34 @@ class _Rows:
             stamps = self._timestamp_strings()
             value_check = value_matcher(node)
             return [i for i in rows if value_check(stamps[i])]
-        raise AssertionError(f"not a per-row field: {field}")
+        matcher = compile_matcher(node, MESSAGE)
+        times = b.times
+        if _parsed_only(field):
+            # Only parsed fields can hold it: their own dict answers as the document.
+            fields = b.fields or {}
+            empty: dict[str, Any] = {}
+            return [i for i in rows if matcher(fields.get(i) or empty, times[i])]
+        doc = self._doc
+        return [i for i in rows if matcher(doc(i), times[i])]
+
+    def _doc(self, row: int) -> dict[str, Any]:
+        """What the row's document holds besides the file's metadata: the columns,
+        ``log.file.path``, flags and parsed fields (renamed as documents rename them)."""
+        b = self.batch
+        log: dict[str, Any] = {"file": {"path": b.ctx.path}, "offset": b.offsets[row]}
+        flags = b.flags.get(row) if b.flags else None
+        if flags:
+            log["flags"] = list(flags)
+        doc: dict[str, Any] = {"message": b.messages[row], "log": log}
+        if b.streams[row]:
+            doc["stream"] = b.streams[row]
+        own = b.fields.get(row) if b.fields else None
+        if own:
+            if RESERVED_TOP.isdisjoint(own):
+                doc.update(own)
+            else:
+                doc.update((f"{k}_parsed" if k in RESERVED_TOP else k, v) for k, v in own.items())
+        return doc
 
     def _text_rows(self, node: Match, rows: Sequence[int]) -> list[int]:
         """`store.matcher.text_matcher` over the rows, cheaply.
@@ -317,11 +439,13 @@ class _Rows:
     def _scan(
         self, joined: str, key: str, first: str, search: Callable[[str, int, int], Any] | None
     ) -> list[int]:
-        starts = self._starts
-        n = len(starts)
-        size = len(joined)
         out: list[int] = []
         pos = joined.find(key)
+        if pos == -1:
+            return out
+        starts = self._row_starts()
+        n = len(starts)
+        size = len(joined)
         while pos != -1:
             row = bisect_right(starts, pos) - 1
             row_end = starts[row + 1] - 1 if row + 1 < n else size
@@ -350,10 +474,16 @@ class _Rows:
         if self._joined is None:
             messages = self.batch.messages
             joined = "\n".join(messages).lower()
-            self._starts = list(accumulate(map((1).__add__, map(len, messages[:-1])), initial=0))
-            expected = self._starts[-1] + len(messages[-1])
+            expected = sum(map(len, messages)) + len(messages) - 1
             self._joined = joined if len(joined) == expected else ""
         return self._joined or None
+
+    def _row_starts(self) -> list[int]:
+        """Where each message starts in the joined text (only needed on a hit)."""
+        if not self._starts:
+            lengths = map(len, self.batch.messages[:-1])
+            self._starts = list(accumulate(map((1).__add__, lengths), initial=0))
+        return self._starts
 
     def _timestamp_strings(self) -> list[str]:
         """``@timestamp`` as rendered (only a ``@timestamp:value`` match needs it)."""
@@ -376,7 +506,52 @@ def _text_test(value: str, phrase: bool) -> tuple[str, str, Callable[..., Any] |
     if pattern is None:
         return lowered, "", None
     parts = lowered.split("*") if not phrase and "*" in lowered else WORD_RE.findall(lowered)
-    return max(parts, key=len, default=""), parts[0] if parts else "", pattern.search
+    search: Callable[..., Any] = pattern.search
+    wildcard = not phrase and "*" in lowered
+    if (
+        wildcard
+        and len(parts) >= 3
+        and all(WORD_RE.fullmatch(p) for p in parts[1:-1])
+        and all(p == "" or WORD_RE.fullmatch(p) for p in (parts[0], parts[-1]))
+    ):
+        search = _WordWildcard(parts)
+    return max(parts, key=len, default=""), parts[0] if parts else "", search
+
+
+class _WordWildcard:
+    r"""``a*b*c`` without backtracking: the regex ``(?<!\w)a\w*b\w*c(?!\w)`` matches
+    exactly the whole words that start with ``a``, end with ``c`` and hold ``b`` in
+    between, which a left-to-right `str.find` decides in linear time. (The regex
+    backtracks quadratically per part on a long word: a hostile line must not stall
+    a filter.) Called like `re.Pattern.search`: truthy when a word matches."""
+
+    __slots__ = ("_first", "_last", "_middle")
+
+    def __init__(self, parts: list[str]) -> None:
+        self._first = parts[0]
+        self._last = parts[-1]
+        self._middle = parts[1:-1]
+
+    def __call__(self, text: str, pos: int = 0, endpos: int | None = None) -> bool | None:
+        end = len(text) if endpos is None else endpos
+        for m in WORD_RE.finditer(text, pos, end):
+            start = m.start()
+            if start > 0 and (text[start - 1].isalnum() or text[start - 1] == "_"):
+                continue  # the rest of a word that began before `pos`
+            if self._word_matches(m.group()):
+                return True
+        return None
+
+    def _word_matches(self, word: str) -> bool:
+        if not word.startswith(self._first):
+            return False
+        i = len(self._first)
+        for part in self._middle:
+            j = word.find(part, i)
+            if j < 0:
+                return False
+            i = j + len(part)
+        return len(word) - len(self._last) >= i and word.endswith(self._last)
 
 
 def _value_check(node: Match | Exists | Range) -> Callable[[Any], bool]:

@@ -65,7 +65,12 @@ class FileFields:
         if batch.fields:
             own = batch.fields.get(row)
             if own:
-                found = get_field(own, path)
+                if path.split(".", 1)[0] in RESERVED_TOP:
+                    # documents rename such parsed keys (`log` -> `log_parsed`); only a
+                    # literal dotted key (`log.level`) is found under this name
+                    found = own.get(path) if path not in RESERVED_TOP else None
+                else:
+                    found = get_field(own, path)
                 if not is_missing(found):
                     return found
         return get_field(self.doc(batch.ctx), path)
@@ -147,10 +152,21 @@ class Template:
             out.append(to_text(get_field(doc, parts[i])))
             out.append(parts[i + 1])
         rendered = [("".join(out))] * n
+        names = self._shadowing_names()
         for row, own in (batch.fields or {}).items():
-            if own:
+            if own and any(k in own for k in names):
                 rendered[row] = self.render(values, batch, row)
         return rendered
+
+    def _shadowing_names(self) -> tuple[str, ...]:
+        """Parsed field names that would stand in for a referenced file field in a
+        document (a literal dotted key, or a prefix that is not a name kubelogs
+        writes itself, which documents rename)."""
+        out: list[str] = []
+        for f in self.fields:
+            parts = f.split(".")
+            out += [".".join(parts[: k + 1]) for k in range(len(parts))]
+        return tuple(p for p in dict.fromkeys(out) if p not in RESERVED_TOP)
 
 
 def set_path(d: dict[str, Any], path: str, value: Any, *, nested: bool | None = None) -> None:

@@ -208,6 +208,19 @@ class ModifyTransform:
             # Rows without fields of their own that get the same values share one dict
             # (documents are encoded from it; nothing mutates a batch's dicts).
             shared: dict[tuple[str, ...], dict[str, Any]] = {}
+            if rendered and all(self.row_set[k].per_file() for k in rendered):
+                # Templates of file fields: one value for every row without fields.
+                own_rows = [i for i, f in fields.items() if f]
+                plain = [i for i in rows if not fields.get(i)] if own_rows else rows
+                if plain:
+                    key = tuple(values[plain[0]] for values in rendered.values())
+                    base: dict[str, Any] = {}
+                    for target, value in zip(rendered, key, strict=True):
+                        set_path(base, target, value)
+                    for path in self.row_remove:
+                        remove_path(base, path)
+                    fields.update(dict.fromkeys(plain, base))
+                    rows = own_rows
             for i in rows:
                 own = fields.get(i)
                 if not own:

@@ -5,7 +5,8 @@ Built-in patterns (all on by default): ``bearer_token`` (``Authorization: Bearer
 ``aws_access_key`` (``AKIA...``/``ASIA...`` key ids), ``aws_secret_key`` (a 40-character
 value after ``aws_secret_access_key``), ``jwt``, ``email``, ``credit_card`` (13-19
 digits, spaces or dashes allowed, with a known card prefix and a valid Luhn checksum, so
-ordinary ids and timestamps are left alone). User patterns (`custom`) are regexes whose
+ordinary ids and timestamps are left alone: written whole or in groups of four, or
+Amex's 4-6-5, standing alone). User patterns (`custom`) are regexes whose
 match (or its first group, when it has groups) is masked.
 
 Replacement: ``[REDACTED]`` (`replacement`), or with ``mode: hash`` a keyed hash
@@ -57,14 +58,35 @@ def luhn_ok(digits: str) -> bool:
     return total % 10 == 0
 
 
+_CARD_PREFIXES = (
+    "34",
+    "37",
+    "4",
+    "51",
+    "52",
+    "53",
+    "54",
+    "55",
+    "22",
+    "23",
+    "24",
+    "25",
+    "26",
+    "27",
+    "60",
+    "65",
+)
+
+
 def _card(text: str, start: int, end: int) -> bool:
-    """A card number: not part of a longer run of digits, a card prefix, Luhn-valid."""
-    if start > 0 and text[start - 1].isdigit():
+    """A card number: standing alone (not inside a longer word or number), 13-19
+    digits with a card network's prefix, Luhn-valid."""
+    if start > 0 and (text[start - 1].isalnum() or text[start - 1] in "-_"):
         return False
-    if end < len(text) and text[end].isdigit():
+    if end < len(text) and (text[end].isalnum() or text[end] in "-_"):
         return False
     digits = "".join(c for c in text[start:end] if c.isdigit())
-    return 13 <= len(digits) <= 19 and luhn_ok(digits)
+    return 13 <= len(digits) <= 19 and digits.startswith(_CARD_PREFIXES) and luhn_ok(digits)
 
 
 @dataclass(frozen=True)
@@ -78,9 +100,11 @@ class Pattern:
     group: int = 0
     """The group to mask (0: the whole match)."""
     valid: Callable[[str, int, int], bool] | None = None
-    digits: int = 0
-    """Instead of anchors: a run of this many digits, spaces or dashes every match
-    holds (card numbers)."""
+    shapes: tuple[str, ...] = ()
+    """Instead of anchors: shapes every match holds, in the text with digits as ``0``
+    and spaces and dashes as ``1`` (card numbers)."""
+    exact_anchors: bool = False
+    """The anchors are looked for as written, in the text itself (not lower-cased)."""
 
     def apply(self, text: str, replace: Replace) -> tuple[str, int]:
         """`text` with the secrets masked, and how many there were."""
@@ -104,9 +128,13 @@ class Pattern:
 
 
 _DIGITS = str.maketrans(
-    {i: ("0" if chr(i).isdigit() or chr(i) in " -" else "x") for i in range(128) if i != 10}
+    {
+        i: ("0" if chr(i).isdigit() else "1" if chr(i) in " -" else "x")
+        for i in range(128)
+        if i != 10
+    }
 )
-"""Digits, spaces and dashes -> ``0``, other ASCII but the newline -> ``x``."""
+"""Digits -> ``0``, spaces and dashes -> ``1``, other ASCII but the newline -> ``x``."""
 
 BUILTIN: dict[str, Pattern] = {
     p.name: p
@@ -126,7 +154,8 @@ BUILTIN: dict[str, Pattern] = {
         Pattern(
             "aws_access_key",
             re.compile(r"\b(?:AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}\b"),
-            ("akia", "asia", "abia", "acca"),
+            ("IA", "ACCA"),
+            exact_anchors=True,
         ),
         Pattern(
             "aws_secret_key",
@@ -152,9 +181,10 @@ BUILTIN: dict[str, Pattern] = {
         ),
         Pattern(
             "credit_card",
-            re.compile(r"(?:3[47]|4|5[1-5]|2[2-7]|6[05])\d(?:[ -]?\d){10,17}"),
+            # contiguous, in groups of four (16-19 digits), or Amex's 4-6-5
+            re.compile(r"\d{13,19}|\d{4}([ -])\d{4}\1\d{4}\1\d{1,7}|\d{4}[ -]\d{6}[ -]\d{5}"),
             valid=_card,
-            digits=13,
+            shapes=("0" * 13, "0000100001000010", "00001000000100000"),
         ),
     )
 }
@@ -192,8 +222,11 @@ def candidate_lines(pattern: Pattern, text: str, low: str | None, starts: list[i
     found: set[int] = set()
     n = len(starts)
     if pattern.anchors is not None:
+        if pattern.exact_anchors:
+            low = text
         if low is None:
-            lines = text.split("\n")
+            ends = [*(s - 1 for s in starts[1:]), len(text)]
+            lines = [text[a:b] for a, b in zip(starts, ends, strict=True)]
             return [
                 i for i, line in enumerate(lines) if any(a in line.lower() for a in pattern.anchors)
             ]
@@ -206,16 +239,16 @@ def candidate_lines(pattern: Pattern, text: str, low: str | None, starts: list[i
                     break
                 pos = low.find(anchor, starts[line + 1])
         return sorted(found)
-    if pattern.digits:
+    if pattern.shapes:
         marks = text.translate(_DIGITS)
-        run = "0" * pattern.digits
-        pos = marks.find(run)
-        while pos != -1:
-            line = _line_of(starts, pos)
-            found.add(line)
-            if line + 1 >= n:
-                break
-            pos = marks.find(run, starts[line + 1])
+        for shape in pattern.shapes:
+            pos = marks.find(shape)
+            while pos != -1:
+                line = _line_of(starts, pos)
+                found.add(line)
+                if line + 1 >= n:
+                    break
+                pos = marks.find(shape, starts[line + 1])
         return sorted(found)
     # a user pattern (RE2, never across lines): one linear scan of the whole batch
     for m in pattern.regex.finditer(text):
@@ -349,7 +382,7 @@ class RedactTransform:
         low: str | None = joined.lower()
         if low is not None and len(low) != len(joined):
             low = None  # a character whose lower case is longer: offsets would shift
-        starts = [0, *accumulate(len(t) + 1 for t in texts[:-1])]
+        starts = list(accumulate(map((1).__add__, map(len, texts[:-1])), initial=0))
         out = texts
         for p in self.patterns:
             lines = candidate_lines(p, joined, low, starts)

@@ -17,12 +17,31 @@ from kubelogs.store.matcher import compile_matcher
 from kubelogs.store.query_parser import parse_query
 from kubelogs.transforms.condition import Condition, ConditionError
 
-WORDS = ["error", "Error", "GET", "/healthz", "200", "500", "timeout", "payments", "a-b", "ü"]
+WORDS = [
+    "error",
+    "Error",
+    "GET",
+    "/healthz",
+    "200",
+    "500",
+    "timeout",
+    "payments",
+    "a-b",
+    "ü",
+    "errorerr",
+    "xab",
+    "ab_b",
+    "x-a-b",
+]
 TERMS = [
     "error",
     '"GET /healthz"',
     "err*",
     "time*t",
+    "e*r*r",
+    "*a*b",
+    "t*m*o*t",
+    "x-a-b",
     '"-"',
     "message:timeout",
     "message:*",
@@ -90,8 +109,13 @@ FIELD_KEYS = st.sampled_from(
         "host",
         "message",
         "kubernetes.namespace",
+        "kubernetes.labels.app",
         "host.name",
         "stream",
+        "log.offset",
+        "log.flags",
+        "log",
+        "@timestamp",
     ]
 )
 
@@ -201,3 +225,48 @@ def test_a_bad_time_is_refused() -> None:
 
 def _unused(_: Any) -> None:
     return None
+
+
+@pytest.mark.parametrize(
+    ("query", "fields"),
+    [
+        ("kubernetes.namespace:other", {"kubernetes.namespace": "other"}),
+        ("not kubernetes.namespace:payments", {"kubernetes.namespace": "other"}),
+        ("log.offset:7", {"log.offset": 7}),
+        ("host.name:n1", {"host.name": "elsewhere"}),
+        ("kubernetes.labels.app:web", {"kubernetes": {"labels": {"app": "web"}}}),
+        ("message:hello", {"message": "bye"}),
+        ("stream:stdout", {"stream": "stderr"}),
+    ],
+)
+def test_parsed_fields_that_look_like_file_fields(query: str, fields: dict[str, Any]) -> None:
+    """A parsed field named like a file field or a column: the document decides (a
+    literal dotted key wins over the object path; reserved names are renamed)."""
+    ecs, _ = encode_meta(
+        namespace="payments", pod="web-1", pod_uid="u", container="c", container_id="", node="n1"
+    )
+    ctx = FileContext(source_id="s", path="/p", file_key="k", id_prefix="x", meta_ecs=ecs)
+    batch = Batch(
+        ctx=ctx,
+        times=[0, 0],
+        messages=["hello", "hello"],
+        streams=["stdout", "stdout"],
+        offsets=[7, 9],
+        fields={1: fields},
+    )
+    assert Condition(query).matches(batch) == expected(query, batch)
+
+
+def test_wildcards_with_several_parts_take_linear_time() -> None:
+    """The store's regex for ``a*b*c`` backtracks quadratically on a long word; the
+    condition decides such terms word by word."""
+    import time
+
+    ctx = FileContext(source_id="s", path="/p", file_key="k", id_prefix="x")
+    hostile = "a" + "b" * 300_000 + " end"
+    batch = Batch(
+        ctx=ctx, times=[0, 0], messages=[hostile, "x abxc y"], streams=["", ""], offsets=[0, 1]
+    )
+    start = time.process_time()
+    assert Condition("a*b*c").select(batch) == [1]
+    assert time.process_time() - start < 2.0

@@ -221,3 +221,16 @@ class TestConfig:
             _cfg({"r": {"type": "route", "inputs": ["node"], "routes": {"_x": "y"}}}, ["r._x"])
         )
         assert problems[0].startswith("transforms.r.routes: route name '_x'")
+
+
+def test_an_id_equal_to_a_route_output_is_refused() -> None:
+    problems = problems_of(
+        _cfg(
+            {
+                "r": {"type": "route", "inputs": ["node"], "routes": {"e": "x"}},
+                "r.e": {"type": "filter", "inputs": ["r._unmatched"], "condition": "y"},
+            },
+            ["r.e"],
+        )
+    )
+    assert "transforms.r.e: id is also the name of an output of r; rename one of them" in problems

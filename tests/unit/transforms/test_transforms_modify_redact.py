@@ -81,6 +81,18 @@ class TestModify:
         }
         assert src.fields == {0: {"lvl": "error", "secret": "s"}}  # the input is untouched
 
+    def test_a_file_field_template_is_rendered_once_and_shared(self) -> None:
+        m = ModifyTransform(set={"team": "{kubernetes.namespace}"}, remove=["a"])
+        out = m.process(batch(["x", "y", "z"], {1: {"a": 1, "b": 2}}))
+        assert out is not None
+        assert out.fields is not None
+        assert out.fields == {
+            0: {"team": "payments"},
+            1: {"b": 2, "team": "payments"},
+            2: {"team": "payments"},
+        }
+        assert out.fields[0] is out.fields[2]
+
     def test_metadata_can_be_removed_and_set_from_file_fields(self) -> None:
         m = ModifyTransform(set={"kubernetes.team": "team-{kubernetes.namespace}"}, remove=["host"])
         out = m.process(batch(["x"]))
@@ -128,6 +140,8 @@ SECRETS = [
     ("mail from alice.smith+x@mail.example.org today", "mail from [R] today", "email"),
     ("card 4111 1111 1111 1111 charged", "card [R] charged", "credit_card"),
     ("card 4111-1111-1111-1111", "card [R]", "credit_card"),
+    ("amex 3782 822463 10005.", "amex [R].", "credit_card"),
+    ("pan=4111111111111111", "pan=[R]", "credit_card"),
 ]
 
 
@@ -142,6 +156,9 @@ class TestRedact:
         "text",
         [
             "order 4111111111111112 failed",  # Luhn fails
+            "GET /api/v1/orders/2663429 200 598ms",  # numbers side by side
+            "span_id 51578434237817d5",  # inside a hex id
+            "id 9111111111111111 x",  # no card network starts with 9
             "id 1234567890123456789012 done",  # too long a run of digits
             "at 2025-01-15 10:00:00.123456789 took 12345 ms",
             "no secrets here, see https://example.com/path?a=b",
@@ -255,6 +272,7 @@ FRAGMENTS = [
     "5500-0000-0000-0004",
     "4111111111111112",
     "İstanbul",  # lower() makes it two characters: offsets of the batch text shift
+    "line\nbreak bob@example.com",
     "ß",
     "plain words",
     " ",
