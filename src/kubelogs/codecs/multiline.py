@@ -274,9 +274,15 @@ class MultilineParser:
         if a >= b:
             return
         times = rows.times
+        quiet_ns = int((self._spec.timeout + WRITE_DELAY) * 1e9)
         if max(times[a:b]) > self._deadline:
-            self._take_rows(rows, cols, a, b)  # the time rule may close a group mid-run
-            return
+            # The deadline may be stale (its group has closed): recompute it first.
+            self._deadline = (
+                min(g[_LAST_TS] for g in opened.values()) + quiet_ns if opened else _NEVER
+            )
+            if max(times[a:b]) > self._deadline:
+                self._take_rows(rows, cols, a, b)  # the time rule may close a group here
+                return
         g = opened.pop(stream, None)
         if g is not None:
             self._close(g, cols)
@@ -327,9 +333,8 @@ class MultilineParser:
             self._spec.clock()[1],
             None,
         ]
-        quiet = ts + int((self._spec.timeout + WRITE_DELAY) * 1e9)
-        if quiet < self._deadline:
-            self._deadline = quiet
+        if ts + quiet_ns < self._deadline:
+            self._deadline = ts + quiet_ns
 
     def _take_rows(self, rows: Columns, cols: Columns, a: int, b: int) -> None:
         """Rows a..b-1, one by one through the rule."""
