@@ -19,13 +19,15 @@ depend only on the lines (see multiline_rules.py), and so does the time rule bel
 
 When a group ends:
 - a line that does not continue it (on the same stream), or a line that ends it;
-- `max_lines` / `max_bytes`: the group is emitted and the next line starts a new one
-  (memory per file is bounded by these and by `HOLD_MAX` held rows);
+- `max_lines` / `max_bytes`: the group is emitted and the next line starts a new one;
+  a group that `HOLD_MAX` rows (of any stream) have passed takes no more lines - memory
+  per file is bounded by these;
 - the time rule, `timeout`: a line whose *runtime* time is more than `timeout` after
-  the group's last line starts a new group. The decision is taken from the data, so a
-  re-read after a crash splits at the same place; and a group that stops growing is
-  emitted by `expire` once the wall clock is past its last line's time plus `timeout`
-  (plus `WRITE_DELAY`, the most a line can take from being stamped by the runtime to
+  the group's last line starts a new group, and a line of another stream more than
+  `timeout` + `WRITE_DELAY` after it closes it. The decisions are taken from the data,
+  so a re-read after a crash splits at the same places; and a group that stops growing
+  is emitted by `expire` once the wall clock is past its last line's time plus `timeout`
+  plus `WRITE_DELAY` (the most a line can take from being stamped by the runtime to
   being in the file) - by then any later line must be split from it anyway. For plain
   files the time is the time the line was read, so a re-read may join what a timeout
   split; a crash in that window can lose the continuation lines (their event id is the
