@@ -18,8 +18,8 @@ BatchParser = Callable[[Batch], Batch]
 """Pure: returns a new batch (same columns and ack token) with parsed fields and
 flags added; never raises."""
 
-LineParser = Callable[[Sequence[str]], dict[int, dict[str, Any]]]
-"""Messages -> ``{row: fields}`` for the rows that parsed."""
+LineParser = Callable[[Sequence[str]], tuple[list[int], list[dict[str, Any]]]]
+"""Messages -> the rows that parsed (ascending) and their fields."""
 
 _log = logging.getLogger(__name__)
 
