@@ -1,14 +1,17 @@
 """``json``: each message that is one JSON object becomes fields.
 
 Column-wise, one C call for the usual batch: the messages that look like objects
-(first character ``{``, last ``}``, no newline inside) are joined with newlines and
-decoded by `msgspec`'s ``decode_lines``. That is safe because a message that starts
-with ``{`` and ends with ``}`` cannot continue into the next one: in JSON a ``}`` that
-closes an inner value is followed by ``,``, ``}`` or ``]``, never by the next line's
-``{``, and a string cannot hold a raw newline. So when the joined decode succeeds with
-one value per message, every value is exactly its message's; when it fails (one bad
-line) or counts differently (``{} {}`` on one line), the messages are decoded one by one
-and only the bad ones are flagged.
+(first character ``{``, last ``}``) are joined with newlines and decoded by
+`msgspec`'s ``decode_lines``. That is safe because a message that starts with ``{`` and
+ends with ``}`` cannot continue into the next one: a string cannot hold a raw newline,
+and a ``}`` that closes an inner value is followed by ``,``, ``}`` or ``]``, never by
+the next message's ``{``. So each message starts at the top level; each holds at least
+one value; when the joined decode succeeds with as many values as messages, every value
+is exactly its message's (a newline inside a message, from multiline joining, is JSON
+whitespace either way). When it fails (one bad line) or counts differently
+(``{} {}`` in one message), the messages are decoded one by one and only the bad ones
+are flagged. `tests/unit/parsing/test_parsing_bad_input.py` checks the batch result
+against decoding each line alone on generated fragments.
 
 What is kept: a line whose value is not an object, whose nesting is deeper than
 `MAX_DEPTH` (documents that deep break Elasticsearch's mapping and recursive readers)
@@ -76,24 +79,12 @@ def parse_json(messages: Sequence[str]) -> Rows:
     if not rows:
         return [], []
     cands = list(compress(firsts, ends)) if len(rows) < len(firsts) else firsts
+    return _joined(rows, cands)
+
+
+def _joined(rows: list[int], cands: list[str]) -> Rows:
+    """Decode the candidates in one call, or one by one if that fails."""
     joined = "\n".join(cands)
-    if joined.count("\n") == len(cands) - 1:  # no message holds a newline
-        return _joined(rows, cands, joined)
-    # Messages with newlines (joined by multiline) are decoded one by one.
-    multi = [i for i in rows if "\n" in messages[i]]
-    single = [i for i in rows if "\n" not in messages[i]]
-    out = dict(zip(*_one_by_one(multi, [messages[i] for i in multi]), strict=True))
-    out.update(zip(*_joined(single, [messages[i] for i in single]), strict=True))
-    order = sorted(out)
-    return order, [out[i] for i in order]
-
-
-def _joined(rows: list[int], cands: list[str], joined: str | None = None) -> Rows:
-    """Decode newline-free candidates in one call, or one by one if that fails."""
-    if not rows:
-        return [], []
-    if joined is None:
-        joined = "\n".join(cands)
     try:
         values = _decode_lines(joined)
     except (msgspec.DecodeError, RecursionError):

@@ -116,7 +116,14 @@ class Finisher:
 
     def _levels(self, values: list[dict[str, Any]]) -> list[str | None]:
         keys = self.level_keys
-        raw = list(map(methodcaller("get", keys[0]), values))
+        first = methodcaller("get", keys[0])
+        try:  # the usual case: every row has the first key, in a known spelling
+            levels: list[str | None] = list(map(LEVELS.get, map(first, values)))
+        except TypeError:  # an unhashable value (a list or object) somewhere
+            levels = [None]
+        if None not in levels:
+            return levels
+        raw = list(map(first, values))
         for key in keys[1:]:
             if None not in raw:
                 break

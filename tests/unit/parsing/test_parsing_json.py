@@ -110,7 +110,7 @@ class TestJsonParser:
         assert out.fields is not None
         assert {"app": {"message": "m", "level": "E"}, "log": {"level": "error"}} == out.fields[0]
 
-    def test_multiline_messages_are_parsed_one_by_one(self) -> None:
+    def test_messages_with_newlines_are_parsed(self) -> None:
         lines = ['{"a":\n 1}', '{"b":2}', "text\nmore", '{"c":\n']
 
         out = build_parser("json")(make_batch(lines))
