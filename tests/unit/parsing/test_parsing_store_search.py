@@ -184,3 +184,23 @@ def test_unknown_field_hint_names_the_alias_only_when_no_document_has_a_level(
 
     assert [("level", None)] == missing
     assert [] == found
+
+
+def test_parsed_levels_survive_a_network_hop_as_records() -> None:
+    """An agent sends parsed events as records (forward, Kafka); the receiver's batches
+    give the same documents: ``log.level`` and the flags stay in the ``log`` object."""
+    from kubelogs.codecs.records import RecordDecoder, batch_to_records
+
+    batch = parsed_batches()[0]
+
+    records = batch_to_records(batch)
+    (back,) = RecordDecoder("fwd", "agg").decode([(None, r) for r in records], origin="x")
+
+    assert "error" == records[0]["log"]["level"]
+    assert ["parse_error"] == records[4]["log"]["flags"]
+    assert back.fields is not None
+    assert {"level": "error"} == back.fields[0]["log"]
+    assert {4: ("parse_error",)} == back.flags
+    original = [json.loads(d) for d in encode_documents(batch)]
+    received = [json.loads(d) for d in encode_documents(back)]
+    assert [d["log"].get("level") for d in original] == [d["log"].get("level") for d in received]
