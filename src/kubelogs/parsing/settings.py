@@ -137,6 +137,11 @@ class ParserConfig(StrictModel):
             raise ValueError(f"target {self.target!r} is a field kubelogs writes itself")
         return self
 
+    def __hash__(self) -> int:
+        # Hashable although `types` is a dict, so sources can keep one built parser
+        # per distinct setting (`{setting: build_parser(setting)}`).
+        return hash(self.model_dump_json())
+
     @property
     def effective_time_format(self) -> str:
         return self.time_format or _DEFAULT_TIME_FORMAT.get(self.type, "rfc3339")
