@@ -159,6 +159,17 @@ class TestJsonParser:
         else:
             assert out.tstrs is None
 
+    def test_time_key_names_the_key_as_the_line_has_it(self) -> None:
+        """`time` clashes with the fluentd field and moves to `json.time`; the setting
+        still names it as the application wrote it."""
+        parser = build_parser(ParserConfig(type="json", time_key="time", time_format="unix"))
+
+        out = parser(make_batch(['{"time": 1736935260, "msg": "x"}']))
+
+        assert [T0 + 60_000_000_000] == out.times
+        assert out.fields is not None
+        assert {"msg": "x", "json": {"time": 1736935260}} == out.fields[0]
+
     @pytest.mark.parametrize(
         ("fmt", "value", "expected"),
         [
