@@ -204,3 +204,14 @@ def test_parsed_levels_survive_a_network_hop_as_records() -> None:
     original = [json.loads(d) for d in encode_documents(batch)]
     received = [json.loads(d) for d in encode_documents(back)]
     assert [d["log"].get("level") for d in original] == [d["log"].get("level") for d in received]
+
+
+def test_es_index_template_maps_the_level_as_a_keyword() -> None:
+    from kubelogs.sinks.elasticsearch.health import ServerInfo, mappings
+
+    info = ServerInfo("elasticsearch", 8)
+
+    ecs_log = mappings("ecs", info)["properties"]["log"]["properties"]
+    assert {"type": "keyword", "ignore_above": 1024} == ecs_log["level"]
+    fluentd = mappings("fluentd", info)["properties"]
+    assert {"type": "keyword", "ignore_above": 1024} == fluentd["log_level"]
