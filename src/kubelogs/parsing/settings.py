@@ -154,11 +154,11 @@ def _from_text(value: Any) -> Any:
 
 
 def _mapping_from_text(text: str) -> dict[str, str]:
-    name = text.strip()
+    name = text.strip().lower()
     if name in PARSER_TYPES:
         return {"type": name}
     head, colon, pattern = text.partition(":")
-    if colon and head.strip() == "regex":
+    if colon and head.strip().lower() == "regex":
         return {"type": "regex", "pattern": pattern}
     raise ValueError(
         f"unknown parser {text!r}; use one of: {', '.join(PARSER_TYPES)}, or regex:<pattern>"

@@ -73,6 +73,7 @@ class TestParserSetting:
 class TestAnnotationText:
     def test_name(self) -> None:
         assert ParserConfig(type="klog") == parser_setting_from_text(" klog ")
+        assert ParserConfig(type="json") == parser_setting_from_text("JSON")
 
     def test_regex_pattern(self) -> None:
         setting = parser_setting_from_text(r"regex:^(?P<level>\w+): (?P<msg>.*)$")
