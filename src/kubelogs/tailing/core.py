@@ -221,7 +221,15 @@ class TailerCore:
 
     def _choose_stages(self, f: TailedFile) -> Batch | None:
         """Resolve the file's multiline rule and parser; when they change on an open
-        file, what its old rule held is emitted first (the batch returned)."""
+        file, what its old rule held is emitted first (the batch returned).
+
+        A change applies at once when nothing of the file was emitted after its durable
+        checkpoint. Otherwise the file stops being read until everything emitted under
+        the old choice is acknowledged and checkpointed (`_stages_ready`): a restart
+        then re-reads only lines that were never grouped under the old choice, so the
+        new one cannot join a line to an event already stored (whose id it would reuse,
+        losing the line) or repeat one.
+        """
         resolver = self.s.stages
         if resolver is None or f.ctx is None:
             return None
@@ -231,6 +239,9 @@ class TailerCore:
             log.warning("cannot choose the parser of %s: %s", f.path, exc)
             stages = NO_STAGES
         if stages.key == f.stages_key:
+            f.next_stages = None  # a pending change was taken back
+            return None
+        if f.next_stages is not None and f.next_stages.key == stages.key:
             return None
         batch = None
         held = getattr(f.parser, "close_groups", None)
@@ -238,10 +249,25 @@ class TailerCore:
             cols = Columns()
             held(cols)
             batch = self._emit(f, cols)
+        f.next_stages = stages
+        f.switch_at = self._end_offset(f)
+        if not f.read_any:
+            self._stages_ready(f)
+        return batch
+
+    def _stages_ready(self, f: TailedFile) -> bool:
+        """Whether the file may be read: a pending change of stages applies once what
+        was emitted before it is durable (see `_choose_stages`)."""
+        stages = f.next_stages
+        if stages is None:
+            return True
+        if f.read_any and (f.ledger.committed < f.switch_at or f.saved < f.switch_at):
+            return False
         f.parser = wrap_parser(f.parser, stages.multiline)
         f.parse = stages.parse
         f.stages_key = stages.key
-        return batch
+        f.next_stages = None
+        return True
 
     def _refresh_stages(self) -> None:
         """Re-resolve every open file's stages when the resolver's answers may have
