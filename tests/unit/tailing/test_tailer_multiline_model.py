@@ -179,7 +179,7 @@ class MultilineModel(RuleBasedStateMachine):
     @precondition(lambda self: self.running)
     @rule()
     def pump(self) -> None:
-        self.node.pump()
+        self.node.pump(rounds=10_000)
 
     @precondition(lambda self: self.running)
     @rule(reads=st.integers(0, 3))
@@ -217,9 +217,9 @@ class MultilineModel(RuleBasedStateMachine):
     def check_complete(self) -> None:
         if not self.running:
             self.node.start()
-        self.node.pump()
+        self.node.pump(rounds=10_000)
         self.clock.ns += 10 * 10**9  # every open group is over
-        self.node.pump()
+        self.node.pump(rounds=10_000)
         self.node.stop()
         self.running = False
         counts = self.node.counts()
