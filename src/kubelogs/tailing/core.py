@@ -223,12 +223,11 @@ class TailerCore:
         """Resolve the file's multiline rule and parser; when they change on an open
         file, what its old rule held is emitted first (the batch returned).
 
-        A change applies at once when nothing of the file was emitted after its durable
-        checkpoint. Otherwise the file stops being read until everything emitted under
-        the old choice is acknowledged and checkpointed (`_stages_ready`): a restart
-        then re-reads only lines that were never grouped under the old choice, so the
-        new one cannot join a line to an event already stored (whose id it would reuse,
-        losing the line) or repeat one.
+        Known limit: a restart re-reads from the checkpoint with the settings of that
+        moment. After a crash within a checkpoint interval of a change, lines read just
+        before the change can be grouped differently on re-read; a new group whose
+        first line was already stored is dropped by the store as a resend (its other
+        lines with it), and a line stored inside an old group can be stored again.
         """
         resolver = self.s.stages
         if resolver is None or f.ctx is None:
@@ -239,9 +238,6 @@ class TailerCore:
             log.warning("cannot choose the parser of %s: %s", f.path, exc)
             stages = NO_STAGES
         if stages.key == f.stages_key:
-            f.next_stages = None  # a pending change was taken back
-            return None
-        if f.next_stages is not None and f.next_stages.key == stages.key:
             return None
         batch = None
         held = getattr(f.parser, "close_groups", None)
@@ -249,25 +245,10 @@ class TailerCore:
             cols = Columns()
             held(cols)
             batch = self._emit(f, cols)
-        f.next_stages = stages
-        f.switch_at = self._end_offset(f)
-        if not f.read_any:
-            self._stages_ready(f)
-        return batch
-
-    def _stages_ready(self, f: TailedFile) -> bool:
-        """Whether the file may be read: a pending change of stages applies once what
-        was emitted before it is durable (see `_choose_stages`)."""
-        stages = f.next_stages
-        if stages is None:
-            return True
-        if f.read_any and (f.ledger.committed < f.switch_at or f.saved < f.switch_at):
-            return False
         f.parser = wrap_parser(f.parser, stages.multiline)
         f.parse = stages.parse
         f.stages_key = stages.key
-        f.next_stages = None
-        return True
+        return batch
 
     def _refresh_stages(self) -> None:
         """Re-resolve every open file's stages when the resolver's answers may have

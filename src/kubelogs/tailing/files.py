@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Hashable
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from kubelogs.codecs.columns import Columns
 from kubelogs.codecs.cri import CriParser
@@ -14,9 +14,6 @@ from kubelogs.codecs.plain import PlainParser
 from kubelogs.pipeline.acks import AckLedger
 from kubelogs.pipeline.event import Batch, FileContext
 from kubelogs.tailing.discovery import ContextFactory
-
-if TYPE_CHECKING:
-    from kubelogs.tailing.stages import FileStages
 
 TAIL_BYTES = 16
 """Bytes before the read position compared on every read: a file truncated and regrown
@@ -79,19 +76,16 @@ class TailedFile:
         "last_growth",
         "ledger",
         "link",
-        "next_stages",
         "parse",
         "parser",
         "path",
         "pos",
-        "read_any",
         "rotated",
         "saved",
         "seen",
         "seen_tail",
         "size",
         "stages_key",
-        "switch_at",
         "tail",
     )
 
@@ -144,12 +138,6 @@ class TailedFile:
         self.parse: Callable[[Batch], Batch] | None = None
         """The parser chosen for this file (tailing/stages.py), run on each batch."""
         self.stages_key: Hashable = None
-        self.next_stages: FileStages | None = None
-        """A change of stages waiting for what was emitted before it to be durable."""
-        self.switch_at = 0
-        """Where that change applies (the end offset when it was decided)."""
-        self.read_any = False
-        """Whether anything was read since the file was activated."""
         self.ctx: FileContext | None = None
         self.factory = factory
         self.fmt = fmt

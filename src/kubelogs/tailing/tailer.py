@@ -244,10 +244,7 @@ class Tailer(TailerStartup):
 
     def _may_read(self, f: TailedFile) -> bool:
         """A file that replaced another under the same name waits until that one was
-        read to its end; then learns which streams had a line split by the rotation.
-        A file whose stages are changing waits for that too (`_stages_ready`)."""
-        if f.next_stages is not None and not self._stages_ready(f):
-            return False
+        read to its end; then learns which streams had a line split by the rotation."""
         prev = f.after
         if prev is None:
             return True
@@ -280,7 +277,6 @@ class Tailer(TailerStartup):
             f.eof = True
             return None
         f.eof = False
-        f.read_any = True
         n = len(data)
         f.pos += n
         f.tail = data[-TAIL_BYTES:] if n >= TAIL_BYTES else (tail + data)[-TAIL_BYTES:]
