@@ -13,7 +13,7 @@ import pytest
 
 from kubelogs.testing.fake_apiserver import FakeApiServer
 from support.agent import FAST_TAIL, Agent, read_docs, write_config
-from support.podlogs import PodLog
+from support.podlogs import LivePodLog
 from support.waiting import wait_for
 
 NODE = "node-test"
@@ -38,15 +38,6 @@ JAVA = [
     "Caused by: java.io.IOException: y",
     "\t... 3 more",
 ]
-
-
-class LivePodLog(PodLog):
-    def _ts(self) -> str:
-        import time
-
-        ns = time.time_ns()
-        sec, frac = divmod(ns, 1_000_000_000)
-        return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)) + f".{frac:09d}Z"
 
 
 @pytest.fixture
