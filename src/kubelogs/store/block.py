@@ -31,7 +31,7 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import accumulate, compress, repeat
-from operator import add, contains, sub
+from operator import add, contains, itemgetter, methodcaller, sub
 from typing import Any
 
 import msgspec
@@ -201,6 +201,48 @@ def field_paths(obj: dict[str, Any], out: set[str], prefix: str = "") -> None:
             out.add(path)
 
 
+_MISSING: Any = object()
+
+
+def column_paths(objs: list[dict[str, Any]], out: set[str], prefix: str = "") -> None:
+    """`field_paths` of many objects at once, key by key rather than object by object:
+    the parsed fields of a block's rows mostly share a few shapes, so each distinct key
+    costs a C-level ``map`` over the rows and only keys holding objects are walked
+    further (a Python walk of every row cost more than the rest of the store's write)."""
+    keys: set[str] = set()
+    for shape in set(map(tuple, objs)):
+        keys.update(shape)
+    for key in keys:
+        values = list(map(methodcaller("get", key, _MISSING), objs))
+        kinds = set(map(type, values))
+        kinds.discard(type(_MISSING))
+        path = prefix + key
+        if any(issubclass(kind, dict) for kind in kinds):
+            inner = [v for v in values if isinstance(v, dict)]
+            if len(kinds) > 1 or not all(inner):  # also a leaf: a value, or {}
+                out.add(path)
+            nonempty = list(filter(None, inner))
+            if nonempty:
+                column_paths(nonempty, out, path + ".")
+        elif kinds:
+            out.add(path)
+
+
+def _renamed_paths(paths: set[str]) -> set[str]:
+    """The names `codecs.document` may give parsed paths: ``<key>_parsed`` for a key
+    that collides with a field kubelogs writes, and for parsed ``log.*`` members
+    ``log_<name>`` (fluentd) and ``log.<name>_parsed`` (ECS, kubelogs' own names)."""
+    out: set[str] = set()
+    for path in paths:
+        head, dot, rest = path.partition(".")
+        out.add(f"{head}_parsed{dot}{rest}")
+        if head == "log" and dot:
+            name, dot2, rest2 = rest.partition(".")
+            out.add(f"log_{rest}")
+            out.add(f"log.{name}_parsed{dot2}{rest2}")
+    return out
+
+
 def _meta_paths(meta: bytes, out: set[str]) -> None:
     if meta:
         try:
@@ -266,12 +308,12 @@ class BlockBuilder:
     def _add_extras(self, g: WriteGroup, start: int, end: int) -> None:
         flags = g.flags or {}
         fields = g.fields or {}
-        base = self.rows - start
-        for row in sorted({*flags, *fields}):
-            if start <= row < end:
-                self.extra_rows.append(base + row)
-                f = flags.get(row)
-                self.extras.append([list(f) if f else None, fields.get(row) or None])
+        rows = sorted({*flags, *fields})
+        rows = rows[bisect_left(rows, start) : bisect_left(rows, end)]
+        self.extra_rows += map(add, rows, repeat(self.rows - start))
+        # `[flags, fields]` per row, built in C: a tuple of flags encodes as a JSON
+        # array; no flags or no fields (None, or empty) read back as none.
+        self.extras += map(list, zip(map(flags.get, rows), map(fields.get, rows), strict=True))
 
     def field_list(self) -> str:
         """`EncodedBlock.fields`: one decode per file context and per kept document,
@@ -282,14 +324,12 @@ class BlockBuilder:
         paths: set[str] = set()
         for _, meta in self.contexts:
             _meta_paths(meta, paths)
-        for _, parsed in self.extras:
-            if parsed:
-                field_paths(parsed, paths)
-                field_paths({f"{k}_parsed": v for k, v in parsed.items()}, paths)
-                log = parsed.get("log")
-                if isinstance(log, dict):  # fluentd: `log_level`; ECS: `log.file_parsed`
-                    field_paths({f"log_{k}": v for k, v in log.items()}, paths)
-                    field_paths({"log": {f"{k}_parsed": v for k, v in log.items()}}, paths)
+        parsed = list(filter(None, map(itemgetter(1), self.extras)))
+        if parsed:
+            found: set[str] = set()
+            column_paths(parsed, found)
+            paths |= found
+            paths |= _renamed_paths(found)
         for doc in self.raw_docs:
             try:
                 decoded = _decode_json(doc)
