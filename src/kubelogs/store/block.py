@@ -31,7 +31,7 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import accumulate, compress, repeat
-from operator import add, contains, itemgetter, methodcaller, sub
+from operator import add, contains, methodcaller, sub
 from typing import Any
 
 import msgspec
@@ -201,31 +201,30 @@ def field_paths(obj: dict[str, Any], out: set[str], prefix: str = "") -> None:
             out.add(path)
 
 
-_MISSING: Any = object()
-
-
 def column_paths(objs: list[dict[str, Any]], out: set[str], prefix: str = "") -> None:
-    """`field_paths` of many objects at once, key by key rather than object by object:
-    the parsed fields of a block's rows mostly share a few shapes, so each distinct key
-    costs a C-level ``map`` over the rows and only keys holding objects are walked
-    further (a Python walk of every row cost more than the rest of the store's write)."""
-    keys: set[str] = set()
-    for shape in set(map(tuple, objs)):
-        keys.update(shape)
-    for key in keys:
-        values = list(map(methodcaller("get", key, _MISSING), objs))
-        kinds = set(map(type, values))
-        kinds.discard(type(_MISSING))
-        path = prefix + key
-        if any(issubclass(kind, dict) for kind in kinds):
-            inner = [v for v in values if isinstance(v, dict)]
-            if len(kinds) > 1 or not all(inner):  # also a leaf: a value, or {}
-                out.add(path)
-            nonempty = list(filter(None, inner))
-            if nonempty:
-                column_paths(nonempty, out, path + ".")
-        elif kinds:
-            out.add(path)
+    """`field_paths` of many objects at once. The parsed fields of a block's rows
+    mostly share a few shapes, so each row is reduced in C to its shape (its keys and
+    the types of its values) and only the distinct shapes are looked at in Python;
+    objects nested under a key are then walked the same way, each shared object once
+    (parsers share ``log`` objects). A Python walk of every row cost more than the rest
+    of the store's write."""
+    if len(objs) > 1:
+        objs = list(dict(zip(map(id, objs), objs, strict=True)).values())  # each once
+    kinds = map(tuple, map(map, repeat(type), map(dict.values, objs)))
+    nested: set[str] = set()
+    for keys, types in set(zip(map(tuple, objs), kinds, strict=True)):
+        for key, kind in zip(keys, types, strict=True):
+            if issubclass(kind, dict):
+                nested.add(key)
+            else:
+                out.add(prefix + key)
+    for key in nested:
+        inner = [v for v in map(methodcaller("get", key), objs) if isinstance(v, dict)]
+        if not all(inner):  # an empty object is a leaf
+            out.add(prefix + key)
+        nonempty = list(filter(None, inner))
+        if nonempty:
+            column_paths(nonempty, out, prefix + key + ".")
 
 
 def _renamed_paths(paths: set[str]) -> set[str]:
@@ -266,7 +265,12 @@ class BlockBuilder:
     run_rows: list[int] = field(default_factory=list)
     contexts: dict[tuple[str, bytes], int] = field(default_factory=dict)
     extra_rows: list[int] = field(default_factory=list)
-    extras: list[list[Any]] = field(default_factory=list)
+    extra_flags: list[Any] = field(default_factory=list)
+    """Per entry of `extra_rows`: its flags (a tuple) or None."""
+    extra_fields: list[Any] = field(default_factory=list)
+    """Per entry of `extra_rows`: its parsed fields or None. Two columns, not a list
+    per row: a container per row made the cyclic GC's collections cost more than
+    building the block."""
     raw_docs: list[bytes] = field(default_factory=list)
     per_label: dict[int, int] = field(default_factory=dict)
     rows: int = 0
@@ -311,9 +315,9 @@ class BlockBuilder:
         rows = sorted({*flags, *fields})
         rows = rows[bisect_left(rows, start) : bisect_left(rows, end)]
         self.extra_rows += map(add, rows, repeat(self.rows - start))
-        # `[flags, fields]` per row, built in C: a tuple of flags encodes as a JSON
-        # array; no flags or no fields (None, or empty) read back as none.
-        self.extras += map(list, zip(map(flags.get, rows), map(fields.get, rows), strict=True))
+        # No flags or no fields (None, or empty) read back as none.
+        self.extra_flags += map(flags.get, rows)
+        self.extra_fields += map(fields.get, rows)
 
     def field_list(self) -> str:
         """`EncodedBlock.fields`: one decode per file context and per kept document,
@@ -324,7 +328,7 @@ class BlockBuilder:
         paths: set[str] = set()
         for _, meta in self.contexts:
             _meta_paths(meta, paths)
-        parsed = list(filter(None, map(itemgetter(1), self.extras)))
+        parsed = list(filter(None, self.extra_fields))
         if parsed:
             found: set[str] = set()
             column_paths(parsed, found)
@@ -366,7 +370,10 @@ class BlockBuilder:
             offsets_delta=offsets_delta,
             newlines=newlines,
             extra_rows=self.extra_rows,
-            extras=_json_lines(self.extras) if self.extras else b"",
+            # `[flags, fields]` per row (a tuple of flags encodes as a JSON array).
+            extras=_json_lines(list(zip(self.extra_flags, self.extra_fields, strict=True)))
+            if self.extra_rows
+            else b"",
             raw_docs=self.raw_docs,
         )
         return EncodedBlock(
