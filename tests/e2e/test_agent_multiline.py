@@ -10,24 +10,14 @@ import random
 import subprocess
 import sys
 import threading
-import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from support.agent import FAST_TAIL, Agent, write_config
 from support.chaos import kill9_cycles
-from support.podlogs import PodLog
+from support.podlogs import LivePodLog, PodLog
 from support.waiting import wait_for
-
-
-class LivePodLog(PodLog):
-    """A pod whose runtime stamps lines with the wall clock."""
-
-    def _ts(self) -> str:
-        ns = time.time_ns()
-        sec, frac = divmod(ns, 1_000_000_000)
-        return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)) + f".{frac:09d}Z"
 
 
 def java_trace(n: int, frames: int) -> list[str]:

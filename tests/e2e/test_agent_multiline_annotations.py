@@ -13,7 +13,7 @@ import pytest
 
 from kubelogs.testing.fake_apiserver import FakeApiServer
 from support.agent import FAST_TAIL, Agent, read_docs, write_config
-from support.podlogs import PodLog
+from support.podlogs import LivePodLog
 from support.waiting import wait_for
 
 NODE = "node-test"
@@ -38,15 +38,6 @@ JAVA = [
     "Caused by: java.io.IOException: y",
     "\t... 3 more",
 ]
-
-
-class LivePodLog(PodLog):
-    def _ts(self) -> str:
-        import time
-
-        ns = time.time_ns()
-        sec, frac = divmod(ns, 1_000_000_000)
-        return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)) + f".{frac:09d}Z"
 
 
 @pytest.fixture
@@ -138,8 +129,11 @@ def test_annotations_choose_multiline_per_pod_and_container(
             annotations={"kubelogs.io/multiline": "python"},
         )
 
+        written: list[str] = []
+
         def known() -> bool:
             late.write("INFO probe")
+            written.append("INFO probe")
             return any(
                 d["kubernetes"].get("labels") == {"app": "late"}
                 for d in read_docs(out)
@@ -147,6 +141,15 @@ def test_annotations_choose_multiline_per_pod_and_container(
             )
 
         wait_for(known, what="the late pod's metadata")
+        # The source resolves again at its next scan: probe until tracebacks are joined.
+        probe = ["Traceback (most recent call last):", '  File "p.py", line 1', "ValueError: p"]
+
+        def joining() -> bool:
+            late.write(*probe)
+            written.extend(probe)
+            return "\n".join(probe) in messages(out, "late-1", "app")
+
+        wait_for(joining, what="the late pod's multiline setting")
         late.write(*PY_TB, "INFO late done")
         wait_for(
             lambda: (
@@ -173,4 +176,5 @@ def test_annotations_choose_multiline_per_pod_and_container(
     late_msgs = messages(out, "late-1", "app")
     assert "INFO late before" == late_msgs[0]
     assert ["\n".join(PY_TB), "INFO late done"] == late_msgs[-2:]
-    assert all(m == "INFO probe" for m in late_msgs[1:-2])
+    # The probes: every line once (python joins a message to the traceback after it).
+    assert sorted(written) == sorted(ln for m in late_msgs[1:-2] for ln in m.split("\n"))

@@ -19,13 +19,15 @@ depend only on the lines (see multiline_rules.py), and so does the time rule bel
 
 When a group ends:
 - a line that does not continue it (on the same stream), or a line that ends it;
-- `max_lines` / `max_bytes`: the group is emitted and the next line starts a new one
-  (memory per file is bounded by these and by `HOLD_MAX` held rows);
+- `max_lines` / `max_bytes`: the group is emitted and the next line starts a new one;
+  a group that `HOLD_MAX` rows (of any stream) have passed takes no more lines - memory
+  per file is bounded by these;
 - the time rule, `timeout`: a line whose *runtime* time is more than `timeout` after
-  the group's last line starts a new group. The decision is taken from the data, so a
-  re-read after a crash splits at the same place; and a group that stops growing is
-  emitted by `expire` once the wall clock is past its last line's time plus `timeout`
-  (plus `WRITE_DELAY`, the most a line can take from being stamped by the runtime to
+  the group's last line starts a new group, and a line of another stream more than
+  `timeout` + `WRITE_DELAY` after it closes it. The decisions are taken from the data,
+  so a re-read after a crash splits at the same places; and a group that stops growing
+  is emitted by `expire` once the wall clock is past its last line's time plus `timeout`
+  plus `WRITE_DELAY` (the most a line can take from being stamped by the runtime to
   being in the file) - by then any later line must be split from it anyway. For plain
   files the time is the time the line was read, so a re-read may join what a timeout
   split; a crash in that window can lose the continuation lines (their event id is the
@@ -274,9 +276,15 @@ class MultilineParser:
         if a >= b:
             return
         times = rows.times
+        quiet_ns = int((self._spec.timeout + WRITE_DELAY) * 1e9)
         if max(times[a:b]) > self._deadline:
-            self._take_rows(rows, cols, a, b)  # the time rule may close a group mid-run
-            return
+            # The deadline may be stale (its group has closed): recompute it first.
+            self._deadline = (
+                min(g[_LAST_TS] for g in opened.values()) + quiet_ns if opened else _NEVER
+            )
+            if max(times[a:b]) > self._deadline:
+                self._take_rows(rows, cols, a, b)  # the time rule may close a group here
+                return
         g = opened.pop(stream, None)
         if g is not None:
             self._close(g, cols)
@@ -327,9 +335,8 @@ class MultilineParser:
             self._spec.clock()[1],
             None,
         ]
-        quiet = ts + int((self._spec.timeout + WRITE_DELAY) * 1e9)
-        if quiet < self._deadline:
-            self._deadline = quiet
+        if ts + quiet_ns < self._deadline:
+            self._deadline = ts + quiet_ns
 
     def _take_rows(self, rows: Columns, cols: Columns, a: int, b: int) -> None:
         """Rows a..b-1, one by one through the rule."""

@@ -28,10 +28,10 @@ _ACCESS = re.compile(
 _REQUEST = re.compile(r"([A-Za-z]+) (\S+)(?: HTTP/(\S+))?")
 
 
-def access_parser(name: str) -> Callable[[Sequence[str]], dict[int, dict[str, Any]]]:
+def access_parser(name: str) -> Callable[[Sequence[str]], tuple[list[int], list[dict[str, Any]]]]:
     """The parser of `name`'s (``nginx``/``apache``) access lines."""
 
-    def parse(messages: Sequence[str]) -> dict[int, dict[str, Any]]:
+    def parse(messages: Sequence[str]) -> tuple[list[int], list[dict[str, Any]]]:
         match = _ACCESS.match
         request_match = _REQUEST.fullmatch
         out: dict[int, dict[str, Any]] = {}
@@ -66,6 +66,6 @@ def access_parser(name: str) -> Callable[[Sequence[str]], dict[int, dict[str, An
             if not http_request:
                 del fields["http"]["request"]
             out[row] = fields
-        return out
+        return list(out), list(out.values())
 
     return parse

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import logging
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -11,6 +10,7 @@ from kubelogs.parsing.rows import DEFAULT_LEVEL_KEYS, PARSE_ERROR, Finisher
 from kubelogs.parsing.settings import RESERVED_KEYS, ParserConfig, parser_setting_from_text
 from kubelogs.parsing.times import make_time_parser
 from kubelogs.pipeline.event import Batch
+from kubelogs.pipeline.gc_pause import gc_paused
 
 __all__ = ["BatchParser", "LineParser", "build_parser"]
 
@@ -18,8 +18,8 @@ BatchParser = Callable[[Batch], Batch]
 """Pure: returns a new batch (same columns and ack token) with parsed fields and
 flags added; never raises."""
 
-LineParser = Callable[[Sequence[str]], dict[int, dict[str, Any]]]
-"""Messages -> ``{row: fields}`` for the rows that parsed."""
+LineParser = Callable[[Sequence[str]], tuple[list[int], list[dict[str, Any]]]]
+"""Messages -> the rows that parsed (ascending) and their fields."""
 
 _log = logging.getLogger(__name__)
 
@@ -38,32 +38,25 @@ class _Parser:
     def __call__(self, batch: Batch) -> Batch:
         if not batch.messages:
             return batch
-        # Parsing a batch allocates a few containers per line, all of them alive until
-        # the batch is delivered: with the cyclic GC's default threshold (700) that is a
-        # young collection every few hundred lines, and the survivors soon make for
-        # full collections of the whole heap - a quarter of the JSON parser's cost,
-        # measured. Collections wait until the batch is parsed (one young collection
-        # then); these objects form no cycles.
-        collecting = gc.isenabled()
-        if collecting:
-            gc.disable()
-        try:
-            return self.finish(batch, self.lines(batch.messages))
-        except Exception:
-            # A bug in a parser must not stop the pipeline or lose lines: the batch
-            # goes on unparsed and flagged, and the first failure is logged in full.
-            if not self._failed_once:
-                self._failed_once = True
-                _log.exception("the %s parser failed on a batch; its lines go on raw", self.name)
-            flags = dict(batch.flags or {})
-            for row in range(len(batch.messages)):
-                old = flags.get(row, ())
-                if PARSE_ERROR not in old:
-                    flags[row] = (*old, PARSE_ERROR)
-            return batch.derive(flags=flags)
-        finally:
-            if collecting:
-                gc.enable()
+        # A few containers per line, alive until the batch is delivered: collected
+        # after the batch is parsed, not while (`pipeline.gc_pause`).
+        with gc_paused():
+            try:
+                return self.finish(batch, self.lines(batch.messages))
+            except Exception:
+                # A bug in a parser must not stop the pipeline or lose lines: the batch
+                # goes on unparsed and flagged, and the first failure is logged in full.
+                if not self._failed_once:
+                    self._failed_once = True
+                    _log.exception(
+                        "the %s parser failed on a batch; its lines go on raw", self.name
+                    )
+                flags = dict(batch.flags or {})
+                for row in range(len(batch.messages)):
+                    old = flags.get(row, ())
+                    if PARSE_ERROR not in old:
+                        flags[row] = (*old, PARSE_ERROR)
+                return batch.derive(flags=flags)
 
     def __repr__(self) -> str:
         return f"<parser {self.name}>"

@@ -24,7 +24,7 @@ _KLOG = re.compile(
 _LEVELS = {"I": "info", "W": "warn", "E": "error", "F": "fatal"}
 
 
-def parse_klog(messages: Sequence[str]) -> dict[int, dict[str, Any]]:
+def parse_klog(messages: Sequence[str]) -> tuple[list[int], list[dict[str, Any]]]:
     match = _KLOG.match
     levels = _LEVELS
     out: dict[int, dict[str, Any]] = {}
@@ -41,4 +41,4 @@ def parse_klog(messages: Sequence[str]) -> dict[int, dict[str, Any]]:
             "process": {"thread": {"id": int(thread)}},
             "klog": {"time": when, "message": text},
         }
-    return out
+    return list(out), list(out.values())

@@ -56,10 +56,12 @@ def parse_logfmt_line(line: str) -> dict[str, Any] | None:
     return out if pairs else None
 
 
-def logfmt_parser(types: Mapping[str, str]) -> Callable[[Sequence[str]], dict[int, dict[str, Any]]]:
+def logfmt_parser(
+    types: Mapping[str, str],
+) -> Callable[[Sequence[str]], tuple[list[int], list[dict[str, Any]]]]:
     casts = dict(types)
 
-    def parse(messages: Sequence[str]) -> dict[int, dict[str, Any]]:
+    def parse(messages: Sequence[str]) -> tuple[list[int], list[dict[str, Any]]]:
         out: dict[int, dict[str, Any]] = {}
         for row, message in enumerate(messages):
             if "=" not in message:
@@ -72,6 +74,6 @@ def logfmt_parser(types: Mapping[str, str]) -> Callable[[Sequence[str]], dict[in
                 if isinstance(value, str):
                     found[name] = cast_value(value, kind)
             out[row] = found
-        return out
+        return list(out), list(out.values())
 
     return parse

@@ -109,12 +109,12 @@ def compile_pattern(pattern: str) -> _Compiled:
 
 def regex_parser(
     pattern: str, types: Mapping[str, str]
-) -> Callable[[Sequence[str]], dict[int, dict[str, Any]]]:
+) -> Callable[[Sequence[str]], tuple[list[int], list[dict[str, Any]]]]:
     compiled = compile_pattern(pattern)
     search = compiled.search
     casts = dict(types)
 
-    def parse(messages: Sequence[str]) -> dict[int, dict[str, Any]]:
+    def parse(messages: Sequence[str]) -> tuple[list[int], list[dict[str, Any]]]:
         out: dict[int, dict[str, Any]] = {}
         for row, message in enumerate(messages):
             found = search(message)
@@ -126,6 +126,6 @@ def regex_parser(
                     if value is not None:
                         found[name] = cast_value(value, kind)
             out[row] = found
-        return out
+        return list(out), list(out.values())
 
     return parse

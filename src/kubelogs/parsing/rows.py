@@ -1,7 +1,7 @@
 """What every parser does after reading its lines: one column-wise finishing step.
 
-A parser turns the messages of a batch into ``{row: fields}`` for the rows it could
-parse. `finish` then, for all parsers alike:
+A parser turns the messages of a batch into the rows it could parse and their
+fields. `finish` then, for all parsers alike:
 
 1. reads the level (``level_key`` or the usual keys) and normalises it into
    ``log.level`` (`parsing.levels`);
@@ -21,7 +21,7 @@ only for rows with a clashing key, an unusually spelled level or a time to parse
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from itertools import compress, repeat
 from operator import methodcaller, setitem
@@ -42,7 +42,8 @@ DEFAULT_LEVEL_KEYS = ("level", "lvl", "severity", "loglevel", "levelname")
 _MISSING: Any = object()
 _LOG_OBJECTS = {level: {"level": level} for level in NORMAL_LEVELS}
 
-Parsed = dict[int, dict[str, Any]]
+Parsed = tuple[list[int], list[dict[str, Any]]]
+"""A line parser's result: the rows it parsed (ascending) and their fields."""
 
 
 def get_path(value: Any, parts: Sequence[str]) -> Any:
@@ -79,8 +80,7 @@ class Finisher:
 
     def __call__(self, batch: Batch, parsed: Parsed) -> Batch:
         n = len(batch.messages)
-        rows = list(parsed)
-        values = list(parsed.values())
+        rows, values = parsed
         times = tstrs = None
         if values:
             levels = self._levels(values) if self.level_keys else None
@@ -97,7 +97,7 @@ class Finisher:
                 deque(map(setitem, compress(values, levels), repeat("log"), logs), 0)
         flags = batch.flags
         if len(rows) < n:
-            failed = range(n) if not rows else sorted(set(range(n)).difference(parsed))
+            failed = range(n) if not rows else set(range(n)).difference(rows)
             flags = _flagged(flags, failed)
         fields: dict[int, dict[str, Any]] | None = dict(zip(rows, values, strict=True))
         if batch.fields:
@@ -116,7 +116,14 @@ class Finisher:
 
     def _levels(self, values: list[dict[str, Any]]) -> list[str | None]:
         keys = self.level_keys
-        raw = list(map(methodcaller("get", keys[0]), values))
+        first = methodcaller("get", keys[0])
+        try:  # the usual case: every row has the first key, in a known spelling
+            levels: list[str | None] = list(map(LEVELS.get, map(first, values)))
+        except TypeError:  # an unhashable value (a list or object) somewhere
+            levels = [None]
+        if None not in levels:
+            return levels
+        raw = list(map(first, values))
         for key in keys[1:]:
             if None not in raw:
                 break
@@ -182,7 +189,7 @@ class Finisher:
 
 
 def _flagged(
-    flags: dict[int, tuple[str, ...]] | None, rows: Sequence[int]
+    flags: dict[int, tuple[str, ...]] | None, rows: Iterable[int]
 ) -> dict[int, tuple[str, ...]]:
     flag = (PARSE_ERROR,)
     if not flags:

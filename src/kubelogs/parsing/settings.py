@@ -137,6 +137,11 @@ class ParserConfig(StrictModel):
             raise ValueError(f"target {self.target!r} is a field kubelogs writes itself")
         return self
 
+    def __hash__(self) -> int:
+        # Hashable although `types` is a dict, so sources can keep one built parser
+        # per distinct setting (`{setting: build_parser(setting)}`).
+        return hash(self.model_dump_json())
+
     @property
     def effective_time_format(self) -> str:
         return self.time_format or _DEFAULT_TIME_FORMAT.get(self.type, "rfc3339")
@@ -149,11 +154,11 @@ def _from_text(value: Any) -> Any:
 
 
 def _mapping_from_text(text: str) -> dict[str, str]:
-    name = text.strip()
+    name = text.strip().lower()
     if name in PARSER_TYPES:
         return {"type": name}
     head, colon, pattern = text.partition(":")
-    if colon and head.strip() == "regex":
+    if colon and head.strip().lower() == "regex":
         return {"type": "regex", "pattern": pattern}
     raise ValueError(
         f"unknown parser {text!r}; use one of: {', '.join(PARSER_TYPES)}, or regex:<pattern>"

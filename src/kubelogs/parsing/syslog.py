@@ -53,7 +53,7 @@ def _nil(value: str) -> str | None:
     return None if value == "-" else value
 
 
-def parse_syslog(messages: Sequence[str]) -> dict[int, dict[str, Any]]:
+def parse_syslog(messages: Sequence[str]) -> tuple[list[int], list[dict[str, Any]]]:
     m5424 = _RFC5424.match
     m3164 = _RFC3164.match
     out: dict[int, dict[str, Any]] = {}
@@ -94,7 +94,7 @@ def parse_syslog(messages: Sequence[str]) -> dict[int, dict[str, Any]]:
         if pid:
             syslog["procid"] = pid
         out[row] = {"log": log, "syslog": {"timestamp": when, "message": text}}
-    return out
+    return list(out), list(out.values())
 
 
 def _strip_none(d: dict[str, Any]) -> dict[str, Any]:

@@ -237,6 +237,8 @@ class StageChooser:
         self._shared = shared
         self._source_id = source_id
         self._compiled: dict[Hashable, FileStages] = {}
+        self._parsed: dict[tuple[str, str], Any] = {}
+        """Annotation values already parsed (or the error they gave)."""
         self._warned: set[tuple[str, str, str]] = set()
 
     def _cache(self) -> Any:
@@ -319,10 +321,21 @@ class StageChooser:
             text = annotations.get(name)
             if not text:
                 continue
-            try:
-                return parse(text)
-            except ValueError as exc:
-                self._warn_once(ctx, name, text, str(exc))
+            # Parsed once per distinct value: files are resolved again at every change
+            # of the pod cache, and validating a setting costs tens of microseconds.
+            found = self._parsed.get((setting, text))
+            if found is None:
+                try:
+                    found = parse(text)
+                except ValueError as exc:
+                    found = exc
+                if len(self._parsed) >= _MAX_WARNED:
+                    self._parsed.clear()
+                self._parsed[(setting, text)] = found
+            if isinstance(found, ValueError):
+                self._warn_once(ctx, name, text, str(found))
+                continue
+            return found
         return None
 
     def _warn_once(self, ctx: FileContext, name: str, text: str, why: str) -> None:

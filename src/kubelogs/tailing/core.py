@@ -221,7 +221,14 @@ class TailerCore:
 
     def _choose_stages(self, f: TailedFile) -> Batch | None:
         """Resolve the file's multiline rule and parser; when they change on an open
-        file, what its old rule held is emitted first (the batch returned)."""
+        file, what its old rule held is emitted first (the batch returned).
+
+        Known limit: a restart re-reads from the checkpoint with the settings of that
+        moment. After a crash within a checkpoint interval of a change, lines read just
+        before the change can be grouped differently on re-read; a new group whose
+        first line was already stored is dropped by the store as a resend (its other
+        lines with it), and a line stored inside an old group can be stored again.
+        """
         resolver = self.s.stages
         if resolver is None or f.ctx is None:
             return None

@@ -90,3 +90,40 @@ def test_validate_accepts_presets_patterns_and_overrides(tmp_path: Path) -> None
     result = validate(path)
 
     assert (0, "") == (result.returncode, result.stderr)
+
+
+BAD_PARSERS = """\
+sources:
+  logs:
+    type: kubernetes_logs
+    parser: jsn
+    overrides:
+      - match: {pod: "api-*"}
+        parser: {type: regex, pattern: "(?P<x"}
+      - match: {pod: "web-*"}
+        parser: none
+        multiline: {preset: java, timeout: 0s}
+sinks:
+  out:
+    type: blackhole
+    inputs: [logs]
+"""
+
+
+def test_validate_refuses_bad_parsers_on_sources_and_overrides(tmp_path: Path) -> None:
+    path = tmp_path / "kubelogs.yaml"
+    path.write_text(BAD_PARSERS)
+
+    result = validate(path)
+
+    assert 1 == result.returncode
+    assert sorted(
+        [
+            "sources.logs.parser: unknown parser 'jsn'; use one of: json, logfmt, regex, "
+            "klog, nginx, apache, syslog, or regex:<pattern>",
+            "sources.logs.overrides[0].parser.pattern: not a valid RE2 pattern: invalid "
+            "named capture group: (?P<x",
+            "sources.logs.overrides[1].multiline.timeout: 0.0 is out of range: must be more "
+            "than 0.0",
+        ]
+    ) == sorted(result.stderr.strip().splitlines()[1:])

@@ -59,3 +59,20 @@ def test_build_parser_takes_annotation_text() -> None:
 def test_build_parser_rejects_invalid_text() -> None:
     with pytest.raises(ValueError, match="unknown parser 'xml'"):
         build_parser("xml")
+
+
+def test_public_names_are_pinned() -> None:
+    import kubelogs.parsing as parsing
+
+    assert [
+        "NORMAL_LEVELS",
+        "PARSER_TYPES",
+        "PARSE_ERROR",
+        "BatchParser",
+        "ParserConfig",
+        "ParserSetting",
+        "build_parser",
+        "normalise_level",
+        "parser_setting_from_text",
+    ] == parsing.__all__
+    assert all(hasattr(parsing, name) for name in parsing.__all__)

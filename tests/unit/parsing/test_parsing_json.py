@@ -110,7 +110,7 @@ class TestJsonParser:
         assert out.fields is not None
         assert {"app": {"message": "m", "level": "E"}, "log": {"level": "error"}} == out.fields[0]
 
-    def test_multiline_messages_are_parsed_one_by_one(self) -> None:
+    def test_messages_with_newlines_are_parsed(self) -> None:
         lines = ['{"a":\n 1}', '{"b":2}', "text\nmore", '{"c":\n']
 
         out = build_parser("json")(make_batch(lines))
@@ -158,6 +158,17 @@ class TestJsonParser:
             assert b"2025-01-15T10:00:00.000000001Z" == out.tstrs[1]
         else:
             assert out.tstrs is None
+
+    def test_time_key_names_the_key_as_the_line_has_it(self) -> None:
+        """`time` clashes with the fluentd field and moves to `json.time`; the setting
+        still names it as the application wrote it."""
+        parser = build_parser(ParserConfig(type="json", time_key="time", time_format="unix"))
+
+        out = parser(make_batch(['{"time": 1736935260, "msg": "x"}']))
+
+        assert [T0 + 60_000_000_000] == out.times
+        assert out.fields is not None
+        assert {"msg": "x", "json": {"time": 1736935260}} == out.fields[0]
 
     @pytest.mark.parametrize(
         ("fmt", "value", "expected"),

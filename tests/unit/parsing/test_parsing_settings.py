@@ -73,6 +73,7 @@ class TestParserSetting:
 class TestAnnotationText:
     def test_name(self) -> None:
         assert ParserConfig(type="klog") == parser_setting_from_text(" klog ")
+        assert ParserConfig(type="json") == parser_setting_from_text("JSON")
 
     def test_regex_pattern(self) -> None:
         setting = parser_setting_from_text(r"regex:^(?P<level>\w+): (?P<msg>.*)$")
@@ -140,3 +141,12 @@ def test_kubelogs_validate_names_the_key_of_a_bad_parser(tmp_path: Path) -> None
     assert any(line.startswith("transforms.annotation_style.parser.pattern: ") for line in lines)
     assert not any("good" in line for line in lines)
     assert "re2.cc" not in done.stderr  # RE2 does not print its own errors
+
+
+def test_settings_are_hashable_and_equal_by_value() -> None:
+    a = ParserConfig(type="regex", pattern="(?P<a>x)", types={"a": "int"})
+    b = parser_setting_from_text("regex:(?P<a>x)").model_copy(update={"types": {"a": "int"}})
+
+    assert a == b
+    assert {a: 1}[b] == 1
+    assert hash(ParserConfig(type="json")) != hash(ParserConfig(type="logfmt"))

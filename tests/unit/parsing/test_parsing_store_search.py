@@ -184,3 +184,34 @@ def test_unknown_field_hint_names_the_alias_only_when_no_document_has_a_level(
 
     assert [("level", None)] == missing
     assert [] == found
+
+
+def test_parsed_levels_survive_a_network_hop_as_records() -> None:
+    """An agent sends parsed events as records (forward, Kafka); the receiver's batches
+    give the same documents: ``log.level`` and the flags stay in the ``log`` object."""
+    from kubelogs.codecs.records import RecordDecoder, batch_to_records
+
+    batch = parsed_batches()[0]
+
+    records = batch_to_records(batch)
+    (back,) = RecordDecoder("fwd", "agg").decode([(None, r) for r in records], origin="x")
+
+    assert "error" == records[0]["log"]["level"]
+    assert ["parse_error"] == records[4]["log"]["flags"]
+    assert back.fields is not None
+    assert {"level": "error"} == back.fields[0]["log"]
+    assert {4: ("parse_error",)} == back.flags
+    original = [json.loads(d) for d in encode_documents(batch)]
+    received = [json.loads(d) for d in encode_documents(back)]
+    assert [d["log"].get("level") for d in original] == [d["log"].get("level") for d in received]
+
+
+def test_es_index_template_maps_the_level_as_a_keyword() -> None:
+    from kubelogs.sinks.elasticsearch.health import ServerInfo, mappings
+
+    info = ServerInfo("elasticsearch", 8)
+
+    ecs_log = mappings("ecs", info)["properties"]["log"]["properties"]
+    assert {"type": "keyword", "ignore_above": 1024} == ecs_log["level"]
+    fluentd = mappings("fluentd", info)["properties"]
+    assert {"type": "keyword", "ignore_above": 1024} == fluentd["log_level"]

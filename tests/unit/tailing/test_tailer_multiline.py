@@ -164,3 +164,40 @@ class TestTailerMultiline:
         node.pump()
 
         assert ["\n".join(TRACE), "WARN other stream", "INFO after"] == node.messages()
+
+    def test_plain_files_join_tracebacks_too(self, tmp_path: Path) -> None:
+        """The `file` source: lines timed when read, blank lines dropped by the plain
+        format; a chained traceback is still one event."""
+        import time
+
+        logs = tmp_path / "logs"
+        logs.mkdir()
+        clock = Clock()
+        clock.ns = time.time_ns()
+        spec = MultilineSpec(rule=preset_rule("python"), timeout=1.0, clock=clock)
+
+        class Python:
+            def version(self) -> int:
+                return 0
+
+            def resolve(self, ctx: FileContext) -> FileStages:
+                return FileStages(multiline=spec, key="python")
+
+        node = Node(tmp_path, [str(logs / "*.log")], fmt="plain", stages=Python())
+        tb = [
+            "ERROR job failed",
+            "Traceback (most recent call last):",
+            '  File "job.py", line 3, in <module>',
+            "KeyError: 'x'",
+            "During handling of the above exception, another exception occurred:",
+            "Traceback (most recent call last):",
+            '  File "job.py", line 5, in <module>',
+            "RuntimeError: failed",
+        ]
+        (logs / "app.log").write_text("\n".join([*tb[:4], "", *tb[4:], "INFO next"]) + "\n")
+        node.start()
+        node.pump()
+        clock.ns = time.time_ns() + 5 * 10**9
+        node.pump()
+
+        assert ["\n".join(tb), "INFO next"] == node.messages()
