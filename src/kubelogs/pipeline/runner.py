@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from kubelogs.buffer.sink import with_buffer
 from kubelogs.config.base import BuildContext
 from kubelogs.config.loader import Config
 from kubelogs.pipeline.channels import Channel, FanOut
@@ -75,6 +76,8 @@ def build_pipeline(config: Config, metrics: Metrics | None = None) -> Pipeline:
             shared=pipeline.shared,
         )
         runtime = comp.build(cx)  # type: ignore[attr-defined]
+        if comp.kind == "sink":
+            runtime = with_buffer(runtime, comp, cx)  # a disk buffer in front, if configured
         pipeline.nodes[cid] = Node(
             id=cid,
             kind=comp.kind,
