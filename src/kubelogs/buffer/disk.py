@@ -87,6 +87,13 @@ class DiskBuffer:
                 errno.EBUSY, f"{directory} is in use by another kubelogs process"
             ) from None
         self._lock = threading.Lock()
+        self._wio = threading.Lock()
+        """Held while a writer-side call uses descriptors; `close` waits for it, so a
+        write still running in a thread after its task was cancelled never lands in a
+        reused descriptor."""
+        self._rio = threading.Lock()
+        """The same for the reader side."""
+        self._closed = False
         self.corrupt_records = 0
         """Damaged or torn records skipped since start (their events are lost)."""
         self.corrupt_bytes = 0
@@ -181,6 +188,11 @@ class DiskBuffer:
     def append(self, record: bytes) -> None:
         """Append one whole record, or nothing (a failed or short write is cut back off,
         then the error raised for the caller to retry)."""
+        with self._wio:
+            self._check_open()
+            self._append(record)
+
+    def _append(self, record: bytes) -> None:
         with self._lock:
             if self._wfd < 0:
                 self._wfd = os.open(
@@ -227,6 +239,11 @@ class DiskBuffer:
     def sync(self) -> None:
         """fsync everything appended so far (sealed segments, the active one, and the
         directory when segments were created); then it survives a crash or power loss."""
+        with self._wio:
+            self._check_open()
+            self._sync()
+
+    def _sync(self) -> None:
         with self._lock:
             sealed, self._sealed = self._sealed, []
             active = self._wfd
@@ -259,6 +276,11 @@ class DiskBuffer:
         Damage (a bad header, a checksum mismatch, a torn tail) is skipped and counted:
         the cursor moves to the next frame that checks out, never stops for good.
         """
+        with self._rio:
+            self._check_open()
+            return self._read_next()
+
+    def _read_next(self) -> Record | SegmentEnd | None:
         while True:
             with self._lock:
                 write_seq, written = self.write_seq, self.written
@@ -380,16 +402,35 @@ class DiskBuffer:
                 self.read_seq == self.write_seq and self.read_off >= self.written
             )
 
+    def _check_open(self) -> None:
+        if self._closed:
+            raise OSError(errno.EBADF, f"the disk buffer in {self.dir} is closed")
+
     def close(self) -> None:
-        with self._lock:
-            fds = [*self._sealed, self._wfd, self._rfd]
-            self._sealed, self._wfd, self._rfd = [], -1, -1
-        for fd in fds:
-            if fd >= 0:
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
+        """Close every descriptor, once no thread uses them (after 5 s they are left
+        open rather than closed under a write stuck in the kernel)."""
+        if self._closed:
+            return
+        if not self._wio.acquire(timeout=5):
+            return
+        try:
+            if not self._rio.acquire(timeout=5):
+                return
+            try:
+                self._closed = True
+                with self._lock:
+                    fds = [*self._sealed, self._wfd, self._rfd]
+                    self._sealed, self._wfd, self._rfd = [], -1, -1
+                for fd in fds:
+                    if fd >= 0:
+                        try:
+                            os.close(fd)
+                        except OSError:
+                            pass
+            finally:
+                self._rio.release()
+        finally:
+            self._wio.release()
         if self._lock_fd >= 0:
             os.close(self._lock_fd)
             self._lock_fd = -1

@@ -96,6 +96,7 @@ class DiskBufferedSink:
             segment_size=segment_size or segment_size_for(config.max_size),
         )
         self.metrics = ComponentMetrics(cx.metrics, cx.component_id, "sink", "buffer")
+        self.commit_interval = COMMIT_INTERVAL
         self.discarded_events = 0
         self.written_events = 0
         self._ledger: deque[_Entry] = deque()
@@ -271,7 +272,7 @@ class DiskBufferedSink:
         while True:
             await self._need_commit.wait()
             if not self._stopping:
-                await asyncio.sleep(COMMIT_INTERVAL)
+                await asyncio.sleep(self.commit_interval)
             self._need_commit.clear()
             try:
                 freed = await asyncio.to_thread(self._commit_now)
