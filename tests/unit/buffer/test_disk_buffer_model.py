@@ -21,7 +21,7 @@ from kubelogs.buffer import records
 from kubelogs.pipeline.channels import Channel
 from kubelogs.pipeline.event import Batch
 from kubelogs.pipeline.runtime import Input
-from support.buffers import batch, buffered, until
+from support.buffers import batch, buffered
 
 RUNS = int(os.environ.get("KUBELOGS_MODEL_RUNS", "12"))
 
@@ -129,8 +129,7 @@ async def scenario(tmp: Path, seed: int) -> None:
                 await asyncio.sleep(rng.choice([0, 0.001, 0.01]))
         if final:
             inp.close_producer()
-            await until(lambda: task.done(), "the final drain")
-            await task
+            await asyncio.wait_for(task, 30)
             await buf.close()
             break
         await asyncio.sleep(rng.choice([0, 0.005, 0.03]))
