@@ -35,7 +35,7 @@ from typing import Any
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from kubelogs.buffer import records
-from kubelogs.buffer.disk import DiskBuffer, Record
+from kubelogs.buffer.disk import DiskBuffer, Record, pos
 from kubelogs.config.base import BuildContext
 from kubelogs.config.buffer import DiskBufferConfig
 from kubelogs.pipeline.acks import AckToken
@@ -131,6 +131,10 @@ class DiskBufferedSink:
             await committer
 
     async def close(self) -> None:
+        if not self._ledger and self.buffer.drained:
+            # everything delivered: end the active segment too, so no file is left behind
+            self.buffer.seal()
+            self._committed = max(self._committed, pos(self.buffer.write_seq, 0))
         try:
             self._commit_now()
         except OSError as exc:
