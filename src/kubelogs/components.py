@@ -2,6 +2,7 @@
 
 from kubelogs.sinks import blackhole, elasticsearch, file, local, stdout
 from kubelogs.sources import file as file_source
+from kubelogs.sources import http as http_source
 from kubelogs.sources import kubernetes_logs
 from kubelogs.transforms import kubernetes_metadata
 
@@ -10,6 +11,7 @@ __all__ = [
     "elasticsearch",
     "file",
     "file_source",
+    "http_source",
     "kubernetes_logs",
     "kubernetes_metadata",
     "local",
