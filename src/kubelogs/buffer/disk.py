@@ -186,8 +186,8 @@ class DiskBuffer:
         return self.total_bytes > 0 and self.total_bytes + nbytes > self.max_size
 
     def append(self, record: bytes) -> None:
-        """Append one whole record, or nothing (a failed or short write is cut back off,
-        then the error raised for the caller to retry)."""
+        """Append whole records (one or several joined), or nothing: a failed or short
+        write is cut back off, then the error raised for the caller to retry."""
         with self._wio:
             self._check_open()
             self._append(record)
@@ -268,6 +268,23 @@ class DiskBuffer:
             os.close(fd)
 
     # -- reader side --------------------------------------------------------------------
+
+    def read_many(self, max_records: int, max_bytes: int) -> list[Record | SegmentEnd]:
+        """Up to `max_records` items (or about `max_bytes` of records) from the read
+        cursor, in order; empty when everything written has been read. One call per
+        group: a hand-off to a thread costs more than reading a small record."""
+        items: list[Record | SegmentEnd] = []
+        size = 0
+        with self._rio:
+            self._check_open()
+            while len(items) < max_records and size < max_bytes:
+                item = self._read_next()
+                if item is None:
+                    break
+                items.append(item)
+                if isinstance(item, Record):
+                    size += len(item.payload)
+        return items
 
     def read_next(self) -> Record | SegmentEnd | None:
         """The next record at the read cursor, a `SegmentEnd` when a sealed segment is

@@ -40,6 +40,7 @@ from kubelogs.config.base import BuildContext
 from kubelogs.config.buffer import DiskBufferConfig
 from kubelogs.pipeline.acks import AckToken
 from kubelogs.pipeline.channels import Channel
+from kubelogs.pipeline.event import Batch
 from kubelogs.pipeline.runtime import Input, Sink
 from kubelogs.sinks.retry import Backoff
 from kubelogs.telemetry.metrics import ComponentMetrics
@@ -48,6 +49,12 @@ log = logging.getLogger("kubelogs.buffer")
 
 READ_AHEAD = 4
 """Batches read back and waiting for the sink: bounds memory while the sink is down."""
+WRITE_GROUP = 64
+"""Batches waiting in the input joined into one write (one hand-off to a thread)."""
+READ_GROUP = 16
+READ_BYTES = 4 * 1024 * 1024
+"""Records read back per hand-off to a thread, at most (with `READ_AHEAD`, what the
+buffer holds in memory while the sink is down)."""
 COMMIT_INTERVAL = 0.2
 """Seconds between writes of the read position (a crash resends at most this much)."""
 MAX_SEGMENT = 64 * 1024 * 1024
@@ -147,36 +154,61 @@ class DiskBufferedSink:
     # -- writer and syncer --------------------------------------------------------------
 
     async def _write_loop(self, inp: Input) -> None:
-        backoff = Backoff(0.5, 10.0)
         try:
-            async for batch in inp:
-                if not len(batch):
-                    if batch.ack is not None:
-                        batch.ack.resolve()
-                    continue
-                rec = records.encode(batch, time.time_ns())
+            async for first in inp:
+                group = [first]
+                while len(group) < WRITE_GROUP:
+                    nxt = inp.receive_nowait()
+                    if nxt is None:
+                        break
+                    group.append(nxt)
+                await self._write_group(group)
+        finally:
+            self._input_done = True
+            self._need_sync.set()
+            self._data.set()
+
+    async def _write_group(self, group: list[Batch]) -> None:
+        """Append the batches waiting, in order, with as few writes as room allows."""
+        now = time.time_ns()
+        pending: list[tuple[Batch, bytes]] = []
+        size = 0
+        for batch in group:
+            if not len(batch):
+                if batch.ack is not None:
+                    batch.ack.resolve()
+                continue
+            rec = records.encode(batch, now)
+            if self.buffer.would_overflow(size + len(rec)):
+                if pending:
+                    await self._append(pending)
+                    pending, size = [], 0
                 if not await self._room_for(len(rec)):
                     self.discarded_events += len(batch)
                     self.metrics.discarded(len(batch), intentional=False)
                     if batch.ack is not None:
                         batch.ack.resolve()
                     continue
-                while True:
-                    try:
-                        await asyncio.to_thread(self.buffer.append, rec)
-                        break
-                    except OSError as exc:
-                        await self._write_failed(exc, backoff)
-                backoff.reset()
-                self.buffer.pending_events += len(batch)
-                self.written_events += len(batch)
-                self._unsynced.append(batch.ack)
-                self._need_sync.set()
-                self._data.set()
-        finally:
-            self._input_done = True
-            self._need_sync.set()
-            self._data.set()
+            pending.append((batch, rec))
+            size += len(rec)
+        if pending:
+            await self._append(pending)
+
+    async def _append(self, pending: list[tuple[Batch, bytes]]) -> None:
+        payload = pending[0][1] if len(pending) == 1 else b"".join(r for _, r in pending)
+        backoff = Backoff(0.5, 10.0)
+        while True:
+            try:
+                await asyncio.to_thread(self.buffer.append, payload)
+                break
+            except OSError as exc:
+                await self._write_failed(exc, backoff)
+        for batch, _ in pending:
+            self.buffer.pending_events += len(batch)
+            self.written_events += len(batch)
+            self._unsynced.append(batch.ack)
+        self._need_sync.set()
+        self._data.set()
 
     async def _room_for(self, nbytes: int) -> bool:
         """Wait for room (`block`), or say there is none (`drop_newest`)."""
@@ -235,24 +267,25 @@ class DiskBufferedSink:
         try:
             while True:
                 self._data.clear()
-                item = await asyncio.to_thread(self.buffer.read_next)
-                if item is None:
+                items = await asyncio.to_thread(self.buffer.read_many, READ_GROUP, READ_BYTES)
+                if not items:
                     if self._input_done and self.buffer.drained:
                         return
                     await self._data.wait()
                     continue
-                if not isinstance(item, Record):
-                    self._track(item.end, 0, 0).resolve()
-                    continue
-                try:
-                    batch, written = records.decode(item.payload)
-                except records.CorruptRecord as exc:
-                    self.buffer.corrupt_records += 1
-                    log.warning("buffer of %s: skipped a record: %s", self.component_id, exc)
-                    self._track(item.end, item.events, 0).resolve()
-                    continue
-                batch.ack = self._track(item.end, len(batch), written)
-                await out.put(batch)
+                for item in items:
+                    if not isinstance(item, Record):
+                        self._track(item.end, 0, 0).resolve()
+                        continue
+                    try:
+                        batch, written = records.decode(item.payload)
+                    except records.CorruptRecord as exc:
+                        self.buffer.corrupt_records += 1
+                        log.warning("buffer of %s: skipped a record: %s", self.component_id, exc)
+                        self._track(item.end, item.events, 0).resolve()
+                        continue
+                    batch.ack = self._track(item.end, len(batch), written)
+                    await out.put(batch)
         finally:
             out.close_producer()
 
