@@ -25,6 +25,7 @@ _COMMAND_MODULES = [
     "kubelogs.cli.generate",
     "kubelogs.cli.demo",
     "kubelogs.cli.version",
+    "kubelogs.cli.sidecar",
 ]
 
 
