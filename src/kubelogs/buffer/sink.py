@@ -49,8 +49,10 @@ log = logging.getLogger("kubelogs.buffer")
 
 READ_AHEAD = 4
 """Batches read back and waiting for the sink: bounds memory while the sink is down."""
-WRITE_GROUP = 64
-"""Batches waiting in the input joined into one write (one hand-off to a thread)."""
+WRITE_GROUP = 16
+WRITE_BYTES = 4 * 1024 * 1024
+"""Batches waiting in the input joined into one write (one hand-off to a thread), at
+most this many or about this many bytes of records."""
 READ_GROUP = 16
 READ_BYTES = 4 * 1024 * 1024
 """Records read back per hand-off to a thread, at most (with `READ_AHEAD`, what the
@@ -179,6 +181,9 @@ class DiskBufferedSink:
                     batch.ack.resolve()
                 continue
             rec = records.encode(batch, now)
+            if pending and size >= WRITE_BYTES:
+                await self._append(pending)
+                pending, size = [], 0
             if self.buffer.would_overflow(size + len(rec)):
                 if pending:
                     await self._append(pending)
