@@ -1,7 +1,9 @@
 """Every built-in component type, imported here so it registers: the one list to grep."""
 
 from kubelogs.sinks import blackhole, elasticsearch, file, local, stdout
+from kubelogs.sinks import forward as forward_sink
 from kubelogs.sources import file as file_source
+from kubelogs.sources import forward as forward_source
 from kubelogs.sources import http as http_source
 from kubelogs.sources import kubernetes_logs
 from kubelogs.transforms import kubernetes_metadata
@@ -11,6 +13,8 @@ __all__ = [
     "elasticsearch",
     "file",
     "file_source",
+    "forward_sink",
+    "forward_source",
     "http_source",
     "kubernetes_logs",
     "kubernetes_metadata",
