@@ -13,8 +13,12 @@ config file.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Any
+
+SHARED_KEY_ENV = "KUBELOGS_FORWARD_SHARED_KEY"
+"""With --forward: the aggregator's shared key, when this variable is set (a Secret)."""
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -42,7 +46,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--forward",
         action="append",
         metavar="HOST:PORT",
-        help="aggregator's forward source (repeatable: failover/round-robin)",
+        help="aggregator's forward source (repeatable: failover/round-robin); its "
+        f"shared key, if any, from ${SHARED_KEY_ENV}",
     )
     to.add_argument("--stdout", action="store_true", help="print NDJSON documents on stdout")
     p.add_argument(
@@ -76,6 +81,8 @@ def sidecar_config(args: argparse.Namespace) -> dict[str, Any]:
         sink = {"type": "stdout", "inputs": ["files"]}
     else:
         sink = {"type": "forward", "inputs": ["files"], "servers": list(args.forward)}
+        if os.environ.get(SHARED_KEY_ENV):
+            sink["shared_key"] = "${" + SHARED_KEY_ENV + "}"  # never in argv or logs
         if str(args.buffer_size).strip() not in ("0", ""):
             sink["buffer"] = {"type": "disk", "max_size": args.buffer_size, "when_full": "block"}
     return {
