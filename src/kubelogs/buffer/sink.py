@@ -50,11 +50,11 @@ log = logging.getLogger("kubelogs.buffer")
 READ_AHEAD = 4
 """Batches read back and waiting for the sink: bounds memory while the sink is down."""
 WRITE_GROUP = 16
-WRITE_BYTES = 4 * 1024 * 1024
+WRITE_BYTES = 2 * 1024 * 1024
 """Batches waiting in the input joined into one write (one hand-off to a thread), at
 most this many or about this many bytes of records."""
-READ_GROUP = 16
-READ_BYTES = 4 * 1024 * 1024
+READ_GROUP = 8
+READ_BYTES = 2 * 1024 * 1024
 """Records read back per hand-off to a thread, at most (with `READ_AHEAD`, what the
 buffer holds in memory while the sink is down)."""
 COMMIT_INTERVAL = 0.2
