@@ -258,3 +258,47 @@ def test_unreadable_position_file_resends_instead_of_losing(tmp_path: Path) -> N
     assert isinstance(item, Record)
     assert 3 == item.events
     assert os.path.exists(tmp_path / "lock")
+
+
+async def test_full_disk_under_the_buffer_is_retried_without_torn_records(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While the disk is full each write lands partly, then fails with ENOSPC: the
+    buffer cuts the partial record off, holds the upstream acks, retries; once space
+    returns every event arrives and no damaged record was ever written."""
+    import errno
+
+    from kubelogs.buffer import disk as disk_module
+    from kubelogs.buffer import sink as sink_module
+
+    state = {"full": True, "failures": 0}
+    real = disk_module._os_write
+
+    def write(fd: int, data: memoryview) -> int:
+        if state["full"]:
+            state["failures"] += 1
+            real(fd, data[: len(data) // 2])
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(fd, data)
+
+    monkeypatch.setattr(disk_module, "_os_write", write)
+    monkeypatch.setattr(sink_module.Backoff, "next_delay", lambda self: 0.01)
+    metrics = Metrics()
+    acked: list[int] = []
+    sink = RecordingSink()
+    buf = buffered(tmp_path, sink, metrics=metrics)
+    inp, task = await feed(
+        buf, [batch(10 * i, 10, on_ack=lambda: acked.append(1)) for i in range(3)]
+    )
+    await until(lambda: state["failures"] >= 3, "failed writes")
+    assert [] == acked
+    assert [] == sink.batches
+    state["full"] = False
+    await until(lambda: len(acked) == 3, "the acks once space is back")
+    inp.close_producer()
+    await task
+    await buf.close()
+    assert [100 * i for i in range(30)] == sink.offsets()
+    assert 0 == buf.buffer.corrupt_records
+    text = metrics.render().decode()
+    assert 'error_type="ENOSPC",stage="buffering"' in text
