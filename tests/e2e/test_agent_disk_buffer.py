@@ -259,3 +259,99 @@ def test_kill9_loop_with_a_disk_buffered_store_keeps_every_line_exactly_once(
     got = Counter(json.loads(line)["message"] for line in r.stdout.splitlines())
     assert [] == [m for m in written if got[m] != 1]
     assert len(written) == sum(got.values())
+
+
+def test_aggregator_outage_is_absorbed_by_the_agents_disk_buffer(tmp_path: Path) -> None:
+    """agent (file -> forward sink behind a disk buffer) while the aggregator is down:
+    the agent reads the whole backlog into its buffer (its checkpoints move, so the
+    files could rotate away), memory stays flat; when the aggregator comes up every line
+    is stored there exactly once. ``KUBELOGS_OUTAGE_SECONDS`` makes the outage longer
+    (the issue's figure is 60 s; default 3 s after the backlog is buffered)."""
+    import time
+
+    from kubelogs.store.errors import StoreError
+    from kubelogs.store.reader import StoreReader
+    from support.intake import free_port
+
+    n = 300_000
+    outage = float(os.environ.get("KUBELOGS_OUTAGE_SECONDS", "3"))
+    write_lines(tmp_path / "in/app.log", n)
+    port = free_port()
+    store = tmp_path / "store"
+    agent_cfg = write_config(
+        tmp_path / "agent.yaml",
+        {
+            "data_dir": str(tmp_path / "agent-data"),
+            "node_name": "node-test",
+            "api": {"listen": "127.0.0.1:0"},
+            "sources": {
+                "app": {"type": "file", **FAST_TAIL, "paths": [str(tmp_path / "in/*.log")]}
+            },
+            "sinks": {
+                "aggregator": {
+                    "type": "forward",
+                    "inputs": ["app"],
+                    "servers": [f"127.0.0.1:{port}"],
+                    "max_backoff": "1s",
+                    "format": "kubelogs",
+                    "buffer": {"type": "disk", "max_size": "512MiB"},
+                }
+            },
+        },
+    )
+    agg_cfg = write_config(
+        tmp_path / "aggregator.yaml",
+        {
+            "data_dir": str(tmp_path / "agg-data"),
+            "api": {"listen": "127.0.0.1:0"},
+            "sources": {"agents": {"type": "forward", "address": f"127.0.0.1:{port}"}},
+            "sinks": {
+                "store": {
+                    "type": "local",
+                    "inputs": ["agents"],
+                    "path": str(store),
+                    "flush_interval": "100ms",
+                }
+            },
+        },
+    )
+
+    def stored() -> int:
+        if not (store / "index.sqlite").exists():
+            return 0
+        try:
+            with StoreReader(store) as reader:
+                return reader.count("")
+        except StoreError:
+            return 0
+
+    with Agent(agent_cfg, tmp_path / "agent.log") as agent:
+        aport = agent.api_port
+        wait_for(
+            lambda: metric(aport, "kubelogs_buffer_written_events_total") >= n // 2,
+            timeout=120,
+            what="half in the buffer",
+        )
+        # by now the forward sink's own window (max_in_flight chunks) is full: what
+        # grows after this would grow with the backlog
+        rss_half = rss_mib(agent)
+        wait_for(
+            lambda: metric(aport, "kubelogs_buffer_written_events_total") >= n,
+            timeout=120,
+            what="the whole backlog in the agent's buffer",
+        )
+        time.sleep(outage)  # the outage goes on; nothing to wait for but time
+        assert rss_mib(agent) - rss_half < 15, (rss_half, rss_mib(agent))
+        assert metric(aport, "kubelogs_buffer_events", component_id="aggregator") >= n - 5000
+        with Agent(agg_cfg, tmp_path / "aggregator.log") as aggregator:
+            wait_for(lambda: stored() >= n, timeout=180, what="every line at the aggregator")
+            wait_for(
+                lambda: metric(aport, "kubelogs_buffer_events", component_id="aggregator") == 0,
+                what="the agent's buffer empty",
+            )
+            assert 0 == agent.stop(), agent.stderr()
+            assert 0 == aggregator.stop(), aggregator.stderr()
+    with StoreReader(store) as reader:
+        got = Counter(json.loads(h.doc)["message"] for h in reader.search("", limit=0))
+    assert [] == [m for m, c in got.items() if c != 1]
+    assert n == len(got)
