@@ -277,7 +277,8 @@ class BlockBuilder:
         """`EncodedBlock.fields`: one decode per file context and per kept document,
         and a walk of the (sparse) parsed fields. A parsed key that a document renames
         (``message`` -> ``message_parsed``, `codecs.document`) is listed under both
-        names: a list may hold more than the documents, never less."""
+        names, and parsed ``log.*`` members under every name a schema gives them: a
+        list may hold more than the documents, never less."""
         paths: set[str] = set()
         for _, meta in self.contexts:
             _meta_paths(meta, paths)
@@ -285,6 +286,10 @@ class BlockBuilder:
             if parsed:
                 field_paths(parsed, paths)
                 field_paths({f"{k}_parsed": v for k, v in parsed.items()}, paths)
+                log = parsed.get("log")
+                if isinstance(log, dict):  # fluentd: `log_level`; ECS: `log.file_parsed`
+                    field_paths({f"log_{k}": v for k, v in log.items()}, paths)
+                    field_paths({"log": {f"{k}_parsed": v for k, v in log.items()}}, paths)
         for doc in self.raw_docs:
             try:
                 decoded = _decode_json(doc)
@@ -371,6 +376,23 @@ def _checked_integers(
 
 
 # -- reading ---------------------------------------------------------------------------
+
+
+def block_times(data: bytes) -> tuple[list[int], list[tuple[int, int, int]]]:
+    """The time column and the runs ``(label_set, first_row, end_row)`` of a block's
+    data part alone (`store.aggregate`: a histogram of rows chosen by their label set
+    needs nothing else, not even the message column)."""
+    try:
+        d = _decode_data(data)
+    except msgspec.DecodeError as exc:
+        raise BlockCorrupt(f"block data does not decode: {exc}") from exc
+    if len(d.run_label_sets) != len(d.run_rows) or (d.run_rows and min(d.run_rows) <= 0):
+        raise BlockCorrupt("block run columns are malformed")
+    ends = list(accumulate(d.run_rows))
+    if (ends[-1] if ends else 0) != d.rows:
+        raise BlockCorrupt("block runs do not add up to its rows")
+    runs = list(zip(d.run_label_sets, [0, *ends[:-1]], ends, strict=True))
+    return _checked_integers("time", d.times, d.times_delta, None, d.rows), runs
 
 
 class DecodedBlock:
