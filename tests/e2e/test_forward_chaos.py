@@ -80,6 +80,7 @@ def agent_config(tmp: Path, node: Path, port: int) -> Path:
                     "type": "forward",
                     "inputs": ["logs"],
                     "servers": [f"127.0.0.1:{port}"],
+                    "format": "kubelogs",
                     "ack_timeout": "10s",
                     "connect_timeout": "2s",
                     "max_backoff": "500ms",

@@ -160,7 +160,7 @@ class ForwardHandler(logging.Handler):
             }
         return doc
 
-    def flush(self, timeout: float | None = 10.0) -> bool:  # type: ignore[override]
+    def flush(self, timeout: float | None = 5.0) -> bool:  # type: ignore[override]
         """Wait until every record emitted so far was acked; False on timeout."""
         target = self._seq
         deadline = None if timeout is None else time.monotonic() + timeout

@@ -93,9 +93,10 @@ class ForwardSinkConfig(SinkConfig):
     """Seconds to connect and pass the handshake."""
     keepalive: bool = True
     """Keep connections open between chunks; off, every chunk gets its own connection."""
-    max_in_flight: int = Field(8, ge=1, le=1024)
-    """Chunks sent and not yet acked at once (over all servers)."""
-    max_chunk_events: int = Field(20_000, ge=1)
+    max_in_flight: int = Field(4, ge=1, le=1024)
+    """Chunks sent and not yet acked at once (over all servers). Their events stay in
+    memory until acked: this times `max_chunk_events` bounds the sink's memory."""
+    max_chunk_events: int = Field(10_000, ge=1)
     """Events per chunk at most."""
     max_chunk_bytes: Size = Field(4 << 20, ge=1 << 10, le=256 << 20)
     """Bytes per chunk (before compression) at most, a bit above when one batch is
@@ -192,7 +193,9 @@ class _Lane:
 
     @property
     def full(self) -> bool:
-        return len(self.waiting) >= self.window
+        """Two encoded chunks ready behind the window keep it busy; more would only
+        hold memory (each chunk keeps its batches until acked)."""
+        return len(self.waiting) >= 2
 
 
 class ForwardSink:
@@ -394,6 +397,8 @@ class ForwardSink:
                     return
                 if any(_acked(c) and c.ack and c.ack.exception() for c in inflight):
                     raise ConnectionError(f"{conn.name} closed the connection")
+                if waiting and len(inflight) < lane.window:
+                    continue  # acks made room: send more before waiting (nothing else wakes us)
                 timeout = None
                 if inflight:
                     timeout = inflight[0].sent_at + cfg.ack_timeout - loop.time()

@@ -44,7 +44,7 @@ async def running_sink(
             component_id="fwd", data_dir=Path("/nonexistent"), node_name="n1", metrics=metrics
         )
     )
-    ch = Channel("fwd", 1000)
+    ch = Channel("fwd", len(batches) + 1)
     ch.add_producer()
     for b in batches:
         await ch.put(b)
@@ -215,3 +215,24 @@ async def test_server_restart_loses_nothing(fmt: str) -> None:
     assert len(sent) == len(done)
     assert set(ids_of(sent)) == set(ids_of(out2.batches))
     assert error_count(metrics, "connection") + error_count(metrics, "connect") >= 1
+
+
+async def test_acks_that_free_the_whole_window_at_once_do_not_stall_the_lane() -> None:
+    """Regression: every in-flight chunk acked together while more chunks waited, and
+    the lane went to sleep with nothing left to wake it."""
+    sent, done = tracked(make_batches(lines=50, per_batch=5, containers=2))
+    async with running_source(durable=False) as (src, out, _):  # noqa: SIM117 (needs src.port)
+        async with running_sink(
+            sent, servers=[f"127.0.0.1:{src.port}"], max_in_flight=2, max_chunk_events=5
+        ) as (_, _, task):
+            total = sum(map(len, sent))
+            seen = 0
+            async with asyncio.timeout(20):
+                while len(done) < len(sent):
+                    await out.wait_events(min(total, seen + 10))  # the window is in
+                    seen = len(out.messages)
+                    await asyncio.sleep(0.05)  # the sink now waits, its window full
+                    out.resolve_all()  # both acks arrive together
+            await asyncio.wait_for(task, 20)
+
+    assert len(sent) == len(done)

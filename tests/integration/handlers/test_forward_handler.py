@@ -6,7 +6,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import ssl
 import time
+from pathlib import Path
+
+import trustme
 
 from kubelogs.handlers import ForwardHandler
 from support.forward import running_source
@@ -114,3 +118,35 @@ def test_unserialisable_extra_becomes_text() -> None:
         assert ["a"] == fields["tags"] or "{'a'}" == fields["tags"]
 
     asyncio.run(main())
+
+
+async def test_shared_key_and_tls(tmp_path: Path) -> None:
+    ca = trustme.CA()
+    ca.issue_cert("localhost").private_key_and_cert_chain_pem.write_to_path(str(tmp_path / "s.pem"))
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    tls = {"cert_file": str(tmp_path / "s.pem"), "key_file": str(tmp_path / "s.pem")}
+    async with running_source(shared_key="k", tls=tls) as (src, out, _):
+        ctx = ssl.create_default_context(cafile=str(tmp_path / "ca.pem"))
+        h = ForwardHandler(
+            "127.0.0.1", src.port, "secure", shared_key="k", tls=ctx, server_hostname="localhost"
+        )
+        lg = logger_with(h, "handler-secure")
+        lg.info("over tls with a key")
+        assert await asyncio.to_thread(h.flush, 20)
+        h.close()
+        bad = ForwardHandler(
+            "127.0.0.1",
+            src.port,
+            "x",
+            shared_key="wrong",
+            tls=ctx,
+            server_hostname="localhost",
+            max_backoff=0.2,
+        )
+        logger_with(bad, "handler-bad").info("refused")
+        assert not await asyncio.to_thread(bad.flush, 1)
+        bad.close(timeout=0.5)
+
+    assert ["over tls with a key"] == out.messages
+    assert bad.errors >= 1
+    assert "refused authentication" in (bad.last_error or "")
