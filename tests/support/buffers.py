@@ -89,6 +89,8 @@ def buffered(
     segment_size: int | None = None,
     metrics: Metrics | None = None,
     fsync_interval: float = 0.01,
+    component_id: str = "out",
+    shared: dict[str, object] | None = None,
 ) -> DiskBufferedSink:
     config = DiskBufferConfig.model_validate(
         {
@@ -99,7 +101,11 @@ def buffered(
         }
     )
     cx = BuildContext(
-        component_id="out", data_dir=tmp, node_name="node-1", metrics=metrics or Metrics()
+        component_id=component_id,
+        data_dir=tmp,
+        node_name="node-1",
+        metrics=metrics or Metrics(),
+        shared={} if shared is None else shared,
     )
     return DiskBufferedSink(sink, config, cx, segment_size=segment_size)  # type: ignore[arg-type]
 

@@ -120,7 +120,12 @@ class DiskBufferedSink:
         cx.metrics.queue_events.labels(cx.component_id).set_function(
             lambda: self.buffer.pending_events
         )
-        cx.metrics.add_collector(self._collect)
+        # One collector for every disk buffer of the pipeline: two collectors would each
+        # print the same metric families, which Prometheus rejects.
+        group: list[DiskBufferedSink] = cx.shared.setdefault("disk_buffers", [])
+        if not group:
+            cx.metrics.add_collector(lambda: _collect_all(group))
+        group.append(self)
 
     # -- the sink interface -------------------------------------------------------------
 
@@ -336,44 +341,54 @@ class DiskBufferedSink:
 
     # -- metrics --------------------------------------------------------------------------
 
-    def _collect(self) -> Iterable[Any]:
-        cid = [self.component_id]
+    def _samples(self) -> dict[str, float]:
         now = time.time_ns()
         oldest = next((e.written for e in self._ledger if e.written), 0)
-        families: list[Any] = []
-        for name, doc, value in (
-            ("kubelogs_buffer_bytes", "Bytes of a disk buffer's segment files.", None),
-            ("kubelogs_buffer_max_bytes", "A disk buffer's max_size.", self.buffer.max_size),
-            (
-                "kubelogs_buffer_oldest_age_seconds",
-                "Age of the oldest event in a disk buffer not yet delivered (0 if none).",
-                (now - oldest) / 1e9 if oldest else 0.0,
-            ),
-        ):
-            g = GaugeMetricFamily(name, doc, labels=["component_id"])
-            g.add_metric(cid, self.buffer.total_bytes if value is None else value)
-            families.append(g)
-        for name, doc, total in (
-            (
-                "kubelogs_buffer_corrupt_records",
-                "Damaged or torn disk-buffer records skipped (their events are lost).",
-                self.buffer.corrupt_records,
-            ),
-            (
-                "kubelogs_buffer_discarded_events",
-                "Events a full disk buffer dropped (when_full: drop_newest).",
-                self.discarded_events,
-            ),
-            (
-                "kubelogs_buffer_written_events",
-                "Events written to a disk buffer.",
-                self.written_events,
-            ),
-        ):
-            c = CounterMetricFamily(name, doc, labels=["component_id"])
-            c.add_metric(cid, total)
-            families.append(c)
-        return families
+        return {
+            "kubelogs_buffer_bytes": self.buffer.total_bytes,
+            "kubelogs_buffer_max_bytes": self.buffer.max_size,
+            "kubelogs_buffer_oldest_age_seconds": (now - oldest) / 1e9 if oldest else 0.0,
+            "kubelogs_buffer_corrupt_records": self.buffer.corrupt_records,
+            "kubelogs_buffer_discarded_events": self.discarded_events,
+            "kubelogs_buffer_written_events": self.written_events,
+        }
+
+
+_FAMILIES = [
+    ("kubelogs_buffer_bytes", "gauge", "Bytes of a disk buffer's segment files."),
+    ("kubelogs_buffer_max_bytes", "gauge", "A disk buffer's max_size."),
+    (
+        "kubelogs_buffer_oldest_age_seconds",
+        "gauge",
+        "Age of the oldest event in a disk buffer not yet delivered (0 if none).",
+    ),
+    (
+        "kubelogs_buffer_corrupt_records",
+        "counter",
+        "Damaged or torn disk-buffer records skipped (their events are lost).",
+    ),
+    (
+        "kubelogs_buffer_discarded_events",
+        "counter",
+        "Events a full disk buffer dropped (when_full: drop_newest).",
+    ),
+    ("kubelogs_buffer_written_events", "counter", "Events written to a disk buffer."),
+]
+
+
+def _collect_all(group: list[DiskBufferedSink]) -> Iterable[Any]:
+    samples = [(b.component_id, b._samples()) for b in group]
+    families: list[Any] = []
+    for name, kind, doc in _FAMILIES:
+        family: Any
+        if kind == "gauge":
+            family = GaugeMetricFamily(name, doc, labels=["component_id"])
+        else:
+            family = CounterMetricFamily(name, doc, labels=["component_id"])
+        for cid, values in samples:
+            family.add_metric([cid], values[name])
+        families.append(family)
+    return families
 
 
 def with_buffer(sink: Any, config: Any, cx: BuildContext) -> Any:

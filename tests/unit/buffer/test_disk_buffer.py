@@ -302,3 +302,18 @@ async def test_full_disk_under_the_buffer_is_retried_without_torn_records(
     assert 0 == buf.buffer.corrupt_records
     text = metrics.render().decode()
     assert 'error_type="ENOSPC",stage="buffering"' in text
+
+
+def test_two_disk_buffers_share_one_exposition(tmp_path: Path) -> None:
+    """Each metric family appears once, with one sample per buffered sink (a family
+    printed twice is an invalid exposition for Prometheus)."""
+    metrics = Metrics()
+    shared: dict[str, object] = {}
+    a = buffered(tmp_path, RecordingSink(), metrics=metrics, component_id="a", shared=shared)
+    b = buffered(tmp_path, RecordingSink(), metrics=metrics, component_id="b", shared=shared)
+    text = metrics.render().decode()
+    a.buffer.close()
+    b.buffer.close()
+    assert 1 == text.count("# HELP kubelogs_buffer_bytes ")
+    assert 'kubelogs_buffer_bytes{component_id="a"} 0.0' in text
+    assert 'kubelogs_buffer_bytes{component_id="b"} 0.0' in text
