@@ -1,8 +1,11 @@
 """Every built-in component type, imported here so it registers: the one list to grep."""
 
 from kubelogs.sinks import blackhole, elasticsearch, file, local, stdout
+from kubelogs.sinks import forward as forward_sink
 from kubelogs.sinks import kafka as kafka_sink
 from kubelogs.sources import file as file_source
+from kubelogs.sources import forward as forward_source
+from kubelogs.sources import http as http_source
 from kubelogs.sources import kafka as kafka_source
 from kubelogs.sources import kubernetes_logs
 from kubelogs.transforms import filter as filter_transform
@@ -16,6 +19,9 @@ __all__ = [
     "file",
     "file_source",
     "filter_transform",
+    "forward_sink",
+    "forward_source",
+    "http_source",
     "kafka_sink",
     "kafka_source",
     "kubernetes_logs",

@@ -26,6 +26,7 @@ _COMMAND_MODULES = [
     "kubelogs.cli.generate",
     "kubelogs.cli.demo",
     "kubelogs.cli.version",
+    "kubelogs.cli.sidecar",
     "kubelogs.cli.tap",
     "kubelogs.cli.test",
 ]

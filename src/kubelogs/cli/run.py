@@ -63,7 +63,13 @@ def run(args: argparse.Namespace) -> int:
     from kubelogs.telemetry.logging import setup_logging
 
     allocator.tune()
-    cfg = load_effective_config(args.config)
+    data = getattr(args, "config_data", None)  # a config built by `kubelogs sidecar`
+    if data is None:
+        cfg = load_effective_config(args.config)
+    else:
+        from kubelogs.config.loader import config_from_data
+
+        cfg = config_from_data(data, "<kubelogs sidecar>")
     debug = errors.debug_requested(bool(getattr(args, "debug", False)))
     setup_logging(
         args.log_level or cfg.root.log.level,

@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from kubelogs.buffer.sink import DiskBufferedSink, with_buffer
 from kubelogs.config.base import BuildContext
 from kubelogs.config.loader import Config
 from kubelogs.pipeline.channels import Channel, FanOut
@@ -84,6 +85,8 @@ def build_pipeline(
             shared=pipeline.shared,
         )
         runtime = comp.build(cx)  # type: ignore[attr-defined]
+        if comp.kind == "sink":
+            runtime = with_buffer(runtime, comp, cx)  # a disk buffer in front, if configured
         pipeline.nodes[cid] = Node(
             id=cid,
             kind=comp.kind,
@@ -97,6 +100,9 @@ def build_pipeline(
     for node in pipeline.nodes.values():
         if node.kind != "source":
             node.channel = Channel(node.id, CHANNEL_CAPACITY)
+            if node.kind == "sink" and not isinstance(node.runtime, DiskBufferedSink):
+                # a memory buffer is the sink's input queue (a disk buffer sets its own)
+                metrics.queue_events.labels(node.id).set_function(_events_of(node.channel))
     downstream: dict[str, list[Channel]] = {cid: [] for cid in pipeline.nodes}
     for node in pipeline.nodes.values():
         for up in node.inputs:
@@ -126,6 +132,10 @@ def _add_taps(pipeline: Pipeline, taps: TapHub) -> None:
         else:
             components[node.id] = node.kind
     taps.components = components
+
+
+def _events_of(channel: Channel) -> Callable[[], float]:
+    return lambda: float(channel.events)
 
 
 def _prepare_data_dir(config: Config) -> None:

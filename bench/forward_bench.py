@@ -1,0 +1,322 @@
+#!/usr/bin/env python3
+"""What the forward hop costs: two measurements, CPU taken from outside the processes.
+
+Usage: uv run python bench/forward_bench.py [--events 1000000] [--lines 1000000]
+       [--containers 20] [--repeat 3] [--only intake|hop]
+
+1. **intake**: `kubelogs run` with a `forward` source and a `blackhole` sink; this script
+   sends pre-encoded fluent-logger-style PackedForward chunks (1,000 records of
+   ``{"log", "stream", "level"}`` with EventTime, a ``chunk`` id each, 8 in flight) and
+   waits for every ack. Reported: events per CPU-second of the receiving process.
+2. **hop**: a node tree from ../shared/bench/gen_logs.py drained three ways: one process
+   `kubernetes_logs -> local` (the baseline), then an agent `kubernetes_logs -> forward`
+   and an aggregator `forward -> local` (``format: kubelogs`` and ``format: records``).
+   Reported: CPU-s per 1M lines summed over both processes (wait4 rusage, start-up
+   included), and the difference to the baseline: the cost of the hop.
+
+Medians of `--repeat` runs; the machine is shared and noisy: compare within one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import resource
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import msgpack
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from agent_bench import GEN, _listening_port, _wait_with_rusage, sent_events
+
+from kubelogs.forward.protocol import encode_packed_forward, pack_entry
+
+STARTUP_CPU: dict[int, float] = {}
+"""pid -> CPU seconds the process had used when its API port opened (start-up)."""
+
+
+def start(cfg: dict[str, Any], work: Path, name: str) -> tuple[subprocess.Popen[bytes], int]:
+    path = work / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    log = open(work / f"{name}.log", "w")  # noqa: SIM115 (lives as long as the process)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kubelogs", "run", "-c", str(path)],
+        stderr=log,
+        stdout=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    port = None
+    while time.monotonic() < deadline:
+        port = _api_port(proc.pid, cfg)
+        if port:
+            break
+        if proc.poll() is not None:
+            raise SystemExit(f"{name} exited; see {work / name}.log")
+        time.sleep(0.05)
+    if not port:
+        proc.kill()
+        raise SystemExit(f"{name} did not open its API port")
+    STARTUP_CPU[proc.pid] = _cpu(proc.pid)
+    return proc, port
+
+
+def _api_port(pid: int, cfg: dict[str, Any]) -> int | None:
+    """The API port: the listening port that is not the forward source's."""
+    fwd = {
+        int(s["address"].rsplit(":", 1)[1])
+        for s in cfg.get("sources", {}).values()
+        if s.get("type") == "forward"
+    }
+    try:
+        inodes = set()
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                link = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if link.startswith("socket:["):
+                inodes.add(link[8:-1])
+        with open(f"/proc/{pid}/net/tcp") as f:
+            next(f)
+            for line in f:
+                parts = line.split()
+                port = int(parts[1].split(":")[1], 16)
+                if parts[3] == "0A" and parts[9] in inodes and port not in fwd:
+                    return port
+    except OSError:
+        return None
+    return None if fwd else _listening_port(pid)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def stop(proc: subprocess.Popen[bytes]) -> resource.struct_rusage:
+    proc.send_signal(signal.SIGTERM)
+    return _wait_with_rusage(proc, 120)
+
+
+def wait_sent(proc: subprocess.Popen[bytes], port: int, sink: str, n: int) -> None:
+    while sent_events(port, sink) < n:
+        if proc.poll() is not None:
+            raise SystemExit(f"{sink} process exited early")
+        time.sleep(0.2)
+
+
+def intake(events: int, work: Path) -> dict[str, float]:
+    fport = free_port()
+    cfg = {
+        "data_dir": str(work / "intake-data"),
+        "api": {"listen": "127.0.0.1:0"},
+        "log": {"level": "warning"},
+        "sources": {"fwd": {"type": "forward", "address": f"127.0.0.1:{fport}"}},
+        "sinks": {"out": {"type": "blackhole", "inputs": ["fwd"]}},
+    }
+    proc, api = start(cfg, work, "intake")
+    per_chunk = 1000
+    entries = [
+        pack_entry(
+            1_700_000_000_000_000_000 + i,
+            {
+                "log": f"2024-01-01 INFO request {i} served in {i % 97}ms path=/api/v1/items",
+                "stream": "stdout",
+                "level": "info",
+            },
+        )
+        for i in range(per_chunk)
+    ]
+    chunks = events // per_chunk
+    t0 = time.monotonic()
+    cpu0 = _cpu(proc.pid)
+    with socket.create_connection(("127.0.0.1", fport)) as s:
+        unpacker = msgpack.Unpacker(raw=False)
+        inflight = 0
+        acked = 0
+        sent = 0
+        while acked < chunks:
+            while sent < chunks and inflight < 8:
+                cid = base64.b64encode(os.urandom(16)).decode()
+                s.sendall(encode_packed_forward("app.web", entries, chunk=cid))
+                sent += 1
+                inflight += 1
+            unpacker.feed(s.recv(65536))
+            for _ in unpacker:
+                acked += 1
+                inflight -= 1
+    wall = time.monotonic() - t0
+    cpu = _cpu(proc.pid) - cpu0
+    wait_sent(proc, api, "out", chunks * per_chunk)
+    usage = stop(proc)
+    n = chunks * per_chunk
+    return {
+        "events_per_cpu_s": n / cpu,
+        "cpu_s_per_1M_events": cpu / (n / 1e6),
+        "events_per_wall_s": n / wall,
+        "peak_rss_mib": usage.ru_maxrss / 1024,
+    }
+
+
+def _cpu(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def hop(root: Path, manifest: dict[str, Any], work: Path, fmt: str | None) -> dict[str, float]:
+    """fmt None: one process into the store; else agent + aggregator with that format."""
+    for d in ("agent-data", "agg-data", "store"):
+        shutil.rmtree(work / d, ignore_errors=True)
+    containers = {
+        "type": "kubernetes_logs",
+        "include": [str(root / "var/log/containers/*.log")],
+    }
+    store = {"type": "local", "path": str(work / "store")}
+    expected = manifest["records_expected"]
+    lines = manifest["lines"]
+    t0 = time.monotonic()
+    if fmt is None:
+        cfg = {
+            "data_dir": str(work / "agent-data"),
+            "node_name": "node-bench-1",
+            "api": {"listen": "127.0.0.1:0"},
+            "log": {"level": "warning"},
+            "sources": {"containers": containers},
+            "sinks": {"out": {**store, "inputs": ["containers"]}},
+        }
+        proc, api = start(cfg, work, "single")
+        startup = STARTUP_CPU[proc.pid]
+        wait_sent(proc, api, "out", expected)
+        wall = time.monotonic() - t0
+        u = stop(proc)
+        cpu = u.ru_utime + u.ru_stime
+        return {
+            "cpu_s_per_1M_lines": cpu / (lines / 1e6),
+            "drain_cpu_s_per_1M_lines": (cpu - startup) / (lines / 1e6),
+            "lines_per_cpu_s": lines / cpu,
+            "wall_s": wall,
+            "peak_rss_mib": u.ru_maxrss / 1024,
+        }
+    fport = free_port()
+    agg_cfg = {
+        "data_dir": str(work / "agg-data"),
+        "node_name": "aggregator",
+        "api": {"listen": "127.0.0.1:0"},
+        "log": {"level": "warning"},
+        "sources": {"fwd": {"type": "forward", "address": f"127.0.0.1:{fport}"}},
+        "sinks": {"out": {**store, "inputs": ["fwd"]}},
+    }
+    agent_cfg = {
+        "data_dir": str(work / "agent-data"),
+        "node_name": "node-bench-1",
+        "api": {"listen": "127.0.0.1:0"},
+        "log": {"level": "warning"},
+        "sources": {"containers": containers},
+        "sinks": {
+            "agg": {
+                "type": "forward",
+                "inputs": ["containers"],
+                "servers": [f"127.0.0.1:{fport}"],
+                "format": fmt,
+            }
+        },
+    }
+    agg, agg_api = start(agg_cfg, work, f"aggregator-{fmt}")
+    agent, agent_api = start(agent_cfg, work, f"agent-{fmt}")
+    wait_sent(agent, agent_api, "agg", expected)
+    wait_sent(agg, agg_api, "out", expected)
+    wall = time.monotonic() - t0
+    ua = stop(agent)
+    ug = stop(agg)
+    cpu_agent = ua.ru_utime + ua.ru_stime
+    cpu_agg = ug.ru_utime + ug.ru_stime
+    cpu = cpu_agent + cpu_agg
+    startup = STARTUP_CPU[agent.pid] + STARTUP_CPU[agg.pid]
+    return {
+        "cpu_s_per_1M_lines": cpu / (lines / 1e6),
+        "drain_cpu_s_per_1M_lines": (cpu - startup) / (lines / 1e6),
+        "agent_cpu_s_per_1M_lines": cpu_agent / (lines / 1e6),
+        "aggregator_cpu_s_per_1M_lines": cpu_agg / (lines / 1e6),
+        "lines_per_cpu_s": lines / cpu,
+        "wall_s": wall,
+        "agent_peak_rss_mib": ua.ru_maxrss / 1024,
+        "aggregator_peak_rss_mib": ug.ru_maxrss / 1024,
+    }
+
+
+def median(runs: list[dict[str, float]]) -> dict[str, float]:
+    return {k: round(statistics.median(r[k] for r in runs), 3) for k in runs[0]}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--events", type=int, default=1_000_000)
+    ap.add_argument("--lines", type=int, default=1_000_000)
+    ap.add_argument("--containers", type=int, default=20)
+    ap.add_argument("--root", type=Path, help="reuse an existing generated tree")
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--only", choices=["intake", "hop"])
+    ap.add_argument(
+        "--formats", default="kubelogs,records", help="sink formats for the hop, comma-separated"
+    )
+    args = ap.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="kubelogs-fwd-bench-"))
+    results: dict[str, Any] = {}
+    try:
+        if args.only in (None, "intake"):
+            results["intake_forward_to_blackhole"] = median(
+                [intake(args.events, work) for _ in range(args.repeat)]
+            )
+            print(json.dumps(results, indent=2), flush=True)
+        if args.only in (None, "hop"):
+            root = args.root or work / "tree"
+            if args.root is None:
+                gen = [sys.executable, str(GEN), "--root", str(root), "--lines", str(args.lines)]
+                gen += ["--containers", str(args.containers)]
+                subprocess.run(
+                    gen,
+                    check=True,
+                    stdout=subprocess.DEVNULL,
+                )
+            manifest = json.loads((root / "manifest.json").read_text())
+            formats = [f for f in args.formats.split(",") if f]
+            runs: dict[str, list[dict[str, float]]] = {f: [] for f in ["single", *formats]}
+            for _ in range(args.repeat):  # interleaved: load changes hit all alike
+                runs["single"].append(hop(root, manifest, work, None))
+                for fmt in formats:
+                    runs[fmt].append(hop(root, manifest, work, fmt))
+            single = median(runs["single"])
+            results["single_process_to_local"] = single
+            for fmt in formats:
+                r = median(runs[fmt])
+                r["hop_cost_cpu_s_per_1M_lines"] = round(
+                    r["cpu_s_per_1M_lines"] - single["cpu_s_per_1M_lines"], 3
+                )
+                r["hop_drain_cost_cpu_s_per_1M_lines"] = round(
+                    r["drain_cpu_s_per_1M_lines"] - single["drain_cpu_s_per_1M_lines"], 3
+                )
+                results[f"agent_aggregator_format_{fmt}"] = r
+        print(json.dumps(results, indent=2))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
