@@ -41,6 +41,7 @@ import msgspec
 from kubelogs.codecs.document import render_file_fields, render_ndjson
 from kubelogs.codecs.timestamps import format_timestamp
 from kubelogs.pipeline.event import Batch, FileContext
+from kubelogs.store.aliases import resolve_aliases
 from kubelogs.store.matcher import (
     TIMESTAMP_FIELD,
     WORD_RE,
@@ -52,7 +53,7 @@ from kubelogs.store.matcher import (
 )
 from kubelogs.store.query import And, Exists, Match, MatchAll, Node, Not, Or, Range
 from kubelogs.store.query_parser import parse_query
-from kubelogs.transforms.fields import RESERVED_TOP
+from kubelogs.transforms.fields import LOG_OWN, RESERVED_TOP
 
 __all__ = ["Condition", "ConditionError", "checked_condition"]
 
@@ -82,7 +83,9 @@ class Condition:
 
         self.text = text
         try:
-            self.node: Node = parse_query(text)
+            # `level` means the parsers' normalised `log.level` (or a `level` field), as
+            # in `kubelogs search` (`store.aliases`).
+            self.node: Node = resolve_aliases(parse_query(text), "ecs")
             self._matcher = compile_matcher(self.node, MESSAGE)
         except QuerySyntaxError as exc:
             raise ConditionError(str(exc), exc.caret_lines()) from None
@@ -404,6 +407,12 @@ class _Rows:
             doc["stream"] = b.streams[row]
         own = b.fields.get(row) if b.fields else None
         if own:
+            parsed_log = own.get("log")
+            if isinstance(parsed_log, dict):
+                # written inside the document's `log` object (`codecs.document`), a
+                # member named like kubelogs' own one renamed `<name>_parsed`
+                log.update((f"{k}_parsed" if k in LOG_OWN else k, v) for k, v in parsed_log.items())
+                own = {k: v for k, v in own.items() if k != "log"}
             if RESERVED_TOP.isdisjoint(own):
                 doc.update(own)
             else:

@@ -31,6 +31,9 @@ RESERVED_TOP = frozenset(
 )
 """Top-level names kubelogs writes itself (a parsed field by such a name is renamed
 ``<name>_parsed`` in documents): paths under them stay one dotted key."""
+LOG_OWN = frozenset({"file", "offset", "flags"})
+"""Members of the document's ``log`` object kubelogs writes itself; a parsed ``log``
+object's other members (``level``) are written beside them (`codecs.document`)."""
 
 
 class FileFields:
@@ -65,9 +68,17 @@ class FileFields:
         if batch.fields:
             own = batch.fields.get(row)
             if own:
-                if path.split(".", 1)[0] in RESERVED_TOP:
-                    # documents rename such parsed keys (`log` -> `log_parsed`); only a
-                    # literal dotted key (`log.level`) is found under this name
+                head, _, rest = path.partition(".")
+                parsed_log = own.get("log") if head == "log" and rest else None
+                if isinstance(parsed_log, dict) and rest.split(".", 1)[0] not in LOG_OWN:
+                    # a parsed `log` object is written inside the document's `log`
+                    # (`codecs.document`): `log.level` is the parser's level
+                    found = get_field(parsed_log, rest)
+                    if is_missing(found):
+                        found = own.get(path)
+                elif head in RESERVED_TOP:
+                    # documents rename such parsed keys (`message` -> `message_parsed`);
+                    # only a literal dotted key is found under this name
                     found = own.get(path) if path not in RESERVED_TOP else None
                 else:
                     found = get_field(own, path)
@@ -166,7 +177,9 @@ class Template:
         for f in self.fields:
             parts = f.split(".")
             out += [".".join(parts[: k + 1]) for k in range(len(parts))]
-        return tuple(p for p in dict.fromkeys(out) if p not in RESERVED_TOP)
+            if len(parts) > 1 and parts[0] == "log" and parts[1] not in LOG_OWN:
+                out.append("log")  # a parsed `log` object's members join the document's
+        return tuple(p for p in dict.fromkeys(out) if p not in RESERVED_TOP or p == "log")
 
 
 def set_path(d: dict[str, Any], path: str, value: Any, *, nested: bool | None = None) -> None:

@@ -110,3 +110,32 @@ sinks:
     assert ["parse_error"] == docs[1]["log"]["flags"]
     assert ["parse_error"] == docs[2]["log"]["flags"]
     assert "plain text line" == docs[1]["message"]
+
+
+def test_a_filter_condition_on_level_sees_the_parsed_level() -> None:
+    """`filter`/`route` conditions resolve `level` as `kubelogs search` does."""
+    from kubelogs.parsing import build_parser
+    from kubelogs.transforms.condition import Condition
+
+    batch = build_parser("json")(
+        make_batch(['{"lvl":"E","m":1}', '{"level":"info"}', "plain", '{"severity":"ERR"}'])
+    )
+
+    assert [0, 3] == Condition("level:error").select(batch)
+    assert [1, 2] == Condition("not level:error").select(batch)
+
+
+def test_field_values_and_templates_see_the_parsed_level() -> None:
+    """`modify` templates and `route` keys read `log.level` where documents have it."""
+    from kubelogs.parsing import build_parser
+    from kubelogs.transforms.fields import FileFields, Template
+
+    batch = build_parser("klog")(make_batch(["E0115 10:00:00.000001 1 a.go:7] boom", "plain"]))
+    values = FileFields()
+
+    assert "error" == values.value(batch, 0, "log.level")
+    assert 7 == values.value(batch, 0, "log.origin.file.line")
+    assert batch.ctx.path == values.value(batch, 0, "log.file.path")
+    assert ["error-a.go", "-"] == Template.parse("{log.level}-{log.origin.file.name}").render_batch(
+        values, batch
+    )
