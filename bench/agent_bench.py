@@ -2,8 +2,8 @@
 """Drain a generated node log tree through `kubelogs run` and report the agent's cost.
 
 Usage: uv run python bench/agent_bench.py [--lines 2000000] [--containers 20]
-       [--format cri|docker] [--sink blackhole|local] [--metadata] [--repeat 3]
-       [--malloc self|env|off]
+       [--format cri|docker] [--sink blackhole|local] [--metadata] [--transform JSON]
+       [--repeat 3] [--malloc self|env|off] [--parse json|logfmt|klog|...]
 
 Generates the tree with ../shared/bench/gen_logs.py (or reuses --root), runs the agent
 as a child process with a blackhole (or local store) sink, waits until the sink has sent
@@ -65,10 +65,12 @@ def run_once(
     extra_transform: dict | None,
     env_extra: dict[str, str],
     profile: Path | None = None,
+    parse: str | None = None,
 ) -> dict[str, float]:
     data_dir = work / "data"
     shutil.rmtree(data_dir, ignore_errors=True)
-    sink_cfg: dict = {"type": sink, "inputs": ["k8s" if extra_transform else "containers"]}
+    last = "k8s" if extra_transform else "containers"
+    sink_cfg: dict = {"type": sink, "inputs": ["parse" if parse else last]}
     if sink == "local":
         sink_cfg["path"] = str(work / "store")
         shutil.rmtree(work / "store", ignore_errors=True)
@@ -85,8 +87,15 @@ def run_once(
         },
         "sinks": {"out": sink_cfg},
     }
+    transforms: dict[str, Any] = {}
     if extra_transform:
-        cfg["transforms"] = {"k8s": extra_transform}
+        transforms["k8s"] = extra_transform
+    if parse:
+        # The `parse` transform applies the parser to every line, as a source's
+        # `parser:` does (non-matching lines are flagged, not dropped).
+        transforms["parse"] = {"type": "parse", "inputs": [last], "parser": parse}
+    if transforms:
+        cfg["transforms"] = transforms
     import yaml
 
     cfg_path = work / "bench.yaml"
@@ -247,6 +256,13 @@ def main() -> int:
         help="add the kubernetes_metadata transform fed by a FakeApiServer",
     )
     ap.add_argument(
+        "--transform",
+        metavar="JSON",
+        help="a transform between source and sink, e.g. "
+        '\'{"type": "filter", "condition": "not \\"zz no such phrase\\""}\' (it must '
+        "keep every event: the run ends when the sink has them all)",
+    )
+    ap.add_argument(
         "--malloc",
         choices=["self", "env", "off"],
         default="self",
@@ -255,6 +271,11 @@ def main() -> int:
     )
     ap.add_argument(
         "--no-malloc-env", action="store_true", help="the same as --malloc off (older flag)"
+    )
+    ap.add_argument(
+        "--parse",
+        metavar="PARSER",
+        help="add a `parse` transform with this parser (json, logfmt, klog, ...) on every line",
     )
     ap.add_argument(
         "--profile",
@@ -295,8 +316,12 @@ def main() -> int:
     server = None
     if a.metadata:
         server, transform = start_apiserver(root, work)
+    if a.transform:
+        if a.metadata:
+            raise SystemExit("--transform and --metadata cannot be combined")
+        transform = {**json.loads(a.transform), "inputs": ["containers"]}
     results = [
-        run_once(root, manifest, a.sink, work, transform, env_extra, a.profile)
+        run_once(root, manifest, a.sink, work, transform, env_extra, a.profile, a.parse)
         for _ in range(a.repeat)
     ]
     if server is not None:
@@ -311,6 +336,8 @@ def main() -> int:
                 "format": manifest["format"],
                 "sink": a.sink,
                 "metadata": a.metadata,
+                "transform": a.transform,
+                "parse": a.parse,
                 "malloc": malloc,
                 "runs": len(results),
                 "median": {k: round(v, 2) for k, v in med.items()},

@@ -162,6 +162,7 @@ def test_demo_stores_everything_it_wrote_and_its_searches_work(tmp_path: Path) -
     assert 0 == pod_logs.returncode, pod_logs.stderr
     assert pod_logs.stdout.strip()
     assert 5 == len(printed)
+    assert lines[-1].strip().endswith(f"kubelogs ui --store {store}")
     for cmd in printed:
         if "--follow" in cmd:
             continue

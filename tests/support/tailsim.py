@@ -16,6 +16,7 @@ from pathlib import Path
 
 from kubelogs.pipeline.event import Batch, FileContext
 from kubelogs.tailing.checkpoints import CheckpointStore
+from kubelogs.tailing.stages import StageResolver
 from kubelogs.tailing.tailer import Tailer, TailSettings
 from kubelogs.telemetry.metrics import Metrics
 
@@ -40,6 +41,8 @@ class Node:
     tailer: Tailer | None = None
     metrics: Metrics | None = None
     lost: float = 0.0
+    stages: StageResolver | None = None
+    """Per-file multiline / parser choice, as a source would give it."""
 
     def start(self) -> Tailer:
         self.metrics = Metrics()
@@ -55,6 +58,7 @@ class Node:
             context_factory=ctx,
             read_chunk=self.read_chunk,
             rotate_wait=0.0,
+            stages=self.stages,
         )
         store = CheckpointStore(self.root / "checkpoints.db")
         self.tailer = Tailer(settings, store, self.metrics)

@@ -209,6 +209,7 @@ async def _demo(base: Path, rate: float, containers: int, duration: float | None
     print("Try these (the store stays until you delete it):")
     _print_examples(store, containers)
     print(f"\nThe node log tree is in {tree}; rm -rf {base} removes everything.")
+    print(f"Explore it in the browser:\n  {_command_prefix()} ui --store {store}")
     return 0
 
 

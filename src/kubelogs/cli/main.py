@@ -21,16 +21,24 @@ _COMMAND_MODULES = [
     "kubelogs.cli.validate",
     "kubelogs.cli.search",
     "kubelogs.cli.logs",
+    "kubelogs.cli.ui",
     "kubelogs.cli.dlq",
     "kubelogs.cli.generate",
     "kubelogs.cli.demo",
     "kubelogs.cli.version",
+    "kubelogs.cli.sidecar",
+    "kubelogs.cli.tap",
+    "kubelogs.cli.test",
 ]
 
 
 # Examples shown under every subcommand's --help (argparse epilog) when its module does
 # not give one; kept here so that every command has one without touching every module.
 _EXAMPLES = {
+    "ui": [
+        "kubelogs ui --store /var/lib/kubelogs/store",
+        "kubelogs ui --es http://localhost:9200 --listen 0.0.0.0:8080 --auth-token $TOKEN",
+    ],
     "search": [
         "kubelogs search 'kubernetes.namespace:default and error' --since 15m",
         "kubelogs search --count 'trace_id:4bf92f35'",

@@ -63,7 +63,13 @@ def run(args: argparse.Namespace) -> int:
     from kubelogs.telemetry.logging import setup_logging
 
     allocator.tune()
-    cfg = load_effective_config(args.config)
+    data = getattr(args, "config_data", None)  # a config built by `kubelogs sidecar`
+    if data is None:
+        cfg = load_effective_config(args.config)
+    else:
+        from kubelogs.config.loader import config_from_data
+
+        cfg = config_from_data(data, "<kubelogs sidecar>")
     debug = errors.debug_requested(bool(getattr(args, "debug", False)))
     setup_logging(
         args.log_level or cfg.root.log.level,
@@ -77,8 +83,17 @@ def run(args: argparse.Namespace) -> int:
     loop.set_default_executor(executor)
     error: BaseException | None = None
     rc = 0
+
+    def apply_logging(new: Any) -> None:
+        """A reloaded config's log settings; the command line's flags still win."""
+        setup_logging(
+            args.log_level or new.root.log.level,
+            args.log_format or new.root.log.format,
+            tracebacks=debug,
+        )
+
     try:
-        rc = loop.run_until_complete(serve(cfg))
+        rc = loop.run_until_complete(serve(cfg, args.config, apply_logging))
     except SystemExit:
         raise
     except BaseException as exc:
@@ -154,21 +169,39 @@ class ListenError(Exception):
     """The API address cannot be bound (in use, not an address of this host)."""
 
 
-async def serve(cfg: object) -> int:
+async def serve(
+    cfg: object,
+    explicit_config: str | None = None,
+    apply_logging: Callable[[Any], None] | None = None,
+) -> int:
+    """Run the pipeline (reloaded on SIGHUP or a changed file), with the API beside it."""
     import asyncio
 
-    from kubelogs.config.loader import Config
-    from kubelogs.pipeline.runner import build_pipeline, run_pipeline
+    from kubelogs.config.loader import Config, load_effective_config, resolve_config_path
+    from kubelogs.pipeline.reload import Supervisor
+    from kubelogs.pipeline.tap import TapHub
     from kubelogs.telemetry.api import ApiServer
+    from kubelogs.telemetry.metrics import Metrics
 
     assert isinstance(cfg, Config)
-    pipeline = build_pipeline(cfg)
+    metrics = Metrics()
+    taps = TapHub(metrics)
+    supervisor = Supervisor(
+        cfg,
+        lambda: load_effective_config(explicit_config),
+        metrics=metrics,
+        taps=taps,
+        watch_path=resolve_config_path(explicit_config),
+        on_settings=apply_logging,
+    )
+    first = supervisor.start()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, pipeline.request_stop)
+        loop.add_signal_handler(sig, supervisor.request_stop)
+    loop.add_signal_handler(signal.SIGHUP, supervisor.request_reload)
     api = None
     if cfg.root.api.enabled:
-        api = ApiServer(cfg.root.api.listen, pipeline.metrics, lambda: pipeline.ready)
+        api = ApiServer(cfg.root.api.listen, metrics, lambda: supervisor.ready, taps)
         try:
             await api.start()
         except (OSError, OverflowError) as exc:
@@ -177,19 +210,16 @@ async def serve(cfg: object) -> int:
             raise ListenError(f"api.listen: cannot listen on {listen}: {reason}") from None
     log.info(
         "kubelogs running: %d components, data in %s%s",
-        len(pipeline.nodes),
+        len(first.nodes),
         cfg.root.data_dir,
         f", API on {api.host}:{api.port}" if api else "",
     )
     try:
-        await run_pipeline(pipeline)
+        pipeline = await supervisor.run()
     finally:
+        taps.close()
         if api is not None:
             await api.stop()
-        store = pipeline.shared.get("checkpoints")
-        close = getattr(store, "close", None)
-        if close is not None:
-            close()
     if pipeline.grace_expired:
         log.info("kubelogs stopped; draining was cut short by shutdown_grace_period")
     else:

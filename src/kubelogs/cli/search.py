@@ -66,6 +66,24 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "-f", "--follow", action="store_true", help="keep printing new matches until Ctrl-C"
     )
     p.add_argument(
+        "--histogram",
+        action="store_true",
+        help="print how many matches fall in each of ~60-120 time buckets (no documents)",
+    )
+    p.add_argument(
+        "--top",
+        action="append",
+        metavar="FIELD",
+        help="print the most frequent values of FIELD among the matches (repeatable)",
+    )
+    p.add_argument(
+        "--top-n",
+        type=int,
+        default=10,
+        metavar="N",
+        help="values shown for each top field (default 10)",
+    )
+    p.add_argument(
         "-o",
         "--output",
         choices=("text", "json", "raw"),
@@ -183,6 +201,14 @@ def run(args: argparse.Namespace) -> int:
     if args.count and args.follow:
         print("kubelogs search: --count and --follow cannot be combined", file=err)
         return 1
+    aggregating = bool(args.histogram or args.top)
+    if aggregating and (args.follow or args.count):
+        other = "--follow" if args.follow else "--count"
+        print(f"kubelogs search: --histogram/--top and {other} cannot be combined", file=err)
+        return 1
+    if args.top_n < 1:
+        print(f"kubelogs search: --top-n {args.top_n}: must be 1 or more", file=err)
+        return 1
     query = join_query(args.query)
     try:
         node = parse_query(query)
@@ -208,6 +234,10 @@ def run(args: argparse.Namespace) -> int:
             prepared.until_block = position
             warn_unknown_fields("search", reader, prepared)
             workers = _workers(reader)
+            if aggregating:
+                from kubelogs.cli.search_agg import run_local
+
+                return run_local(args, reader, prepared, workers)
             if args.count:
                 if workers > 1:
                     counts = _sharded(reader, prepared, workers, lambda r, q: r.count(q))

@@ -150,6 +150,10 @@ def run_es(
     try:
         client = _Client(args.es)
         query = _query(node, *bounds)
+        if args.histogram or args.top:
+            from kubelogs.cli.search_es_agg import run_es_aggregate
+
+            return run_es_aggregate(args, client, index, query, bounds)
         if args.count:
             res = client.call("POST", f"/{index}/_count?{_OPTS}", {"query": query})
             print(int(res.get("count", 0)))

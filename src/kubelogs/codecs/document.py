@@ -41,14 +41,37 @@ _RESERVED = frozenset(
 _STREAM_PART = {"stdout": b',"stream":"stdout"', "stderr": b',"stream":"stderr"', "": b""}
 
 
-def _members(fields: Mapping[str, Any]) -> bytes:
-    """Encode parsed fields as JSON object members (no braces), for splicing.
+_LOG_OWN = frozenset({"file", "offset", "flags"})
+"""Members of the ECS ``log`` object that kubelogs writes itself."""
 
-    A parsed key that collides with a field kubelogs writes itself is renamed
-    ``<key>_parsed`` rather than written twice (Elasticsearch rejects duplicate keys)."""
+
+def _members(fields: Mapping[str, Any], ecs: bool) -> tuple[bytes, bytes]:
+    """Encode parsed fields as JSON object members (no braces), for splicing: the
+    members that go inside the document's ``log`` object, and the top-level ones.
+
+    Parsed ``log.*`` members (``log.level`` from a parser) belong with kubelogs' own
+    ``log`` object: inside it in ECS documents (a member named like one of kubelogs'
+    own, ``file``/``offset``/``flags``, becomes ``<name>_parsed``); in fluentd
+    documents, where ``log`` is the message, as top-level ``log_<name>``
+    (``log_level``). Any other parsed key that collides with a field kubelogs writes
+    itself is renamed ``<key>_parsed`` rather than written twice (Elasticsearch rejects
+    duplicate keys)."""
+    log_part = b""
+    log = fields.get("log")
+    if isinstance(log, dict):
+        fields = {k: v for k, v in fields.items() if k != "log"}
+        if ecs:
+            if not _LOG_OWN.isdisjoint(log):
+                log = {(f"{k}_parsed" if k in _LOG_OWN else k): v for k, v in log.items()}
+            if log:
+                log_part = b"," + _json_encode(log)[1:-1]
+        else:
+            flat = {f"log_{k}": v for k, v in log.items()}
+            fields = {**{k: v for k, v in fields.items() if k not in flat}, **flat}
     if not _RESERVED.isdisjoint(fields):
         fields = {(f"{k}_parsed" if k in _RESERVED else k): v for k, v in fields.items()}
-    return _json_encode(fields)[1:-1]
+    top = b"," + _json_encode(fields)[1:-1] if fields else b""
+    return log_part, top
 
 
 def _column(values: Sequence[Any]) -> list[bytes]:
@@ -72,9 +95,12 @@ def _tails(
     flags: Mapping[int, Sequence[str]] | None,
     fields: Mapping[int, Mapping[str, Any]] | None,
     tail: Callable[[bytes, bytes], bytes],
+    ecs: bool,
 ) -> list[bytes] | repeat[bytes]:
-    """The end of each of `n` documents: ``tail(flags_member, fields_members)``, with
-    both empty for every row but the sparse few that have flags or parsed fields."""
+    """The end of each of `n` documents: ``tail(log_members, fields_members)``, with
+    both empty for every row but the sparse few that have flags or parsed fields.
+    `log_members` go inside the ``log`` object (ECS; flags and parsed ``log.*``
+    members), or after the metadata (fluentd: flags only)."""
     plain = tail(b"", b"")
     if not (flags or fields):
         return repeat(plain, n)
@@ -83,8 +109,12 @@ def _tails(
     tails = [plain] * n
     for i in set(flags) | set(fields):
         f = b',"flags":' + _json_encode(list(flags[i])) if i in flags else b""
-        m = b"," + _members(fields[i]) if fields.get(i) else b""
-        tails[i] = tail(f, m)
+        parsed = fields.get(i)
+        if parsed:
+            log_part, m = _members(parsed, ecs)
+            tails[i] = tail(f + log_part, m)
+        else:
+            tails[i] = tail(f, b"")
     return tails
 
 
@@ -145,8 +175,8 @@ def render_ndjson(
     stream_parts = _stream_parts(streams)
     meta_part = b"," + meta if meta else b""
     if schema == "ecs":
-        # `flags` go inside the `log` object (`log.flags`), before the metadata.
-        tails = _tails(n, flags, fields, lambda f, m: f + b"}" + meta_part + m + b"}\n")
+        # `flags` and parsed `log.*` members go inside the `log` object, before the metadata.
+        tails = _tails(n, flags, fields, lambda f, m: f + b"}" + meta_part + m + b"}\n", True)
         path_part = b',"log":{"file":{"path":' + _json_encode(path) + b'},"offset":'
         offs = _column(offsets)
         pieces = zip(
@@ -161,7 +191,7 @@ def render_ndjson(
             strict=False,  # the encoded columns end with one empty element; n rows count
         )
     else:
-        tails = _tails(n, flags, fields, lambda f, m: meta_part + f + m + b"}\n")
+        tails = _tails(n, flags, fields, lambda f, m: meta_part + f + m + b"}\n", False)
         pieces = zip(
             repeat(b'{"@timestamp":"', n),
             ts,

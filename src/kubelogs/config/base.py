@@ -11,7 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
+
+from kubelogs.config.buffer import BufferConfig, MemoryBufferConfig
 
 if TYPE_CHECKING:
     from kubelogs.pipeline.runtime import Sink, Source, Transform
@@ -64,6 +66,9 @@ class SinkConfig(ComponentConfig):
     kind: ClassVar[Literal["source", "transform", "sink"]] = "sink"
     inputs: list[str]
     """Components whose output this one reads; globs allowed."""
+    buffer: BufferConfig = Field(default_factory=MemoryBufferConfig)
+    """Where events wait for this sink: ``{type: memory}`` or ``{type: disk, max_size,
+    when_full}`` (durable, acknowledged upstream once on disk; `kubelogs.buffer.disk`)."""
 
     def build(self, cx: BuildContext) -> Sink:
         raise TypeError(f"{type(self).__name__} does not build a sink")

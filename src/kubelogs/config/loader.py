@@ -26,6 +26,7 @@ from kubelogs.config.addresses import ListenAddress
 from kubelogs.config.base import ComponentConfig, StrictModel
 from kubelogs.config.errors import ConfigFileError, ConfigInvalid
 from kubelogs.config.registry import lookup, names
+from kubelogs.config.unit_tests import UnitTest, reference_problems
 from kubelogs.config.units import Duration
 
 DEFAULT_CONFIG_PATH = Path("/etc/kubelogs/kubelogs.yaml")
@@ -69,6 +70,12 @@ class RootConfig(StrictModel):
     sources: dict[str, Any] = Field(default_factory=dict)
     transforms: dict[str, Any] = Field(default_factory=dict)
     sinks: dict[str, Any] = Field(default_factory=dict)
+    watch_config: bool = False
+    """Reload when the config file changes (polled every second; follows the symlink
+    swap of a ConfigMap), as `SIGHUP` does."""
+    tests: list[UnitTest] = Field(default_factory=list)
+    """Unit tests of transforms (and sources' parsers), run by `kubelogs test`; checked
+    by `kubelogs validate`, otherwise ignored by `kubelogs run`."""
 
 
 class Config:
@@ -377,6 +384,7 @@ def config_from_data(
                 problems.extend(_pydantic_problems(where, exc, reg.config))
 
     inputs = _check_graph(sections, section_of, problems)
+    problems.extend(reference_problems(root.tests, section_of, _named_outputs(sections)))
     if not sections["sinks"] and not any(p.startswith("sinks:") for p in problems):
         problems.append("sinks: at least one sink is required")
     if problems:
@@ -393,6 +401,16 @@ def _check_graph(
     import fnmatch
 
     producers = [cid for cid, s in section_of.items() if s in ("sources", "transforms")]
+    # Named outputs (`route`): `<id>.<name>` are producers, the bare id is not.
+    outputs_of = _named_outputs(sections)
+    owner_of = {out: cid for cid, outs in outputs_of.items() for out in outs}
+    producers = [p for p in producers if p not in outputs_of] + list(owner_of)
+    for out, owner in owner_of.items():
+        if out in section_of:
+            problems.append(
+                f"{section_of[out]}.{out}: id is also the name of an output of {owner}; "
+                "rename one of them"
+            )
     inputs: dict[str, list[str]] = {}
     for section in ("transforms", "sinks"):
         for cid, raw in sections[section].items():
@@ -412,7 +430,8 @@ def _check_graph(
                     why = (
                         "is a sink; sinks produce nothing"
                         if section_of.get(pattern) == "sinks"
-                        else "matches no source or transform"
+                        else _named_output_problem(pattern, outputs_of)
+                        or "matches no source or transform"
                     )
                     problems.append(f"{section}.{cid}.inputs[{i}]: {pattern!r} {why}")
                 resolved.extend(h for h in hits if h not in resolved)
@@ -426,7 +445,7 @@ def _check_graph(
 
     def visit(node: str, trail: list[str]) -> None:
         state[node] = 1
-        for up in inputs.get(node, []):
+        for up in (owner_of.get(u, u) for u in inputs.get(node, [])):
             if state.get(up) == 1:
                 cycle = [*trail[trail.index(up) :], up] if up in trail else [node, up]
                 problems.append(
@@ -441,11 +460,35 @@ def _check_graph(
         if state.get(cid) is None:
             visit(cid, [cid])
 
-    consumed = {up for ups in inputs.values() for up in ups}
-    for cid in producers:
+    consumed = {owner_of.get(up, up) for ups in inputs.values() for up in ups}
+    for cid in dict.fromkeys(owner_of.get(p, p) for p in producers):
         if cid not in consumed:
             problems.append(f"{section_of[cid]}.{cid}: nothing reads its output")
     return inputs
+
+
+def _named_outputs(sections: dict[str, dict[Any, Any]]) -> dict[str, list[str]]:
+    """Component id -> its named outputs (``<id>.<name>``), for transforms that have
+    them (`route`: one per route and ``_unmatched``)."""
+    found: dict[str, list[str]] = {}
+    for cid, raw in sections["transforms"].items():
+        if isinstance(raw, dict) and raw.get("type") == "route":
+            routes = raw.get("routes")
+            names = [*map(str, routes), "_unmatched"] if isinstance(routes, dict) else []
+            found[str(cid)] = [f"{cid}.{name}" for name in names]
+    return found
+
+
+def _named_output_problem(pattern: str, outputs_of: dict[str, list[str]]) -> str | None:
+    """Why `pattern` names no output of a component with named outputs, if it is one."""
+    if pattern in outputs_of:
+        names = ", ".join(o[len(pattern) + 1 :] for o in outputs_of[pattern])
+        return f"has named outputs; read one of them as {pattern}.<name> ({names})"
+    owner, dot, name = pattern.rpartition(".")
+    if dot and owner in outputs_of:
+        names = ", ".join(o[len(owner) + 1 :] for o in outputs_of[owner])
+        return f"is not an output of {owner}: it has no route {name!r} (outputs: {names})"
+    return None
 
 
 def default_config_data(env: Mapping[str, str] | None = None) -> dict[str, Any]:

@@ -8,3 +8,4 @@ a background thread that reconnects, and `flush`/`close` that wait for acks.
 from kubelogs.handlers.forward import ForwardHandler as ForwardHandler
 
 __all__ = ["ForwardHandler"]
+from kubelogs.handlers.http import HttpHandler as HttpHandler

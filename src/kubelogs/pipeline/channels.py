@@ -91,6 +91,11 @@ class FanOut:
         for ch in channels:
             ch.add_producer()
 
+    @property
+    def consumers(self) -> int:
+        """Downstream channels (0: what is sent is acknowledged and goes nowhere)."""
+        return len(self._channels)
+
     async def send(self, batch: Batch) -> None:
         channels = self._channels
         if not channels:

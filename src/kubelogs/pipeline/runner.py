@@ -17,11 +17,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from kubelogs.buffer.sink import DiskBufferedSink, with_buffer
 from kubelogs.config.base import BuildContext
 from kubelogs.config.loader import Config
 from kubelogs.pipeline.channels import Channel, FanOut
 from kubelogs.pipeline.event import Batch
 from kubelogs.pipeline.runtime import Sink, Source, Transform
+from kubelogs.pipeline.tap import TapHub, TapPoint
 from kubelogs.telemetry.metrics import ComponentMetrics, Metrics
 
 log = logging.getLogger("kubelogs.pipeline")
@@ -41,6 +43,12 @@ class Node:
     channel: Channel | None = None
     output: FanOut | None = None
     metrics: ComponentMetrics | None = None
+    outputs: dict[str, FanOut] | None = None
+    """Named outputs (`route`: ``<id>.<name>`` in `inputs`), one fan-out each."""
+    tap: TapPoint | None = None
+    """Copies of this component's output for `kubelogs tap` (see pipeline/tap.py)."""
+    output_taps: dict[str, TapPoint] | None = None
+    """The taps of the named outputs, by name (``kubelogs tap <id>.<name>``)."""
 
 
 @dataclass
@@ -59,7 +67,9 @@ class Pipeline:
         self.stopping.set()
 
 
-def build_pipeline(config: Config, metrics: Metrics | None = None) -> Pipeline:
+def build_pipeline(
+    config: Config, metrics: Metrics | None = None, taps: TapHub | None = None
+) -> Pipeline:
     """Instantiate every component (opens files, no tasks yet)."""
     metrics = metrics or Metrics()
     data_dir = config.root.data_dir
@@ -75,6 +85,8 @@ def build_pipeline(config: Config, metrics: Metrics | None = None) -> Pipeline:
             shared=pipeline.shared,
         )
         runtime = comp.build(cx)  # type: ignore[attr-defined]
+        if comp.kind == "sink":
+            runtime = with_buffer(runtime, comp, cx)  # a disk buffer in front, if configured
         pipeline.nodes[cid] = Node(
             id=cid,
             kind=comp.kind,
@@ -82,21 +94,48 @@ def build_pipeline(config: Config, metrics: Metrics | None = None) -> Pipeline:
             runtime=runtime,
             inputs=config.inputs.get(cid, []),
             metrics=ComponentMetrics(metrics, cid, comp.kind, comp.type),
+            tap=taps.point(cid) if taps is not None and comp.kind != "sink" else None,
         )
     # Channels: one per consumer; outputs: one fan-out per producer.
     for node in pipeline.nodes.values():
         if node.kind != "source":
             node.channel = Channel(node.id, CHANNEL_CAPACITY)
+            if node.kind == "sink" and not isinstance(node.runtime, DiskBufferedSink):
+                # a memory buffer is the sink's input queue (a disk buffer sets its own)
+                metrics.queue_events.labels(node.id).set_function(_events_of(node.channel))
     downstream: dict[str, list[Channel]] = {cid: [] for cid in pipeline.nodes}
     for node in pipeline.nodes.values():
         for up in node.inputs:
             assert node.channel is not None
-            downstream[up].append(node.channel)
+            downstream.setdefault(up, []).append(node.channel)
     for node in pipeline.nodes.values():
         if node.kind != "sink":
             node.output = FanOut(downstream[node.id])
+            names = getattr(node.runtime, "output_names", None)
+            if names:
+                node.outputs = {n: FanOut(downstream.get(f"{node.id}.{n}", [])) for n in names}
+    if taps is not None:
+        _add_taps(pipeline, taps)
     metrics.add_collector(lambda: _queue_gauges(pipeline))
     return pipeline
+
+
+def _add_taps(pipeline: Pipeline, taps: TapHub) -> None:
+    """Tell the hub what can be tapped: sources, transforms, and named outputs (whose
+    component id alone is then not an output)."""
+    components: dict[str, str] = {}
+    for node in pipeline.nodes.values():
+        if node.outputs is not None:
+            node.tap = None
+            node.output_taps = {n: taps.point(f"{node.id}.{n}") for n in node.outputs}
+            components.update({f"{node.id}.{n}": node.kind for n in node.outputs})
+        else:
+            components[node.id] = node.kind
+    taps.components = components
+
+
+def _events_of(channel: Channel) -> Callable[[], float]:
+    return lambda: float(channel.events)
 
 
 def _prepare_data_dir(config: Config) -> None:
@@ -304,11 +343,15 @@ class _CountingOutput:
     here where every source's batches pass, so no source has to remember to do it
     (the tailer counts what it received: lines read)."""
 
-    def __init__(self, output: FanOut, metrics: ComponentMetrics) -> None:
+    def __init__(self, output: FanOut, metrics: ComponentMetrics, tap: TapPoint | None) -> None:
         self._output = output
         self._sent = metrics.sent_events
+        self._tap = tap
 
     async def send(self, batch: Batch) -> None:
+        tap = self._tap
+        if tap is not None and tap.subscribers:
+            tap.publish(batch)
         await self._output.send(batch)
         self._sent.inc(len(batch))
 
@@ -317,7 +360,7 @@ async def _run_source(node: Node, stopping: asyncio.Event) -> None:
     assert node.output is not None and node.metrics is not None
     src: Source = node.runtime
     try:
-        await src.run(_CountingOutput(node.output, node.metrics), stopping)
+        await src.run(_CountingOutput(node.output, node.metrics, node.tap), stopping)
     finally:
         node.output.close()
 
@@ -327,15 +370,48 @@ async def _run_transform(node: Node) -> None:
     t: Transform = node.runtime
     received = node.metrics.received_events
     sent = node.metrics.sent_events
+    if node.outputs is not None:
+        await _run_router(node)
+        return
+    tap = node.tap
     try:
         async for batch in node.channel:
             received.inc(len(batch))
             out = t.process(batch)
             if out is not None:
                 sent.inc(len(out))
+                if tap is not None and tap.subscribers:
+                    tap.publish(out)
                 await node.output.send(out)
     finally:
         node.output.close()
+
+
+async def _run_router(node: Node) -> None:
+    """A transform with named outputs: `route(batch)` gives ``(output, batch)`` pairs,
+    each holding its own share of the ack token."""
+    assert node.channel is not None and node.output is not None and node.metrics is not None
+    assert node.outputs is not None
+    received = node.metrics.received_events
+    sent = node.metrics.sent_events
+    taps = node.output_taps or {}
+    try:
+        async for batch in node.channel:
+            received.inc(len(batch))
+            for name, out in node.runtime.route(batch):
+                fan = node.outputs[name]
+                if fan.consumers:
+                    sent.inc(len(out))
+                else:  # an output nobody reads (often `_unmatched`): dropped on purpose
+                    node.metrics.discarded(len(out), intentional=True)
+                tap = taps.get(name)
+                if tap is not None and tap.subscribers:
+                    tap.publish(out)
+                await fan.send(out)
+    finally:
+        node.output.close()
+        for fan in node.outputs.values():
+            fan.close()
 
 
 async def _run_sink(node: Node) -> None:

@@ -36,6 +36,7 @@ from kubelogs.config.base import BuildContext, SinkConfig
 from kubelogs.config.registry import register
 from kubelogs.config.units import Duration, Size
 from kubelogs.pipeline.event import Batch
+from kubelogs.pipeline.gc_pause import gc_paused
 from kubelogs.pipeline.runtime import Input
 from kubelogs.sinks.retry import Backoff
 from kubelogs.store import StoreFullError, StoreWriter, WriteGroup
@@ -193,7 +194,8 @@ class LocalSink:
             # takes tens of milliseconds; the fsync in the commit is the only wait.
             # Being synchronous, a write is never interrupted by cancellation either.
             try:
-                nbytes = self._write(writer, batches)
+                with gc_paused():  # a block's per-row objects (`pipeline.gc_pause`)
+                    nbytes = self._write(writer, batches)
                 break
             except StoreFullError as exc:
                 self.metrics.error(type(exc).__name__, "sending")

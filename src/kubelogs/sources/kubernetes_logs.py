@@ -90,6 +90,7 @@ class KubernetesLogsSource(TailingSource):
             context_factory=context,
             accept=accept,
             extra_paths=pod_files.paths if pod_files else None,
+            annotations=True,
         )
 
 

@@ -11,8 +11,10 @@ from pydantic import Field
 from kubelogs.config.base import BuildContext, SourceConfig
 from kubelogs.config.units import Duration, Size
 from kubelogs.kubernetes.document_meta import encode_meta
+from kubelogs.parsing import ParserSetting
 from kubelogs.pipeline.event import FileContext
 from kubelogs.pipeline.runtime import Output
+from kubelogs.sources.line_settings import MultilineSetting, Override, stage_chooser
 from kubelogs.tailing.checkpoints import shared_checkpoint_store
 from kubelogs.tailing.discovery import ContextFactory, Match
 from kubelogs.tailing.tailer import Tailer, TailSettings
@@ -38,6 +40,20 @@ class TailOptions(SourceConfig):
     """How long a rotated file that is not deleted is still watched for late writes."""
     checkpoint_interval: Duration = 1.0
     """How often acknowledged offsets are written to the checkpoint database."""
+    multiline: MultilineSetting | None = None
+    """Join the lines of one message (stack traces) into one event: a preset (``java``,
+    ``python``, ``go``, ``ruby``, ``dotnet``, ``php``), ``none``, or ``{start_pattern,
+    continue_pattern, end_pattern, negate, max_lines, max_bytes, timeout}``. Applied per
+    stream after the runtime's partial lines are joined; the pod annotation
+    ``kubelogs.io/multiline`` (or ``…-<container>``) overrides it."""
+    parser: ParserSetting | None = None
+    """Parse each message (after multiline joining) into fields beside it: ``json``,
+    ``logfmt``, ``klog``, ``nginx``, ``apache``, ``syslog`` or ``{type: regex, pattern}``
+    (kubelogs.parsing). The pod annotation ``kubelogs.io/parser`` (or
+    ``…-<container>``) overrides it."""
+    overrides: list[Override] = Field(default_factory=list)
+    """Per-file settings: ``[{match: {namespace, pod, container, path}, parser,
+    multiline}]`` (globs); for each key the first entry that matches and sets it wins."""
 
     def build_tailer(
         self,
@@ -48,6 +64,7 @@ class TailOptions(SourceConfig):
         context_factory: ContextFactory,
         accept: Callable[[str], bool] | None = None,
         extra_paths: Callable[[], Iterable[Match]] | None = None,
+        annotations: bool = False,
     ) -> Tailer:
         """The tailing engine with these options, sharing the process's checkpoints."""
         settings = TailSettings(
@@ -67,6 +84,13 @@ class TailOptions(SourceConfig):
             rotate_wait=self.rotate_wait,
             checkpoint_interval=self.checkpoint_interval,
             extra_paths=extra_paths or (lambda: ()),
+            stages=stage_chooser(
+                multiline=self.multiline,
+                parser=self.parser,
+                overrides=list(self.overrides),
+                cx=cx,
+                annotations=annotations,
+            ),
         )
         return Tailer(settings, shared_checkpoint_store(cx.shared, cx.data_dir), cx.metrics)
 

@@ -8,8 +8,8 @@ block its place, time range, label values and field names, so a query reads only
 that can match, and a word search reads the message columns before anything else. See
 `store.writer` for the durability and exactly-once invariants, `store.block` for the
 block format, `store.reader` for search, `store.planner` for how queries prune,
-`store.column` for the message column, and `store.query` for the language shared with
-the Elasticsearch compiler.
+`store.column` for the message column, `store.aggregate` for histograms and top values,
+and `store.query` for the language shared with the Elasticsearch compiler.
 
 The reading side (`StoreReader`, `parse_query`, `Hit`) is imported on first use: it
 pulls in the query parser (lark), which an agent that only writes never needs.

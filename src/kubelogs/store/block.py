@@ -31,7 +31,7 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import accumulate, compress, repeat
-from operator import add, contains, sub
+from operator import add, contains, methodcaller, sub
 from typing import Any
 
 import msgspec
@@ -201,6 +201,47 @@ def field_paths(obj: dict[str, Any], out: set[str], prefix: str = "") -> None:
             out.add(path)
 
 
+def column_paths(objs: list[dict[str, Any]], out: set[str], prefix: str = "") -> None:
+    """`field_paths` of many objects at once. The parsed fields of a block's rows
+    mostly share a few shapes, so each row is reduced in C to its shape (its keys and
+    the types of its values) and only the distinct shapes are looked at in Python;
+    objects nested under a key are then walked the same way, each shared object once
+    (parsers share ``log`` objects). A Python walk of every row cost more than the rest
+    of the store's write."""
+    if len(objs) > 1:
+        objs = list(dict(zip(map(id, objs), objs, strict=True)).values())  # each once
+    kinds = map(tuple, map(map, repeat(type), map(dict.values, objs)))
+    nested: set[str] = set()
+    for keys, types in set(zip(map(tuple, objs), kinds, strict=True)):
+        for key, kind in zip(keys, types, strict=True):
+            if issubclass(kind, dict):
+                nested.add(key)
+            else:
+                out.add(prefix + key)
+    for key in nested:
+        inner = [v for v in map(methodcaller("get", key), objs) if isinstance(v, dict)]
+        if not all(inner):  # an empty object is a leaf
+            out.add(prefix + key)
+        nonempty = list(filter(None, inner))
+        if nonempty:
+            column_paths(nonempty, out, prefix + key + ".")
+
+
+def _renamed_paths(paths: set[str]) -> set[str]:
+    """The names `codecs.document` may give parsed paths: ``<key>_parsed`` for a key
+    that collides with a field kubelogs writes, and for parsed ``log.*`` members
+    ``log_<name>`` (fluentd) and ``log.<name>_parsed`` (ECS, kubelogs' own names)."""
+    out: set[str] = set()
+    for path in paths:
+        head, dot, rest = path.partition(".")
+        out.add(f"{head}_parsed{dot}{rest}")
+        if head == "log" and dot:
+            name, dot2, rest2 = rest.partition(".")
+            out.add(f"log_{rest}")
+            out.add(f"log.{name}_parsed{dot2}{rest2}")
+    return out
+
+
 def _meta_paths(meta: bytes, out: set[str]) -> None:
     if meta:
         try:
@@ -224,7 +265,12 @@ class BlockBuilder:
     run_rows: list[int] = field(default_factory=list)
     contexts: dict[tuple[str, bytes], int] = field(default_factory=dict)
     extra_rows: list[int] = field(default_factory=list)
-    extras: list[list[Any]] = field(default_factory=list)
+    extra_flags: list[Any] = field(default_factory=list)
+    """Per entry of `extra_rows`: its flags (a tuple) or None."""
+    extra_fields: list[Any] = field(default_factory=list)
+    """Per entry of `extra_rows`: its parsed fields or None. Two columns, not a list
+    per row: a container per row made the cyclic GC's collections cost more than
+    building the block."""
     raw_docs: list[bytes] = field(default_factory=list)
     per_label: dict[int, int] = field(default_factory=dict)
     rows: int = 0
@@ -266,25 +312,28 @@ class BlockBuilder:
     def _add_extras(self, g: WriteGroup, start: int, end: int) -> None:
         flags = g.flags or {}
         fields = g.fields or {}
-        base = self.rows - start
-        for row in sorted({*flags, *fields}):
-            if start <= row < end:
-                self.extra_rows.append(base + row)
-                f = flags.get(row)
-                self.extras.append([list(f) if f else None, fields.get(row) or None])
+        rows = sorted({*flags, *fields})
+        rows = rows[bisect_left(rows, start) : bisect_left(rows, end)]
+        self.extra_rows += map(add, rows, repeat(self.rows - start))
+        # No flags or no fields (None, or empty) read back as none.
+        self.extra_flags += map(flags.get, rows)
+        self.extra_fields += map(fields.get, rows)
 
     def field_list(self) -> str:
         """`EncodedBlock.fields`: one decode per file context and per kept document,
         and a walk of the (sparse) parsed fields. A parsed key that a document renames
         (``message`` -> ``message_parsed``, `codecs.document`) is listed under both
-        names: a list may hold more than the documents, never less."""
+        names, and parsed ``log.*`` members under every name a schema gives them: a
+        list may hold more than the documents, never less."""
         paths: set[str] = set()
         for _, meta in self.contexts:
             _meta_paths(meta, paths)
-        for _, parsed in self.extras:
-            if parsed:
-                field_paths(parsed, paths)
-                field_paths({f"{k}_parsed": v for k, v in parsed.items()}, paths)
+        parsed = list(filter(None, self.extra_fields))
+        if parsed:
+            found: set[str] = set()
+            column_paths(parsed, found)
+            paths |= found
+            paths |= _renamed_paths(found)
         for doc in self.raw_docs:
             try:
                 decoded = _decode_json(doc)
@@ -321,7 +370,10 @@ class BlockBuilder:
             offsets_delta=offsets_delta,
             newlines=newlines,
             extra_rows=self.extra_rows,
-            extras=_json_lines(self.extras) if self.extras else b"",
+            # `[flags, fields]` per row (a tuple of flags encodes as a JSON array).
+            extras=_json_lines(list(zip(self.extra_flags, self.extra_fields, strict=True)))
+            if self.extra_rows
+            else b"",
             raw_docs=self.raw_docs,
         )
         return EncodedBlock(
@@ -371,6 +423,23 @@ def _checked_integers(
 
 
 # -- reading ---------------------------------------------------------------------------
+
+
+def block_times(data: bytes) -> tuple[list[int], list[tuple[int, int, int]]]:
+    """The time column and the runs ``(label_set, first_row, end_row)`` of a block's
+    data part alone (`store.aggregate`: a histogram of rows chosen by their label set
+    needs nothing else, not even the message column)."""
+    try:
+        d = _decode_data(data)
+    except msgspec.DecodeError as exc:
+        raise BlockCorrupt(f"block data does not decode: {exc}") from exc
+    if len(d.run_label_sets) != len(d.run_rows) or (d.run_rows and min(d.run_rows) <= 0):
+        raise BlockCorrupt("block run columns are malformed")
+    ends = list(accumulate(d.run_rows))
+    if (ends[-1] if ends else 0) != d.rows:
+        raise BlockCorrupt("block runs do not add up to its rows")
+    runs = list(zip(d.run_label_sets, [0, *ends[:-1]], ends, strict=True))
+    return _checked_integers("time", d.times, d.times_delta, None, d.rows), runs
 
 
 class DecodedBlock:

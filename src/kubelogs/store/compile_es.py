@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from kubelogs.store.aliases import resolve_aliases
 from kubelogs.store.matcher import WORD_RE, parse_number
 from kubelogs.store.query import And, Exists, MatchAll, Node, Not, Or, Range
 
@@ -56,36 +57,27 @@ def compile_es(
     node: Node, *, message_field: str = "message", store_words: bool = False
 ) -> dict[str, Any]:
     """The ``query`` part of a search request for `node`; `store_words`: words of the
-    message as the local store finds them (see the module docstring)."""
+    message as the local store finds them (see the module docstring). Field aliases
+    (``level``, `store.aliases`) are resolved for the schema whose message field is
+    `message_field` (``log``: fluentd)."""
+    schema = "fluentd" if message_field == "log" else "ecs"
+    return _compile(resolve_aliases(node, schema), message_field, store_words)
+
+
+def _compile(node: Node, message_field: str, store_words: bool) -> dict[str, Any]:
     if isinstance(node, MatchAll):
         return {"match_all": {}}
     if isinstance(node, And):
-        return {
-            "bool": {
-                "filter": [
-                    compile_es(n, message_field=message_field, store_words=store_words)
-                    for n in node.items
-                ]
-            }
-        }
+        return {"bool": {"filter": [_compile(n, message_field, store_words) for n in node.items]}}
     if isinstance(node, Or):
         return {
             "bool": {
-                "should": [
-                    compile_es(n, message_field=message_field, store_words=store_words)
-                    for n in node.items
-                ],
+                "should": [_compile(n, message_field, store_words) for n in node.items],
                 "minimum_should_match": 1,
             }
         }
     if isinstance(node, Not):
-        return {
-            "bool": {
-                "must_not": [
-                    compile_es(node.item, message_field=message_field, store_words=store_words)
-                ]
-            }
-        }
+        return {"bool": {"must_not": [_compile(node.item, message_field, store_words)]}}
     if isinstance(node, Exists):
         return {"exists": {"field": node.field}}
     if isinstance(node, Range):

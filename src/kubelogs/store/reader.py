@@ -39,6 +39,7 @@ from typing import Any
 
 import msgspec
 
+from kubelogs.store.aliases import FIELD_ALIASES, resolve_aliases
 from kubelogs.store.block import DecodedBlock
 from kubelogs.store.column import SearchColumn
 from kubelogs.store.errors import StoreCorruptError
@@ -205,6 +206,7 @@ class StoreReader:
     ) -> PreparedQuery:
         """Parse (if needed) and plan `query`; raises `QueryError` for a bad query."""
         node = parse_query(query) if isinstance(query, str) else query
+        node = resolve_aliases(node, self.layout.schema)
         node, lo, hi = split_time(node)
         if since_ns is not None:
             lo = max(lo, since_ns)
@@ -247,6 +249,16 @@ class StoreReader:
             present |= self._field_set(i)
         names = sorted({*self._leaves, *row_fields(self.layout.schema)})
         out: list[tuple[str, str | None]] = []
+        aliases = FIELD_ALIASES.get(self.layout.schema, {})
+        for alias, fields in aliases.items():
+            # `level` stands for several fields (`store.aliases`): unknown only when
+            # none of them is present, and then reported under the name the user wrote.
+            if all(f in wanted for f in fields):
+                wanted = [w for w in wanted if w not in fields or w == fields[0]]
+                if any(f in present for f in fields):
+                    wanted.remove(fields[0])
+                else:
+                    wanted[wanted.index(fields[0])] = alias
         for name in wanted:
             if name not in present:
                 # A short name of a known field (`namespace`), else a close spelling

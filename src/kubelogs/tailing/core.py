@@ -23,6 +23,7 @@ from kubelogs.tailing.checkpoints import Checkpoint, CheckpointStore
 from kubelogs.tailing.discovery import ContextFactory, Match, find_matches
 from kubelogs.tailing.files import TAIL_BYTES, TailedFile, make_parser
 from kubelogs.tailing.fingerprint import ANCHOR_BYTES, anchor_hash, file_key, head_fingerprint
+from kubelogs.tailing.stages import NO_STAGES, ParseGuard, StageResolver, wrap_parser
 from kubelogs.telemetry.metrics import ComponentMetrics, Metrics
 
 log = logging.getLogger("kubelogs.tail")
@@ -50,6 +51,8 @@ class TailSettings:
     checkpoint_interval: float = 1.0
     extra_paths: Callable[[], Iterable[Match]] = lambda: ()
     """Additional files found by other means (pod annotations), with their format."""
+    stages: StageResolver | None = None
+    """Per-file multiline rule and parser (tailing/stages.py); None: neither."""
 
 
 class TailerCore:
@@ -76,6 +79,8 @@ class TailerCore:
         self._line_cap = settings.max_line_size + 1024
         self._started = False
         self._last_gc = 0.0
+        self._stages_version = -1
+        self._parse_guard = ParseGuard()
         metrics.add_collector(self._gauges)
 
     def _matches(self) -> list[Match]:
@@ -147,6 +152,7 @@ class TailerCore:
         head = os.pread(f.fd, 1, 0)
         f.parser = make_parser(f.fmt, head, self.s.max_line_size)
         f.ctx = f.factory(f.link, f.path, f.key, make_id_prefix(self.s.node_name, f.key))
+        self._choose_stages(f)
         self.files.append(f)
         log.debug("following %s from %d%s", f.path, start, " (rotated)" if f.rotated else "")
         self.by_inode[f.inode] = f
@@ -194,7 +200,7 @@ class TailerCore:
             return None
         assert f.ctx is not None
         self.cm.received_events.inc(len(cols.messages))
-        return Batch(
+        batch = Batch(
             ctx=f.ctx,
             times=cols.times,
             messages=cols.messages,
@@ -206,6 +212,69 @@ class TailerCore:
             end_offset=end,
             tstrs=cols.tstrs,
         )
+        if f.parse is not None:
+            errors = self._parse_guard.errors
+            batch = self._parse_guard(f.parse, batch)
+            if self._parse_guard.errors != errors:
+                self.cm.error("parse_failed", "processing")
+        return batch
+
+    def _choose_stages(self, f: TailedFile) -> Batch | None:
+        """Resolve the file's multiline rule and parser; when they change on an open
+        file, what its old rule held is emitted first (the batch returned).
+
+        Known limit: a restart re-reads from the checkpoint with the settings of that
+        moment. After a crash within a checkpoint interval of a change, lines read just
+        before the change can be grouped differently on re-read; a new group whose
+        first line was already stored is dropped by the store as a resend (its other
+        lines with it), and a line stored inside an old group can be stored again.
+        """
+        resolver = self.s.stages
+        if resolver is None or f.ctx is None:
+            return None
+        try:
+            stages = resolver.resolve(f.ctx)
+        except Exception as exc:  # a resolver bug must not stop the file
+            log.warning("cannot choose the parser of %s: %s", f.path, exc)
+            stages = NO_STAGES
+        if stages.key == f.stages_key:
+            return None
+        batch = None
+        held = getattr(f.parser, "close_groups", None)
+        if held is not None:
+            cols = Columns()
+            held(cols)
+            batch = self._emit(f, cols)
+        f.parser = wrap_parser(f.parser, stages.multiline)
+        f.parse = stages.parse
+        f.stages_key = stages.key
+        return batch
+
+    def _refresh_stages(self) -> None:
+        """Re-resolve every open file's stages when the resolver's answers may have
+        changed (the pod cache learned a pod or an annotation)."""
+        resolver = self.s.stages
+        if resolver is None:
+            return
+        version = resolver.version()
+        if version == self._stages_version:
+            return
+        self._stages_version = version
+        for f in self.files:
+            if f.fd >= 0:
+                batch = self._choose_stages(f)
+                if batch is not None:
+                    self._outbox.append(batch)
+
+    def _expire_groups(self, f: TailedFile) -> Batch | None:
+        """At the end of a file: multiline groups that stopped growing are emitted."""
+        expire = getattr(f.parser, "expire", None)
+        if expire is None:
+            return None
+        cols = Columns()
+        if not expire(cols):
+            return None
+        return self._emit(f, cols)
 
     def _finish_parser(self, f: TailedFile, cols: Columns) -> None:
         """The file ended for good: what is left is emitted as it is."""

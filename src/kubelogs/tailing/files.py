@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable, Hashable
 from typing import Protocol
 
 from kubelogs.codecs.columns import Columns
@@ -11,7 +12,7 @@ from kubelogs.codecs.cri import CriParser
 from kubelogs.codecs.docker_json import DockerJsonParser
 from kubelogs.codecs.plain import PlainParser
 from kubelogs.pipeline.acks import AckLedger
-from kubelogs.pipeline.event import FileContext
+from kubelogs.pipeline.event import Batch, FileContext
 from kubelogs.tailing.discovery import ContextFactory
 
 TAIL_BYTES = 16
@@ -75,6 +76,7 @@ class TailedFile:
         "last_growth",
         "ledger",
         "link",
+        "parse",
         "parser",
         "path",
         "pos",
@@ -83,6 +85,7 @@ class TailedFile:
         "seen",
         "seen_tail",
         "size",
+        "stages_key",
         "tail",
     )
 
@@ -132,6 +135,9 @@ class TailedFile:
         self.ledger = AckLedger(0)
         self.saved = -1
         self.parser: LineParser = PlainParser(1)
+        self.parse: Callable[[Batch], Batch] | None = None
+        """The parser chosen for this file (tailing/stages.py), run on each batch."""
+        self.stages_key: Hashable = None
         self.ctx: FileContext | None = None
         self.factory = factory
         self.fmt = fmt

@@ -123,11 +123,14 @@ class Tailer(TailerStartup):
                 # then finds the same identity for the same bytes (no duplicate).
                 self._moved = False
                 self.save_checkpoints()
+            self._refresh_stages()
         yield from self._take_outbox()
         for f in list(self.files):
             if f.fd < 0 or not self._may_read(f):
                 continue
             batch = self._read(f)
+            if batch is None and f.eof:
+                batch = self._expire_groups(f)
             if batch is not None:
                 yield batch
             elif f.rotated or f.deleted:

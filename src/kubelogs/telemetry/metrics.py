@@ -31,6 +31,7 @@ class Metrics:
         # The switch is process-wide in prometheus-client; kubelogs has one exposition.
         prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = CollectorRegistry(auto_describe=False)
+        self.collectors: list[Collector] = []
         labels = ["component_id", "component_kind", "component_type"]
         self.received_events = Counter(
             "kubelogs_component_received_events",
@@ -97,7 +98,16 @@ class Metrics:
         )
 
     def add_collector(self, fn: Callable[[], Iterable[GaugeMetricFamily]]) -> None:
-        self.registry.register(_CallbackCollector(fn))
+        collector = _CallbackCollector(fn)
+        self.registry.register(collector)
+        self.collectors.append(collector)
+
+    def remove_collectors(self, keep: int) -> None:
+        """Unregister the scrape-time collectors added after the first `keep`: a pipeline
+        replaced by a configuration reload must not report its gauges any more."""
+        for collector in self.collectors[keep:]:
+            self.registry.unregister(collector)
+        del self.collectors[keep:]
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -126,6 +126,7 @@ def mappings(schema: str, info: ServerInfo) -> dict[str, Any]:
                 "log": {"type": "text"},
                 "stream": kw(),
                 "flags": kw(),
+                "log_level": kw(),  # the parsers' normalised level (`log` is the message)
                 "docker": _obj(container_id=kw()),
                 "kubernetes": _obj(
                     namespace_name=kw(),
@@ -147,7 +148,8 @@ def mappings(schema: str, info: ServerInfo) -> dict[str, Any]:
             "@timestamp": {"type": "date_nanos"},
             "message": {"type": "text"},
             "stream": kw(),
-            "log": _obj(file=_obj(path=kw()), offset={"type": "long"}, flags=kw()),
+            # `log.level`: the parsers' normalised level, a keyword to filter and count by.
+            "log": _obj(file=_obj(path=kw()), offset={"type": "long"}, flags=kw(), level=kw()),
             "host": _obj(name=kw()),
             "kubernetes": _obj(
                 namespace=kw(),

@@ -1,0 +1,156 @@
+#!/usr/bin/env python3
+"""What the disk buffer costs: the same drain through `kubelogs run` with and without
+``buffer: {type: disk}`` on the sink, CPU-s per 1M lines for each and the difference.
+
+Usage: uv run python bench/buffer_bench.py [--lines 1000000] [--containers 20]
+       [--sink blackhole|local] [--repeat 3] [--root TREE]
+
+A generated node tree (../shared/bench/gen_logs.py, as bench/agent_bench.py) is drained
+by a `kubernetes_logs` source into the sink, alternately without and with a disk buffer
+(fsync every 50 ms, the default); each run is a fresh process with an empty data_dir.
+CPU is the agent process's user+sys over its whole life (`wait4`), as in agent_bench.
+Target (issue 14): the disk buffer adds at most 1 CPU-s per 1M lines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from agent_bench import (
+    GEN,
+    _listening_port,
+    _process_cpu,
+    _wait_with_rusage,
+    sent_events,
+)
+
+
+def run_once(
+    root: Path, manifest: dict[str, Any], sink: str, work: Path, disk: bool
+) -> dict[str, float]:
+    data_dir = work / "data"
+    shutil.rmtree(data_dir, ignore_errors=True)
+    shutil.rmtree(work / "store", ignore_errors=True)
+    sink_cfg: dict[str, Any] = {"type": sink, "inputs": ["containers"]}
+    if sink == "local":
+        sink_cfg["path"] = str(work / "store")
+    if disk:
+        sink_cfg["buffer"] = {"type": "disk", "max_size": "8GiB"}
+    cfg = {
+        "data_dir": str(data_dir),
+        "node_name": "node-bench-1",
+        "api": {"listen": "127.0.0.1:0"},
+        "log": {"level": "warning"},
+        "sources": {
+            "containers": {
+                "type": "kubernetes_logs",
+                "include": [str(root / "var/log/containers/*.log")],
+            }
+        },
+        "sinks": {"out": sink_cfg},
+    }
+    cfg_path = work / "bench.yaml"
+    cfg_path.write_text(yaml.safe_dump(cfg))
+    t0 = time.monotonic()
+    with open(work / "agent.log", "w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "kubelogs", "run", "-c", str(cfg_path)],
+            stderr=log,
+            stdout=subprocess.DEVNULL,
+        )
+    port = None
+    deadline = time.monotonic() + 60
+    while port is None and time.monotonic() < deadline:
+        port = _listening_port(proc.pid)
+        time.sleep(0.05)
+    if port is None:
+        proc.kill()
+        raise SystemExit(f"agent did not open its API port; see {work / 'agent.log'}")
+    startup = _process_cpu(proc.pid)
+    while sent_events(port, "out") < manifest["records_expected"]:
+        if proc.poll() is not None:
+            raise SystemExit(f"agent exited early; see {work / 'agent.log'}")
+        time.sleep(0.2)
+    wall = time.monotonic() - t0
+    drained = _process_cpu(proc.pid)
+    proc.send_signal(signal.SIGTERM)
+    usage = _wait_with_rusage(proc, 120)
+    lines = manifest["lines"] / 1e6
+    return {
+        "cpu_s_per_1M_lines": (usage.ru_utime + usage.ru_stime) / lines,
+        "drain_cpu_s_per_1M_lines": (drained - startup) / lines,
+        "wall_s": wall,
+        "peak_rss_mib": usage.ru_maxrss / 1024,
+    }
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--root", type=Path, help="reuse an existing generated tree")
+    ap.add_argument("--lines", type=int, default=1_000_000)
+    ap.add_argument("--containers", type=int, default=20)
+    ap.add_argument("--sink", choices=["blackhole", "local"], default="blackhole")
+    ap.add_argument("--repeat", type=int, default=3)
+    a = ap.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="kubelogs-buffer-bench-"))
+    root = a.root or work / "tree"
+    if a.root is None:
+        subprocess.run(
+            [
+                sys.executable,
+                str(GEN),
+                "--root",
+                str(root),
+                "--lines",
+                str(a.lines),
+                "--containers",
+                str(a.containers),
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+    manifest = json.loads((root / "manifest.json").read_text())
+    runs: dict[str, list[dict[str, float]]] = {"memory": [], "disk": []}
+    for _ in range(a.repeat):  # interleaved: machine noise hits both alike
+        runs["memory"].append(run_once(root, manifest, a.sink, work, disk=False))
+        runs["disk"].append(run_once(root, manifest, a.sink, work, disk=True))
+    med = {
+        name: {k: round(statistics.median(r[k] for r in rs), 2) for k in rs[0]}
+        for name, rs in runs.items()
+    }
+    added = round(
+        med["disk"]["drain_cpu_s_per_1M_lines"] - med["memory"]["drain_cpu_s_per_1M_lines"], 2
+    )
+    print(
+        json.dumps(
+            {
+                "lines": manifest["lines"],
+                "sink": a.sink,
+                "runs": a.repeat,
+                "median": med,
+                "disk_buffer_added_cpu_s_per_1M_lines": added,
+            },
+            indent=1,
+        )
+    )
+    shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,219 @@
+#!/usr/bin/env python3
+"""The Kafka hop's cost: agent -> Kafka and Kafka -> local store, against agent -> local
+store and agent -> blackhole, on one generated tree, against a real broker.
+
+Usage: uv run python bench/kafka_bench.py [--lines 1000000] [--containers 20]
+       [--repeat 3] [--bootstrap HOST:PORT] [--compression lz4]
+
+Each pipeline runs as `kubelogs run` in a child process (as users run it) until its sink
+has sent every record (polled from /metrics); CPU is that process's user+sys from
+``wait4`` (librdkafka's threads included), peak RSS its ``ru_maxrss``. Reported per
+pipeline: CPU-s per 1M lines, lines per CPU-second and peak RSS (median of `--repeat`),
+and the producer-side cost of the hop: CPU-s per 1M lines of agent -> Kafka minus agent
+-> blackhole (the target is at most +2). Without `--bootstrap` the test broker
+(`tests/support/kafka_broker.py`) is started and stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import yaml
+from agent_bench import GEN, _listening_port, _process_cpu, _wait_with_rusage, sent_events
+
+HERE = Path(__file__).resolve().parent
+
+
+def run_pipeline(work: Path, name: str, cfg: dict[str, Any], records: int) -> dict[str, float]:
+    """Run one `kubelogs run` until its sink ``out`` sent `records`; its CPU and RSS."""
+    data_dir = work / f"data-{name}"
+    shutil.rmtree(data_dir, ignore_errors=True)
+    cfg = {
+        "data_dir": str(data_dir),
+        "node_name": "node-bench-1",
+        "api": {"listen": "127.0.0.1:0"},
+        "log": {"level": "warning"},
+        **cfg,
+    }
+    cfg_path = work / f"{name}.yaml"
+    cfg_path.write_text(yaml.safe_dump(cfg))
+    log_path = work / f"{name}.log"
+    t0 = time.monotonic()
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "kubelogs", "run", "-c", str(cfg_path)],
+            stderr=log,
+            stdout=subprocess.DEVNULL,
+        )
+    port = None
+    deadline = time.monotonic() + 60
+    while port is None and time.monotonic() < deadline:
+        port = _listening_port(proc.pid)
+        time.sleep(0.05)
+    if port is None:
+        proc.kill()
+        raise SystemExit(f"{name}: no API port; see {log_path}")
+    startup = _process_cpu(proc.pid)
+    while sent_events(port, "out") < records:
+        if proc.poll() is not None:
+            raise SystemExit(f"{name} exited early; see {log_path}")
+        time.sleep(0.2)
+    wall = time.monotonic() - t0
+    proc.send_signal(signal.SIGTERM)
+    usage = _wait_with_rusage(proc, 120)
+    cpu = usage.ru_utime + usage.ru_stime
+    return {"cpu_s": cpu, "startup_cpu_s": startup, "wall_s": wall, "rss": usage.ru_maxrss / 1024}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--root", type=Path, help="reuse an existing generated tree")
+    ap.add_argument("--lines", type=int, default=1_000_000)
+    ap.add_argument("--containers", type=int, default=20)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--bootstrap")
+    ap.add_argument("--compression", default="lz4")
+    ap.add_argument(
+        "--only",
+        default="agent_blackhole,agent_local,agent_kafka,kafka_local",
+        help="comma-separated pipelines to run (kafka_local needs agent_kafka)",
+    )
+    a = ap.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="kubelogs-kafka-bench-"))
+    root = a.root or work / "tree"
+    if a.root is None:
+        subprocess.run(
+            [
+                sys.executable,
+                str(GEN),
+                "--root",
+                str(root),
+                "--lines",
+                str(a.lines),
+                "--containers",
+                str(a.containers),
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+    manifest = json.loads((root / "manifest.json").read_text())
+    records, lines = manifest["records_expected"], manifest["lines"]
+    broker = None
+    bootstrap = a.bootstrap
+    if bootstrap is None:
+        sys.path.insert(0, str(HERE.parent / "tests"))
+        from support.kafka_broker import KafkaBroker
+
+        broker = KafkaBroker(home=work / "kafka", log_path=work / "kafka.log").prepare().start()
+        bootstrap = broker.bootstrap
+    tail = {
+        "containers": {
+            "type": "kubernetes_logs",
+            "include": [str(root / "var/log/containers/*.log")],
+        }
+    }
+    runs: dict[str, list[dict[str, float]]] = {}
+    try:
+        for rep in range(a.repeat):
+            topic = f"bench-{uuid.uuid4().hex[:8]}"
+            if broker is not None:
+                broker.create_topic(topic, 4)
+            store = work / f"store-{rep}"
+            pipelines: list[tuple[str, dict[str, Any]]] = [
+                (
+                    "agent_blackhole",
+                    {
+                        "sources": tail,
+                        "sinks": {"out": {"type": "blackhole", "inputs": ["containers"]}},
+                    },
+                ),
+                (
+                    "agent_local",
+                    {
+                        "sources": tail,
+                        "sinks": {
+                            "out": {"type": "local", "inputs": ["containers"], "path": str(store)}
+                        },
+                    },
+                ),
+                (
+                    "agent_kafka",
+                    {
+                        "sources": tail,
+                        "sinks": {
+                            "out": {
+                                "type": "kafka",
+                                "inputs": ["containers"],
+                                "bootstrap_servers": [bootstrap],
+                                "topic": topic,
+                                "compression": a.compression,
+                            }
+                        },
+                    },
+                ),
+                (
+                    "kafka_local",
+                    {
+                        "sources": {
+                            "kafka": {
+                                "type": "kafka",
+                                "bootstrap_servers": [bootstrap],
+                                "topics": [topic],
+                                "group_id": f"bench-{rep}",
+                            }
+                        },
+                        "sinks": {
+                            "out": {
+                                "type": "local",
+                                "inputs": ["kafka"],
+                                "path": str(work / f"kstore-{rep}"),
+                            }
+                        },
+                    },
+                ),
+            ]
+            for name, cfg in pipelines:
+                if name not in a.only.split(","):
+                    continue
+                r = run_pipeline(work, name, cfg, records)
+                runs.setdefault(name, []).append(r)
+                print(name, {k: round(v, 2) for k, v in r.items()}, file=sys.stderr, flush=True)
+    finally:
+        if broker is not None:
+            broker.stop()
+    out: dict[str, Any] = {"lines": lines, "records": records, "runs": a.repeat}
+    for name, rs in runs.items():
+        cpu = statistics.median(r["cpu_s"] for r in rs)
+        out[name] = {
+            "cpu_s_per_1M_lines": round(cpu / (lines / 1e6), 2),
+            "lines_per_cpu_s": round(lines / cpu),
+            "peak_rss_mib": round(statistics.median(r["rss"] for r in rs), 1),
+            "wall_s": round(statistics.median(r["wall_s"] for r in rs), 1),
+        }
+    if "agent_kafka" in runs and "agent_blackhole" in runs:
+        hop = [
+            (k["cpu_s"] - b["cpu_s"]) / (lines / 1e6)
+            for k, b in zip(runs["agent_kafka"], runs["agent_blackhole"], strict=True)
+        ]
+        out["kafka_hop_producer_cpu_s_per_1M_lines"] = round(statistics.median(hop), 2)
+    print(json.dumps(out, indent=1))
+    if a.root is None:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,213 @@
+"""What the explorer asks of the local store: pages of hits newest first, aggregations,
+the lines around a hit, and new matches for the live tail.
+
+Every call opens its own `StoreReader` (read-only SQLite connection and segment
+descriptors, closed at the end): calls run in worker threads of the server
+(`ui.server`), and a reader must not be shared between threads. Opening costs a
+fraction of a millisecond next to any search.
+
+Aggregations run in the calling thread (`store.aggregate.aggregate`), not forked per CPU
+as ``kubelogs search`` does: forking a process that has threads is unsafe.
+
+Documents go to the page as the stored JSON bytes, embedded without re-encoding
+(`msgspec.Raw`); the page renders every value as text (`ui/static/app.js`).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from kubelogs.store.query import And, Match, Node, Range
+from kubelogs.ui.timerange import TimeRange, shift_to_data
+
+PAGE = 200
+"""Hits per page of results (the page asks for the next page as it is scrolled)."""
+CONTEXT_LINES = 50
+TOP_FIELDS = (
+    "kubernetes.namespace",
+    "kubernetes.pod.name",
+    "kubernetes.container.name",
+    "stream",
+    "level",
+)
+"""Fields whose top values the sidebar shows without being asked (ECS names; the
+fluentd schema's are mapped in `StoreBackend.default_fields`)."""
+_FLUENTD_NAMES = {
+    "kubernetes.namespace": "kubernetes.namespace_name",
+    "kubernetes.pod.name": "kubernetes.pod_name",
+    "kubernetes.container.name": "kubernetes.container_name",
+}
+_encode = msgspec.json.Encoder().encode
+
+
+@dataclass(frozen=True, slots=True)
+class Cursor:
+    """Where a page of newest-first hits ended: the next page is strictly older."""
+
+    time_ns: int
+    block: int
+    row: int
+
+    def text(self) -> str:
+        return f"{self.time_ns}.{self.block}.{self.row}"
+
+    @classmethod
+    def parse(cls, text: str) -> Cursor:
+        parts = text.split(".")
+        if len(parts) != 3 or not all(p.lstrip("-").isdigit() for p in parts):
+            raise ValueError(f"before={text!r}: not a cursor this server gave")
+        return cls(int(parts[0]), int(parts[1]), int(parts[2]))
+
+
+def _text(ns: int | None) -> str | None:
+    """Nanoseconds as text: JSON numbers above 2**53 lose digits in a browser."""
+    return None if ns is None else str(ns)
+
+
+class StoreBackend:
+    """The explorer's view of one store directory (read-only)."""
+
+    kind = "store"
+
+    def __init__(self, path: Path) -> None:
+        from kubelogs.store.reader import StoreReader
+
+        self.path = path
+        with StoreReader(path) as reader:  # fails now (no store, other format), not later
+            self.layout = reader.layout
+
+    def _reader(self) -> Any:
+        from kubelogs.store.reader import StoreReader
+
+        return StoreReader(self.path)
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": self.kind, "where": str(self.path), "message_field": self.message_field}
+
+    @staticmethod
+    def parse_cursor(text: str) -> Cursor:
+        return Cursor.parse(text)
+
+    @property
+    def message_field(self) -> str:
+        return self.layout.message_field
+
+    def default_fields(self) -> list[str]:
+        if self.layout.schema == "fluentd":
+            return [_FLUENTD_NAMES.get(f, f) for f in TOP_FIELDS]
+        return list(TOP_FIELDS)
+
+    def resolve(self, r: TimeRange) -> TimeRange:
+        """`r`, moved to the newest data when it is a recent range without any."""
+        with self._reader() as reader:
+            return shift_to_data(r, reader.stats().max_time)
+
+    def search(self, node: Node, r: TimeRange, before: Cursor | None, limit: int = PAGE) -> bytes:
+        """A page of hits newest first, as the JSON body of the answer."""
+        with self._reader() as reader:
+            position = reader.last_block()  # where the live tail starts
+            hi = r.hi
+            if before is not None:
+                hi = before.time_ns if hi is None else min(hi, before.time_ns)
+            q = reader.prepare(node, since_ns=r.lo, until_ns=hi)
+            q.until_block = position
+            # A few more than a page: hits at the cursor's own time that were shown
+            # already are dropped below.
+            found = reader.search(q, limit=limit + 64)
+        hits = list(reversed(found))
+        if before is not None:
+            key = (before.time_ns, before.block, before.row)
+            hits = [h for h in hits if (h.time_ns, h.block, h.row) < key]
+        page = hits[:limit]
+        more = len(hits) > limit
+        body = {
+            "hits": [
+                {"t": str(h.time_ns), "id": f"{h.block}.{h.row}", "doc": msgspec.Raw(h.doc)}
+                for h in page
+            ],
+            "next": Cursor(page[-1].time_ns, page[-1].block, page[-1].row).text()
+            if page and more
+            else None,
+            "range": r.to_json(),
+            "position": position,
+        }
+        return _encode(body)
+
+    def aggregate(self, node: Node, r: TimeRange, fields: list[str], size: int) -> dict[str, Any]:
+        """Total, histogram and the top values of `fields` over `r`."""
+        from kubelogs.cli.search_agg import histogram_span
+        from kubelogs.store.aggregate import Aggregation, Buckets, aggregate
+
+        with self._reader() as reader:
+            q = reader.prepare(node, since_ns=r.lo, until_ns=r.hi)
+            q.until_block = reader.last_block()
+            stats = reader.stats()
+            span = histogram_span(q.lo, q.hi, stats.min_time, stats.max_time, time.time_ns())
+            if span is None:  # an empty store
+                result, buckets = Aggregation(), Buckets(0, 0, 0)
+            else:
+                buckets = Buckets.for_range(*span)
+                result = aggregate(reader, q, buckets=buckets, fields=fields)
+            unknown = [name for name, _ in reader.unknown_fields(q)]
+        return {
+            "total": result.total,
+            "start": str(buckets.start),
+            "step": str(buckets.step),
+            "counts": result.counts,
+            "top": {f: result.top_values(f, size) for f in fields},
+            "unknown_fields": unknown,
+            "newest": _text(stats.max_time),
+            "oldest": _text(stats.min_time),
+        }
+
+    def context(self, path: str, offset: int, time_ns: int) -> bytes:
+        """The `CONTEXT_LINES` lines before and after the line at `offset` of the file
+        at `path` (by offset; the time bounds the search to that file's generation)."""
+        if self.layout.schema != "ecs":
+            raise ValueError("context needs log.file.path and log.offset (the ECS schema)")
+        same_file = Match("log.file.path", path, phrase=True)
+        before: Node = And((same_file, Range("log.offset", "<", str(offset))))
+        after: Node = And((same_file, Range("log.offset", ">", str(offset))))
+        with self._reader() as reader:
+            older = reader.search(reader.prepare(before, until_ns=time_ns), limit=CONTEXT_LINES)
+            newer = []
+            for hit in reader.iter_matches(reader.prepare(after, since_ns=time_ns)):
+                newer.append(hit)
+                if len(newer) >= CONTEXT_LINES:
+                    break
+            current = reader.search(
+                reader.prepare(
+                    And((same_file, Match("log.offset", str(offset)))),
+                    since_ns=time_ns,
+                    until_ns=time_ns,
+                ),
+                limit=1,
+            )
+        rows = [
+            {"t": str(h.time_ns), "doc": msgspec.Raw(h.doc), "current": h in current}
+            for h in [*older, *current, *newer]
+        ]
+        return _encode({"lines": rows})
+
+    def tail_start(self) -> int:
+        with self._reader() as reader:
+            return int(reader.last_block())
+
+    def tail_poll(self, node: Node, r: TimeRange, position: int) -> tuple[bytes | None, int]:
+        """New matches committed after `position` (oldest first), as a JSON list, and
+        the new position."""
+        with self._reader() as reader:
+            q = reader.prepare(node, since_ns=r.lo, until_ns=r.hi)
+            hits, position = reader.poll(q, position)
+        if not hits:
+            return None, position
+        rows = [
+            {"t": str(h.time_ns), "id": f"{h.block}.{h.row}", "doc": msgspec.Raw(h.doc)}
+            for h in hits
+        ]
+        return _encode(rows), position

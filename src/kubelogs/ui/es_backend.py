@@ -1,0 +1,201 @@
+"""What the explorer asks of Elasticsearch/OpenSearch (`kubelogs ui --es URL`): the same
+calls as `ui.backend.StoreBackend`, answered by the cluster.
+
+The query is compiled as for ``kubelogs search --es`` (`search_es._query`); pages are
+sorted by time, file and offset (`_sort`) with ``search_after`` (the cursor holds the
+sort values);
+aggregations are those of ``search --es --histogram/--top``
+(`cli.search_es_agg.es_aggregate`); the context of a line is the same query on
+``log.file.path`` and ``log.offset``; the live tail asks for documents at or after the
+newest time it has sent, skipping ``_id``s it sent at that time (as ``--follow``).
+Plain blocking ``urllib`` in worker threads, as the CLI.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import msgspec
+
+from kubelogs.store.query import And, Match, Node, Range
+from kubelogs.ui.backend import CONTEXT_LINES, PAGE, TOP_FIELDS, _text
+from kubelogs.ui.timerange import TimeRange, shift_to_data
+
+_encode = msgspec.json.Encoder().encode
+
+
+def _sort(order: str) -> list[dict[str, Any]]:
+    """By time, then by file and offset: a total order for kubelogs documents (a line is
+    one offset of one file), so `search_after` pages neither skip nor repeat. Not
+    ``_id``: Elasticsearch 8 refuses to sort on it by default."""
+    return [
+        {"@timestamp": {"order": order}},
+        {"log.file.path": {"order": order, "unmapped_type": "keyword"}},
+        {"log.offset": {"order": order, "unmapped_type": "long"}},
+    ]
+
+
+class EsCursor:
+    """`search_after` values of the last hit of a page, as text for the page."""
+
+    @staticmethod
+    def text(sort: list[Any]) -> str:
+        return msgspec.json.encode(sort).decode()
+
+    @staticmethod
+    def parse(text: str) -> list[Any]:
+        try:
+            value = msgspec.json.decode(text)
+        except msgspec.DecodeError:
+            raise ValueError(f"before={text!r}: not a cursor this server gave") from None
+        if not isinstance(value, list):
+            raise ValueError(f"before={text!r}: not a cursor this server gave")
+        return value
+
+
+class EsBackend:
+    kind = "es"
+    message_field = "message"
+
+    def __init__(self, url: str, index: str | None) -> None:
+        from kubelogs.cli.search_es import DEFAULT_INDEX, EsSearchError, _Client
+
+        try:
+            self.client = _Client(url)
+        except EsSearchError as exc:
+            raise ValueError(str(exc)) from None
+        self.index = index or DEFAULT_INDEX
+        self.where = f"{self.client.base} ({self.index})"
+
+    @staticmethod
+    def parse_cursor(text: str) -> list[Any]:
+        return EsCursor.parse(text)
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": self.kind, "where": self.where, "message_field": self.message_field}
+
+    def default_fields(self) -> list[str]:
+        return list(TOP_FIELDS)
+
+    def _query(self, node: Node, lo: int | None, hi: int | None) -> dict[str, Any]:
+        from kubelogs.cli.search_es import _query
+
+        return _query(node, lo, hi)
+
+    def _search(self, body: dict[str, Any]) -> Any:
+        from kubelogs.cli.search_es import _OPTS
+
+        return self.client.call("POST", f"/{self.index}/_search?{_OPTS}", body)
+
+    def _newest(self) -> int | None:
+        from kubelogs.cli.search_es_agg import _time_of
+
+        res = self._search({"size": 0, "aggs": {"hi": {"max": {"field": "@timestamp"}}}})
+        return _time_of(res.get("aggregations", {}).get("hi"))
+
+    def resolve(self, r: TimeRange) -> TimeRange:
+        return shift_to_data(r, self._newest()) if r.relative_ns is not None else r
+
+    def _rows(self, hits: list[Any]) -> list[dict[str, Any]]:
+        from kubelogs.cli.search_es import _hit_time
+
+        return [
+            {"t": str(_hit_time(h)), "id": h.get("_id", ""), "doc": h.get("_source", {})}
+            for h in hits
+        ]
+
+    def search(self, node: Node, r: TimeRange, before: Any, limit: int = PAGE) -> bytes:
+        body: dict[str, Any] = {
+            "query": self._query(node, r.lo, r.hi),
+            "size": limit,
+            "sort": _sort("desc"),
+        }
+        if before:
+            body["search_after"] = before
+        hits = self._search(body).get("hits", {}).get("hits", [])
+        more = len(hits) == limit
+        return _encode(
+            {
+                "hits": self._rows(hits),
+                "next": EsCursor.text(hits[-1]["sort"]) if hits and more else None,
+                "range": r.to_json(),
+                "position": time.time_ns(),
+            }
+        )
+
+    def aggregate(self, node: Node, r: TimeRange, fields: list[str], size: int) -> dict[str, Any]:
+        from kubelogs.cli.search_es_agg import es_aggregate
+
+        hi = r.hi if r.hi is not None or r.relative_ns is None else time.time_ns()
+        total, start, step, counts, top = es_aggregate(
+            self.client,
+            self.index,
+            self._query(node, r.lo, r.hi),
+            (r.lo, hi),
+            histogram=True,
+            fields=fields,
+            size=size,
+        )
+        return {
+            "total": total,
+            "start": str(start),
+            "step": str(step),
+            "counts": counts,
+            "top": top,
+            "unknown_fields": [],
+            "newest": _text(self._newest()),
+            "oldest": None,
+        }
+
+    def context(self, path: str, offset: int, time_ns: int) -> bytes:
+        same_file = Match("log.file.path", path, phrase=True)
+        before = And((same_file, Range("log.offset", "<", str(offset))))
+        after = And((same_file, Range("log.offset", ">", str(offset))))
+        older = self._search(
+            {
+                "query": self._query(before, None, time_ns),
+                "size": CONTEXT_LINES,
+                "sort": [{"log.offset": {"order": "desc"}}],
+            }
+        )["hits"]["hits"]
+        current = self._search(
+            {
+                "query": self._query(
+                    And((same_file, Match("log.offset", str(offset)))), None, None
+                ),
+                "size": 1,
+            }
+        )["hits"]["hits"]
+        newer = self._search(
+            {
+                "query": self._query(after, time_ns, None),
+                "size": CONTEXT_LINES,
+                "sort": [{"log.offset": {"order": "asc"}}],
+            }
+        )["hits"]["hits"]
+        rows = self._rows([*reversed(older), *current, *newer])
+        for row, hit in zip(rows, [*reversed(older), *current, *newer], strict=True):
+            row["current"] = hit in current
+        return _encode({"lines": rows})
+
+    def tail_start(self) -> int:
+        return time.time_ns()
+
+    def tail_poll(self, node: Node, r: TimeRange, position: int) -> tuple[bytes | None, int]:
+        """Documents at or after `position` (a time in ns), oldest first; the next
+        position is just after the newest sent (a line stored later with exactly that
+        nanosecond is missed: the stream is a view, the search is the record)."""
+        lo = max(position, r.lo or 0)
+        res = self._search(
+            {
+                "query": self._query(node, lo, r.hi),
+                "size": 1000,
+                "sort": _sort("asc"),
+            }
+        )
+        hits = res.get("hits", {}).get("hits", [])
+        if not hits:
+            return None, position
+        rows = self._rows(hits)
+        return _encode(rows), max(int(row["t"]) for row in rows) + 1

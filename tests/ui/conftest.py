@@ -1,0 +1,116 @@
+"""Browser tests of `kubelogs ui`: Playwright driving Debian's chromium (never a
+downloaded browser: `.ci/run` installs ``chromium`` with apt-get).
+
+Under CI=true a missing browser fails the run; elsewhere those tests are skipped with
+the reason. The browser's config and cache go to a temporary directory (XDG_*), so a
+run leaves nothing in the home directory. Screenshots are kept under
+``test-artifacts/ui/`` (ignored by git; ``KUBELOGS_TEST_ARTIFACTS`` moves it).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from support.waiting import wait_for
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+ROOT = Path(__file__).parents[2]
+UI_COMMAND = [sys.executable, "-m", "kubelogs", "ui"]
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(
+    browser_type_launch_args: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Any]:
+    """pytest-playwright's launch arguments: Debian's chromium, headless."""
+    if not Path(CHROMIUM).exists():
+        reason = f"{CHROMIUM} is missing (apt-get install chromium; .ci/run does)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    xdg = tmp_path_factory.mktemp("xdg")
+    os.environ["XDG_CONFIG_HOME"] = str(xdg / "config")
+    os.environ["XDG_CACHE_HOME"] = str(xdg / "cache")
+    return {
+        **browser_type_launch_args,
+        "executable_path": CHROMIUM,
+        "headless": True,
+        "args": CHROMIUM_ARGS,
+    }
+
+
+@pytest.fixture(scope="session")
+def base_url() -> str | None:
+    """No base URL (each test opens its server's); replaces pytest-base-url's fixture,
+    whose form newer pytest deprecates (and the suite turns warnings into errors)."""
+    return None
+
+
+@pytest.fixture(scope="session")
+def artifacts() -> Path:
+    path = Path(os.environ.get("KUBELOGS_TEST_ARTIFACTS") or ROOT / "test-artifacts") / "ui"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+class UiServer:
+    """`kubelogs ui` as a user runs it, on a free port; `url` is what it printed."""
+
+    def __init__(self, store: Path, log: Path, *extra: str) -> None:
+        self.log = log
+        self._out = open(log, "wb")  # noqa: SIM115 (closed in stop())
+        self.proc = subprocess.Popen(
+            [*UI_COMMAND, "--store", str(store), "--listen", "127.0.0.1:0", *extra],
+            stdout=self._out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "KUBELOGS_UI_TOKEN": ""},
+        )
+
+        def printed() -> str | None:
+            m = re.search(r"on (http://127\.0\.0\.1:\d+/)", log.read_text())
+            if m is None and self.proc.poll() is not None:
+                raise AssertionError(f"kubelogs ui exited: {log.read_text()}")
+            return m.group(1) if m else None
+
+        self.url: str = wait_for(printed, timeout=60, what="kubelogs ui to listen")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(30)
+        self._out.close()
+
+
+@pytest.fixture(scope="module")
+def ui_server_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    servers: list[UiServer] = []
+
+    def start(store: Path, *extra: str) -> UiServer:
+        log = tmp_path_factory.mktemp("ui-log") / "ui.log"
+        server = UiServer(store, log, *extra)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
