@@ -1,5 +1,5 @@
 """The README's config examples with `tests:` pass `kubelogs test`: the examples users
-copy are proven to do what they claim (also the README text still in changelog.d)."""
+copy are proven to do what they claim (and in docs/)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ _BLOCK = re.compile(r"```yaml\n(.*?)```", re.DOTALL)
 
 def examples() -> list[tuple[str, str]]:
     found = []
-    for doc in [ROOT / "README.md", *sorted((ROOT / "changelog.d").glob("*.README.md"))]:
+    for doc in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
         for i, block in enumerate(_BLOCK.findall(doc.read_text())):
             if re.search(r"^tests:", block, re.MULTILINE):
                 found.append((f"{doc.name}#{i}", block))
