@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright.sync_api import Browser, Page, sync_playwright
 
 from support.waiting import wait_for
 
@@ -35,10 +36,8 @@ UI_COMMAND = [sys.executable, "-m", "kubelogs", "ui"]
 
 
 @pytest.fixture(scope="session")
-def browser_type_launch_args(
-    browser_type_launch_args: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
-) -> dict[str, Any]:
-    """pytest-playwright's launch arguments: Debian's chromium, headless."""
+def browser_type_launch_args(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """Launch arguments: Debian's chromium, headless, its config and cache in a temp dir."""
     if not Path(CHROMIUM).exists():
         reason = f"{CHROMIUM} is missing (apt-get install chromium; .ci/run does)"
         if os.environ.get("CI") == "true":
@@ -47,19 +46,32 @@ def browser_type_launch_args(
     xdg = tmp_path_factory.mktemp("xdg")
     os.environ["XDG_CONFIG_HOME"] = str(xdg / "config")
     os.environ["XDG_CACHE_HOME"] = str(xdg / "cache")
-    return {
-        **browser_type_launch_args,
-        "executable_path": CHROMIUM,
-        "headless": True,
-        "args": CHROMIUM_ARGS,
-    }
+    return {"executable_path": CHROMIUM, "headless": True, "args": CHROMIUM_ARGS}
 
 
-@pytest.fixture(scope="session")
-def base_url() -> str | None:
-    """No base URL (each test opens its server's); replaces pytest-base-url's fixture,
-    whose form newer pytest deprecates (and the suite turns warnings into errors)."""
-    return None
+@pytest.fixture(scope="module")
+def browser(browser_type_launch_args: dict[str, Any]) -> Iterator[Browser]:
+    """Playwright and the browser, started and stopped around each browser test module.
+
+    Not pytest-playwright's fixtures: its `playwright` is session-wide, and the sync API
+    keeps an asyncio event loop running in the main thread while it is started, so every
+    later test that called ``asyncio.run()`` failed ("cannot be called from a running
+    event loop": 93 unit tests in a full run); its hooks also wrapped every test of the
+    suite and turned filtered warnings back into failures."""
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(**browser_type_launch_args)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    """A fresh browser context (cookies, permissions) and page per test."""
+    context = browser.new_context()
+    try:
+        yield context.new_page()
+    finally:
+        context.close()
 
 
 @pytest.fixture(scope="session")
