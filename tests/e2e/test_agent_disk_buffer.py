@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from support.agent import FAST_TAIL, Agent, read_docs, write_config
+from support.agent import FAST_TAIL, Agent, node_agent_config, read_docs, write_config
 from support.podlogs import PodLog
 from support.waiting import wait_for
 
@@ -209,29 +209,12 @@ def test_kill9_loop_with_a_disk_buffered_store_keeps_every_line_exactly_once(
     node = tmp_path / "node"
     store = tmp_path / "store"
     pods = [PodLog(node, pod=f"busy-{i}-abcde") for i in range(3)]
-    cfg = write_config(
+    cfg = node_agent_config(
         tmp_path / "kubelogs.yaml",
-        {
-            "data_dir": str(tmp_path / "data"),
-            "node_name": "node-test",
-            "api": {"listen": "127.0.0.1:0"},
-            "sources": {
-                "logs": {
-                    "type": "kubernetes_logs",
-                    **FAST_TAIL,
-                    "include": [str(node / "var/log/containers/*.log")],
-                }
-            },
-            "sinks": {
-                "store": {
-                    "type": "local",
-                    "inputs": ["logs"],
-                    "path": str(store),
-                    "flush_interval": "100ms",
-                    "buffer": {"type": "disk", "max_size": "64MiB"},
-                }
-            },
-        },
+        data_dir=tmp_path / "data",
+        node=node,
+        store=store,
+        sinks={"store": {"buffer": {"type": "disk", "max_size": "64MiB"}}},
     )
 
     def stored() -> int:

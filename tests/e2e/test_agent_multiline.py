@@ -14,7 +14,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from support.agent import FAST_TAIL, Agent, write_config
+from support.agent import Agent, node_agent_config
 from support.chaos import kill9_cycles
 from support.podlogs import LivePodLog, PodLog
 from support.waiting import wait_for
@@ -74,29 +74,12 @@ class TraceWriter:
 
 
 def config(tmp: Path, node: Path) -> Path:
-    return write_config(
+    return node_agent_config(
         tmp / "kubelogs.yaml",
-        {
-            "data_dir": str(tmp / "data"),
-            "node_name": "node-test",
-            "api": {"listen": "127.0.0.1:0"},
-            "sources": {
-                "logs": {
-                    "type": "kubernetes_logs",
-                    **FAST_TAIL,
-                    "include": [str(node / "var/log/containers/*.log")],
-                    "multiline": {"preset": "java", "timeout": "2s"},
-                }
-            },
-            "sinks": {
-                "store": {
-                    "type": "local",
-                    "inputs": ["logs"],
-                    "path": str(tmp / "store"),
-                    "flush_interval": "100ms",
-                }
-            },
-        },
+        data_dir=tmp / "data",
+        node=node,
+        source={"multiline": {"preset": "java", "timeout": "2s"}},
+        store=tmp / "store",
     )
 
 

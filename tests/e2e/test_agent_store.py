@@ -11,34 +11,17 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from support.agent import FAST_TAIL, Agent, write_config
+from support.agent import Agent, node_agent_config
 from support.podlogs import PodLog
 from support.waiting import wait_for
 
 
 def store_config(tmp: Path, node: Path) -> Path:
-    return write_config(
+    return node_agent_config(
         tmp / "kubelogs.yaml",
-        {
-            "data_dir": str(tmp / "data"),
-            "node_name": "node-test",
-            "api": {"listen": "127.0.0.1:0"},
-            "sources": {
-                "logs": {
-                    "type": "kubernetes_logs",
-                    **FAST_TAIL,
-                    "include": [str(node / "var/log/containers/*.log")],
-                }
-            },
-            "sinks": {
-                "store": {
-                    "type": "local",
-                    "inputs": ["logs"],
-                    "path": str(tmp / "store"),
-                    "flush_interval": "100ms",
-                }
-            },
-        },
+        data_dir=tmp / "data",
+        node=node,
+        store=tmp / "store",
     )
 
 

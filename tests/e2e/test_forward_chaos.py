@@ -24,7 +24,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from support.agent import FAST_TAIL, Agent, write_config
+from support.agent import Agent, node_agent_config, write_config
 from support.podlogs import PodLog
 from support.waiting import wait_for
 
@@ -62,30 +62,20 @@ def aggregator_config(tmp: Path, port: int) -> Path:
 def agent_config(tmp: Path, node: Path, port: int) -> Path:
     d = tmp / "agent"
     d.mkdir(exist_ok=True)
-    return write_config(
+    return node_agent_config(
         d / "kubelogs.yaml",
-        {
-            "data_dir": str(d / "data"),
-            "node_name": "node-test",
-            "api": {"listen": "127.0.0.1:0"},
-            "sources": {
-                "logs": {
-                    "type": "kubernetes_logs",
-                    **FAST_TAIL,
-                    "include": [str(node / "var/log/containers/*.log")],
-                }
-            },
-            "sinks": {
-                "aggregator": {
-                    "type": "forward",
-                    "inputs": ["logs"],
-                    "servers": [f"127.0.0.1:{port}"],
-                    "format": "kubelogs",
-                    "ack_timeout": "10s",
-                    "connect_timeout": "2s",
-                    "max_backoff": "500ms",
-                }
-            },
+        data_dir=d / "data",
+        node=node,
+        sinks={
+            "aggregator": {
+                "type": "forward",
+                "inputs": ["logs"],
+                "servers": [f"127.0.0.1:{port}"],
+                "format": "kubelogs",
+                "ack_timeout": "10s",
+                "connect_timeout": "2s",
+                "max_backoff": "500ms",
+            }
         },
     )
 

@@ -28,6 +28,40 @@ def write_config(path: Path, data: dict[str, Any]) -> Path:
     return path
 
 
+def node_agent_config(
+    path: Path,
+    *,
+    data_dir: Path,
+    node: Path,
+    sinks: dict[str, Any] | None = None,
+    store: Path | None = None,
+    source: dict[str, Any] | None = None,
+) -> Path:
+    """The agent most end-to-end tests run: the container logs of a generated `node`
+    tree (source `logs`, fast tailing, `source` merged in) into `sinks`, or else into a
+    local store at `store` flushed every 100 ms (`sinks` may add keys to it: a
+    `buffer`)."""
+    src: dict[str, Any] = {
+        "type": "kubernetes_logs",
+        **FAST_TAIL,
+        "include": [str(node / "var/log/containers/*.log")],
+        **(source or {}),
+    }
+    if store is not None:
+        local = {"type": "local", "inputs": ["logs"], "path": str(store), "flush_interval": "100ms"}
+        sinks = {"store": {**local, **(sinks or {}).get("store", {})}}
+    return write_config(
+        path,
+        {
+            "data_dir": str(data_dir),
+            "node_name": "node-test",
+            "api": {"listen": "127.0.0.1:0"},
+            "sources": {"logs": src},
+            "sinks": sinks or {},
+        },
+    )
+
+
 def tail_config(
     tmp: Path,
     *,

@@ -20,7 +20,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from kubelogs.codecs.document import format_timestamp
-from support.agent import FAST_TAIL, Agent, generate_tree, write_config
+from support.agent import Agent, generate_tree, node_agent_config
 from support.podlogs import PodLog
 from support.waiting import wait_for
 
@@ -78,28 +78,11 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     live = PodLog(node, namespace="live", pod="tail-5f7d8-abcde")
     live.ns = time.time_ns()
     store = tmp / "store"
-    config = write_config(
+    config = node_agent_config(
         tmp / "kubelogs.yaml",
-        {
-            "data_dir": str(tmp / "data"),
-            "node_name": "node-test",
-            "api": {"listen": "127.0.0.1:0"},
-            "sources": {
-                "logs": {
-                    "type": "kubernetes_logs",
-                    **FAST_TAIL,
-                    "include": [str(node / "var/log/containers/*.log")],
-                }
-            },
-            "sinks": {
-                "store": {
-                    "type": "local",
-                    "inputs": ["logs"],
-                    "path": str(store),
-                    "flush_interval": "100ms",
-                }
-            },
-        },
+        data_dir=tmp / "data",
+        node=node,
+        store=store,
     )
     total = records + len(HOSTILE)
     with Agent(config, tmp / "agent.log") as agent:

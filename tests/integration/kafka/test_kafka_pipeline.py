@@ -23,7 +23,7 @@ from typing import Any
 
 from kafka_helpers import new_topic
 
-from support.agent import FAST_TAIL, Agent, write_config
+from support.agent import Agent, node_agent_config, write_config
 from support.chaos import RotatingWriter
 from support.kafka_broker import KafkaBroker
 from support.podlogs import PodLog
@@ -33,29 +33,19 @@ OUTAGE_SECONDS = float(os.environ.get("KUBELOGS_KAFKA_OUTAGE", "8"))
 
 
 def agent_config(tmp: Path, node: Path, broker: KafkaBroker, topic: str, **sink: Any) -> Path:
-    return write_config(
+    return node_agent_config(
         tmp / "agent.yaml",
-        {
-            "data_dir": str(tmp / "agent-data"),
-            "node_name": "node-test",
-            "api": {"listen": "127.0.0.1:0"},
-            "sources": {
-                "logs": {
-                    "type": "kubernetes_logs",
-                    **FAST_TAIL,
-                    "include": [str(node / "var/log/containers/*.log")],
-                }
-            },
-            "sinks": {
-                "kafka": {
-                    "type": "kafka",
-                    "inputs": ["logs"],
-                    "bootstrap_servers": [broker.bootstrap],
-                    "topic": topic,
-                    "linger": "20ms",
-                    **sink,
-                }
-            },
+        data_dir=tmp / "agent-data",
+        node=node,
+        sinks={
+            "kafka": {
+                "type": "kafka",
+                "inputs": ["logs"],
+                "bootstrap_servers": [broker.bootstrap],
+                "topic": topic,
+                "linger": "20ms",
+                **sink,
+            }
         },
     )
 
