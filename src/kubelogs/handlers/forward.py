@@ -32,20 +32,15 @@ import socket
 import ssl
 import threading
 import time
-import traceback
 from dataclasses import dataclass
 from typing import Any
 
 from kubelogs.forward.client import ClientConnection, new_chunk_id
 from kubelogs.forward.handshake import ClientAuth
 from kubelogs.forward.protocol import event_time_ext, packb
+from kubelogs.handlers.documents import record_document
 from kubelogs.pipeline.event import make_id_prefix
 from kubelogs.sinks.retry import Backoff
-
-_STANDARD_ATTRS = frozenset(
-    logging.LogRecord("", 0, "", 0, "", None, None).__dict__.keys()
-    | {"message", "asctime", "taskName"}
-)
 
 
 @dataclass
@@ -145,22 +140,7 @@ class ForwardHandler(logging.Handler):
             self.dropped += 1
 
     def _document(self, record: logging.LogRecord) -> dict[str, Any]:
-        message = self.format(record) if self.formatter is not None else record.getMessage()
-        doc: dict[str, Any] = {
-            "message": message,
-            "log": {"level": record.levelname, "logger": record.name},
-        }
-        for key, value in record.__dict__.items():
-            if key not in _STANDARD_ATTRS and not key.startswith("_"):
-                doc[key] = value
-        if record.exc_info and record.exc_info[1] is not None:
-            exc = record.exc_info[1]
-            doc["error"] = {
-                "type": type(exc).__name__,
-                "message": str(exc),
-                "stack_trace": "".join(traceback.format_exception(*record.exc_info)),
-            }
-        return doc
+        return record_document(self, record)
 
     def flush(self, timeout: float | None = 5.0) -> bool:  # type: ignore[override]
         """Wait until every record emitted so far was acked; False on timeout."""

@@ -33,18 +33,12 @@ import socket
 import ssl
 import threading
 import time
-import traceback
 import urllib.parse
 from datetime import UTC, datetime
-from typing import Any
 
+from kubelogs.handlers.documents import record_document
 from kubelogs.pipeline.event import make_id_prefix
 from kubelogs.sinks.retry import Backoff
-
-_STANDARD_ATTRS = frozenset(
-    logging.LogRecord("", 0, "", 0, "", None, None).__dict__.keys()
-    | {"message", "asctime", "taskName"}
-)
 
 
 class HttpHandler(logging.Handler):
@@ -130,23 +124,10 @@ class HttpHandler(logging.Handler):
             self.dropped += 1
 
     def _line(self, record: logging.LogRecord, seq: int) -> bytes:
-        message = self.format(record) if self.formatter is not None else record.getMessage()
-        stamp = datetime.fromtimestamp(record.created, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-        doc: dict[str, Any] = {
-            "@timestamp": stamp,
-            "message": message,
-            "log": {"level": record.levelname, "logger": record.name},
-        }
-        for key, value in record.__dict__.items():
-            if key not in _STANDARD_ATTRS and not key.startswith("_"):
-                doc[key] = value
-        if record.exc_info and record.exc_info[1] is not None:
-            exc = record.exc_info[1]
-            doc["error"] = {
-                "type": type(exc).__name__,
-                "message": str(exc),
-                "stack_trace": "".join(traceback.format_exception(*record.exc_info)),
-            }
+        doc = record_document(self, record)
+        doc["@timestamp"] = datetime.fromtimestamp(record.created, UTC).strftime(
+            "%Y-%m-%dT%H:%M:%S.%fZ"
+        )
         doc["event"] = {"id": f"{self._id_prefix}-{seq:x}"}
         return json.dumps(doc, default=str, ensure_ascii=False).encode() + b"\n"
 
