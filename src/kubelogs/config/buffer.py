@@ -25,8 +25,9 @@ class _Strict(BaseModel):
 class MemoryBufferConfig(_Strict):
     type: Literal["memory"] = "memory"
     max_events: int | None = Field(None, ge=1)
-    """Accepted for configs written for Vector; the in-memory queue is bounded in batches
-    (a few MiB of log data), which bounds memory whatever the line size."""
+    """Events waiting in front of the sink at most (as Vector's); the queue is also
+    bounded in batches (8, a few MiB of log data), which bounds memory whatever the line
+    size. When full, the sources stop reading (nothing is dropped)."""
 
 
 class DiskBufferConfig(_Strict):

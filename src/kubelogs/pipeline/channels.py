@@ -18,9 +18,12 @@ from kubelogs.pipeline.event import Batch
 
 
 class Channel:
-    def __init__(self, name: str, capacity: int) -> None:
+    def __init__(self, name: str, capacity: int, max_events: int | None = None) -> None:
         self.name = name
         self._capacity = capacity
+        self._max_events = max_events
+        """Also bound the queue by events (`buffer: {type: memory, max_events}`); one
+        batch is always let in, so a batch larger than the bound cannot wedge it."""
         self._items: deque[Batch] = deque()
         self._producers = 0
         self._closed_producers = 0
@@ -42,8 +45,14 @@ class Channel:
     def closed(self) -> bool:
         return self._closed_producers >= self._producers
 
+    def _full(self) -> bool:
+        if len(self._items) >= self._capacity:
+            return True
+        limit = self._max_events
+        return limit is not None and bool(self._items) and self.events >= limit
+
     async def put(self, batch: Batch) -> None:
-        while len(self._items) >= self._capacity:
+        while self._full():
             self._not_full.clear()
             await self._not_full.wait()
         self._items.append(batch)

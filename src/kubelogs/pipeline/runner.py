@@ -99,7 +99,9 @@ def build_pipeline(
     # Channels: one per consumer; outputs: one fan-out per producer.
     for node in pipeline.nodes.values():
         if node.kind != "source":
-            node.channel = Channel(node.id, CHANNEL_CAPACITY)
+            buffer = getattr(config.components[node.id], "buffer", None)
+            max_events = getattr(buffer, "max_events", None)
+            node.channel = Channel(node.id, CHANNEL_CAPACITY, max_events)
             if node.kind == "sink" and not isinstance(node.runtime, DiskBufferedSink):
                 # a memory buffer is the sink's input queue (a disk buffer sets its own)
                 metrics.queue_events.labels(node.id).set_function(_events_of(node.channel))

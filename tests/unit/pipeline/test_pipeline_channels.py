@@ -97,6 +97,28 @@ class TestChannel:
         expected_result = (True, 2, True, ["m0", "m1", "m2"])
         assert expected_result == run(scenario())
 
+    def test_max_events_bounds_the_queue_by_events_but_lets_one_batch_in(self) -> None:
+        """`buffer: {type: memory, max_events}`: a put waits while the events waiting
+        reach the bound; a single batch larger than the bound still goes in."""
+
+        async def scenario() -> tuple[bool, bool, int]:
+            ch = Channel("c", capacity=8, max_events=10)
+            ch.add_producer()
+            await ch.put(batch(25))  # larger than the bound, into an empty queue
+            second = asyncio.create_task(ch.put(batch(1, first=25)))
+            await asyncio.sleep(0)
+            blocked_when_over = not second.done()
+            await ch.receive()
+            await second
+            await ch.put(batch(8, first=26))  # 9 waiting: under the bound
+            third = asyncio.create_task(ch.put(batch(1, first=34)))
+            await asyncio.sleep(0)
+            blocked_at_bound = not third.done()
+            third.cancel()
+            return blocked_when_over, blocked_at_bound, ch.events
+
+        assert (True, False, 10) == run(scenario())
+
     def test_receive_on_empty_channel_waits_for_a_put(self) -> None:
         """A consumer blocks on an empty open channel and gets the next batch put."""
 
@@ -305,3 +327,32 @@ def test_producer_never_gets_more_than_capacity_ahead(capacity: int) -> None:
 
     assert capacity >= high_water
     assert [f"m{i}" for i in range(10)] == got
+
+
+def test_a_sinks_memory_buffer_max_events_bounds_its_input_queue(tmp_path: Any) -> None:
+    from kubelogs.config.loader import config_from_data
+    from kubelogs.pipeline.runner import build_pipeline
+
+    cfg = config_from_data(
+        {
+            "data_dir": str(tmp_path),
+            "sources": {"logs": {"type": "file", "paths": [str(tmp_path / "*.log")]}},
+            "sinks": {
+                "bounded": {
+                    "type": "blackhole",
+                    "inputs": ["logs"],
+                    "buffer": {"type": "memory", "max_events": 500},
+                },
+                "default": {"type": "blackhole", "inputs": ["logs"]},
+            },
+        },
+        "test",
+    )
+
+    nodes = build_pipeline(cfg).nodes
+
+    bounded, default = nodes["bounded"].channel, nodes["default"].channel
+    assert bounded is not None
+    assert default is not None
+    assert bounded._max_events == 500
+    assert default._max_events is None
