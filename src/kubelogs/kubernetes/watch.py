@@ -44,6 +44,10 @@ from kubelogs.kubernetes.resources import T
 
 log = logging.getLogger("kubelogs.kubernetes")
 
+_jitter = random.Random()
+"""Jitter from a generator of our own: the global `random` state belongs to the
+application (and to test frameworks that seed it), and threads that share it race."""
+
 
 @dataclass
 class Backoff:
@@ -59,7 +63,7 @@ class Backoff:
     def next_delay(self) -> float:
         delay: float = min(self.maximum, self.initial * (2.0**self._attempt))
         self._attempt = min(self._attempt + 1, 32)
-        return delay * random.uniform(0.5, 1.0)
+        return delay * _jitter.uniform(0.5, 1.0)
 
 
 class ProblemReporter:
@@ -212,7 +216,7 @@ class Reflector(Generic[T]):
             self.item_type,
             resource_version=self.resource_version,
             field_selector=self.field_selector,
-            timeout_seconds=random.randint(*self.watch_timeout),
+            timeout_seconds=_jitter.randint(*self.watch_timeout),
         )
         received = 0
         async with stream:

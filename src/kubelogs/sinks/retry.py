@@ -11,6 +11,10 @@ from __future__ import annotations
 
 import random
 
+_jitter = random.Random()
+"""Jitter from a generator of our own: the global `random` state belongs to the
+application (and to test frameworks that seed it), and threads that share it race."""
+
 
 class Backoff:
     """Jittered exponential delays: ``uniform(0.5, 1) * min(maximum, initial * 2**n)``
@@ -32,4 +36,4 @@ class Backoff:
     def next_delay(self) -> float:
         delay = min(self.maximum, self.initial * 2.0 ** min(self._attempt, 32))
         self._attempt += 1
-        return delay * random.uniform(0.5, 1.0)
+        return delay * _jitter.uniform(0.5, 1.0)

@@ -78,16 +78,18 @@ async def test_restarted_server_gets_every_record() -> None:
     port = free_port()
     h = ForwardHandler("127.0.0.1", port, "restart", max_backoff=0.3, max_chunk_records=50)
     lg = logger_with(h, "handler-restart")
-    async with running_source(address=f"127.0.0.1:{port}", durable=False) as (_, first, _):
-        for i in range(500):
-            lg.info("r%d", i)
-        await first.wait_events(100)
-    # stopped before anything was acked: all 500 must come again
-    async with running_source(address=f"127.0.0.1:{port}") as (_, second, _):
-        for i in range(500, 600):
-            lg.info("r%d", i)
-        assert await asyncio.to_thread(h.flush, 20)
-        h.close()
+    try:
+        async with running_source(address=f"127.0.0.1:{port}", durable=False) as (_, first, _):
+            for i in range(500):
+                lg.info("r%d", i)
+            await first.wait_events(100, timeout=60)
+        # stopped before anything was acked: all 500 must come again
+        async with running_source(address=f"127.0.0.1:{port}") as (_, second, _):
+            for i in range(500, 600):
+                lg.info("r%d", i)
+            assert await asyncio.to_thread(h.flush, 60), h.last_error
+    finally:
+        h.close()  # also when the test fails: no thread left retrying into later tests
 
     assert {f"r{i}" for i in range(600)} == set(second.messages)
 
