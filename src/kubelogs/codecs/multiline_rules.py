@@ -22,6 +22,7 @@ test_codecs_multiline_presets.py has one real-looking trace per preset).
 from __future__ import annotations
 
 import re
+from abc import ABC, abstractmethod
 from typing import Protocol
 
 NO = -1
@@ -48,18 +49,21 @@ class Rule(Protocol):
     def step(self, state: int, line: str) -> int: ...
 
 
-class _Extending:
+class _Extending(ABC):
     """`step` from an `extend(state, line) -> state | NO` and `begin`."""
 
     __slots__ = ()
     prefilter: re.Pattern[str] | None = None
     plain = 0
 
+    @abstractmethod
     def begin(self, line: str) -> int:
-        raise NotImplementedError
+        """The state a group that starts with `line` is in."""
 
+    @abstractmethod
     def extend(self, state: int, line: str) -> int:
-        raise NotImplementedError
+        """The state after `line` joins a group in `state`, or a negative number when
+        it cannot join."""
 
     def step(self, state: int, line: str) -> int:
         st = self.extend(state, line)
