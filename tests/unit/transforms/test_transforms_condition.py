@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from kubelogs.codecs.document import encode_documents
 from kubelogs.kubernetes.document_meta import PodMeta, encode_meta
 from kubelogs.pipeline.event import Batch, FileContext
+from kubelogs.store.aliases import resolve_aliases
 from kubelogs.store.matcher import compile_matcher
 from kubelogs.store.query_parser import parse_query
 from kubelogs.transforms.condition import Condition, ConditionError
@@ -165,7 +166,9 @@ def batches(draw: st.DrawFn) -> Batch:
 
 
 def expected(query: str, batch: Batch) -> list[bool]:
-    matcher = compile_matcher(parse_query(query), "message")
+    """What `kubelogs search` answers: the store's reader resolves aliases (`level`)
+    before it matches documents, so the oracle does too."""
+    matcher = compile_matcher(resolve_aliases(parse_query(query), "ecs"), "message")
     docs = encode_documents(batch, "ecs")
     return [matcher(msgspec.json.decode(d), t) for d, t in zip(docs, batch.times, strict=True)]
 
@@ -270,3 +273,20 @@ def test_wildcards_with_several_parts_take_linear_time() -> None:
     start = time.process_time()
     assert Condition("a*b*c").select(batch) == [1]
     assert time.process_time() - start < 2.0
+
+
+def test_level_alias_on_a_literal_dotted_key_agrees_with_search() -> None:
+    """Found by the property test in CI: `modify set: log.level` writes a literal dotted
+    key; `level:error` matches it in conditions as `kubelogs search` does."""
+    ctx = FileContext(source_id="s", path="/p", file_key="k", id_prefix="x")
+    batch = Batch(
+        ctx=ctx,
+        times=[0, 0],
+        messages=["a", "b"],
+        streams=["stdout", "stdout"],
+        offsets=[0, 2],
+        fields={0: {"log.level": "error"}},
+    )
+
+    assert [0] == Condition("level:error").matches(batch)
+    assert [True, False] == expected("level:error", batch)
