@@ -131,8 +131,17 @@ class _Origin:
     def batch(self) -> Batch:
         offsets = self.offsets
         order = None
-        if any(offsets[i] > offsets[i + 1] for i in range(len(offsets) - 1)):
-            order = sorted(range(len(offsets)), key=offsets.__getitem__)
+        if any(offsets[i] >= offsets[i + 1] for i in range(len(offsets) - 1)):
+            # Out of order, or the same event twice: a resend that arrived in the same
+            # read as the original (a Kafka poll holds both after the sender restarted).
+            # The store drops resends by a high-water mark *between* writes, so within a
+            # batch every offset must be new: keep the first copy of each.
+            seen: set[int] = set()
+            order = []
+            for i in sorted(range(len(offsets)), key=offsets.__getitem__):
+                if offsets[i] not in seen:
+                    seen.add(offsets[i])
+                    order.append(i)
         b = Batch(
             ctx=self.ctx,
             times=self.times,

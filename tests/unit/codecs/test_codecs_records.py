@@ -199,3 +199,17 @@ def test_any_record_decodes_without_error(records: list[tuple[int | None, dict[s
     assert sum(len(b) for b in out) == len(records)
     for b in out:
         encode_documents(b)  # every decoded batch renders
+
+
+def test_an_event_received_twice_in_one_read_is_kept_once() -> None:
+    """A sender that restarted resends what was not acknowledged; a Kafka poll can hold
+    the original and the resend together. The store drops resends only between writes,
+    so the decoder keeps the first copy of each event id."""
+    recs = batch_to_records(_batch(_ctx()))
+    twice = [recs[0], recs[1], recs[2], recs[1], recs[2], recs[3]]
+
+    (back,) = RecordDecoder("fwd", "agg").decode([(None, r) for r in twice], origin="x")
+
+    assert back.offsets == [0, 100, 200, 300]
+    assert back.messages == ["line 0 é", "line 1 é", "line 2 é", "line 3 é"]
+    assert back.flags == {1: ("partial",)}
