@@ -240,6 +240,21 @@ def _listening_port(pid: int) -> int | None:
     return None
 
 
+def generate_tree(root: Path, lines: int, containers: int, *extra: str) -> dict[str, Any]:
+    """Write a node log tree with `../shared/bench/gen_logs.py` (more of its flags in
+    `extra`) and return its manifest: every benchmark measures the same kind of tree."""
+    subprocess.run(
+        [
+            *(sys.executable, str(GEN), "--root", str(root)),
+            *("--lines", str(lines), "--containers", str(containers), *extra),
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    manifest: dict[str, Any] = json.loads((root / "manifest.json").read_text())
+    return manifest
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -289,23 +304,9 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="kubelogs-bench-"))
     root = a.root or work / "tree"
     if a.root is None:
-        subprocess.run(
-            [
-                sys.executable,
-                str(GEN),
-                "--root",
-                str(root),
-                "--lines",
-                str(a.lines),
-                "--containers",
-                str(a.containers),
-                "--format",
-                a.format,
-            ],
-            check=True,
-            stdout=subprocess.DEVNULL,
-        )
-    manifest = json.loads((root / "manifest.json").read_text())
+        manifest = generate_tree(root, a.lines, a.containers, "--format", a.format)
+    else:
+        manifest = json.loads((root / "manifest.json").read_text())
     malloc = "off" if a.no_malloc_env else a.malloc
     env_extra = {
         "self": {},

@@ -30,10 +30,10 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from agent_bench import (
-    GEN,
     _listening_port,
     _process_cpu,
     _wait_with_rusage,
+    generate_tree,
     sent_events,
 )
 
@@ -110,21 +110,9 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="kubelogs-buffer-bench-"))
     root = a.root or work / "tree"
     if a.root is None:
-        subprocess.run(
-            [
-                sys.executable,
-                str(GEN),
-                "--root",
-                str(root),
-                "--lines",
-                str(a.lines),
-                "--containers",
-                str(a.containers),
-            ],
-            check=True,
-            stdout=subprocess.DEVNULL,
-        )
-    manifest = json.loads((root / "manifest.json").read_text())
+        manifest = generate_tree(root, a.lines, a.containers)
+    else:
+        manifest = json.loads((root / "manifest.json").read_text())
     runs: dict[str, list[dict[str, float]]] = {"memory": [], "disk": []}
     for _ in range(a.repeat):  # interleaved: machine noise hits both alike
         runs["memory"].append(run_once(root, manifest, a.sink, work, disk=False))

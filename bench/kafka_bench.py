@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from agent_bench import GEN, _listening_port, _process_cpu, _wait_with_rusage, sent_events
+from agent_bench import _listening_port, _process_cpu, _wait_with_rusage, generate_tree, sent_events
 
 HERE = Path(__file__).resolve().parent
 
@@ -95,21 +95,9 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="kubelogs-kafka-bench-"))
     root = a.root or work / "tree"
     if a.root is None:
-        subprocess.run(
-            [
-                sys.executable,
-                str(GEN),
-                "--root",
-                str(root),
-                "--lines",
-                str(a.lines),
-                "--containers",
-                str(a.containers),
-            ],
-            check=True,
-            stdout=subprocess.DEVNULL,
-        )
-    manifest = json.loads((root / "manifest.json").read_text())
+        manifest = generate_tree(root, a.lines, a.containers)
+    else:
+        manifest = json.loads((root / "manifest.json").read_text())
     records, lines = manifest["records_expected"], manifest["lines"]
     broker = None
     bootstrap = a.bootstrap

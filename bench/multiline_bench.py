@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from agent_bench import GEN, _listening_port, _process_cpu, _wait_with_rusage, sent_events
+from agent_bench import _listening_port, _process_cpu, _wait_with_rusage, generate_tree, sent_events
 
 
 def run_once(
@@ -106,15 +106,9 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="kubelogs-mlbench-"))
     root = a.root or work / "tree"
     if a.root is None:
-        subprocess.run(
-            [
-                *(sys.executable, str(GEN), "--root", str(root), "--lines", str(a.lines)),
-                *("--containers", str(a.containers), "--w-java", str(a.w_java)),
-            ],
-            check=True,
-            stdout=subprocess.DEVNULL,
-        )
-    manifest = json.loads((root / "manifest.json").read_text())
+        manifest = generate_tree(root, a.lines, a.containers, "--w-java", str(a.w_java))
+    else:
+        manifest = json.loads((root / "manifest.json").read_text())
     lines = manifest["lines"]
     results: dict[str, list[dict[str, float]]] = {"without": [], "java": []}
     for _ in range(a.repeat):
