@@ -82,7 +82,10 @@ async def test_restarted_server_gets_every_record() -> None:
         async with running_source(address=f"127.0.0.1:{port}", durable=False) as (_, first, _):
             for i in range(500):
                 lg.info("r%d", i)
-            await first.wait_events(100, timeout=60)
+            # only the first max_in_flight chunks travel unacked; the handler's thread
+            # cuts them while records are still being emitted, so under load they may
+            # hold a handful of records (CI: 100 were awaited and never came)
+            await first.wait_events(1, timeout=20)
         # stopped before anything was acked: all 500 must come again
         async with running_source(address=f"127.0.0.1:{port}") as (_, second, _):
             for i in range(500, 600):
