@@ -7,7 +7,9 @@ The reference: every ordinary line is stored once as it was written, every trace
 as *one* event holding exactly its lines, every stderr line written inside a trace once
 as an event of its own; nothing is counted as lost. When the multiline setting changes
 while files are open (`toggle_multiline`), events may be grouped either way, but every
-line is stored exactly once. Time is virtual (the stage's clock
+line is stored exactly once - also when the agent is killed after the store kept
+batches whose checkpoint was not written yet (`kill_after_delivery`): the restart
+re-reads them with the setting they were first read with. Time is virtual (the stage's clock
 seam) and lines are stamped with it, as a container runtime stamps them.
 `KUBELOGS_MODEL_EXAMPLES` sets the number of sequences (default 40).
 """
@@ -57,6 +59,10 @@ class JavaEverywhere:
 
     def resolve(self, ctx: FileContext) -> FileStages:
         return self.stages if self.on else NO_STAGES
+
+    def stages_for(self, key: object) -> FileStages | None:
+        """What a key recorded in a checkpoint names (as `StageChooser` rebuilds it)."""
+        return {"java": self.stages, None: NO_STAGES}.get(key)  # type: ignore[call-overload]
 
 
 class MultilineModel(RuleBasedStateMachine):
@@ -190,6 +196,20 @@ class MultilineModel(RuleBasedStateMachine):
         for _ in range(reads):
             for _batch in t.poll(scan=True):
                 pass
+        self.node.kill()
+        self.running = False
+
+    @precondition(lambda self: self.running)
+    @rule(reads=st.integers(1, 3))
+    def kill_after_delivery(self, reads: int) -> None:
+        """kill -9 after a few reads whose batches did reach the store (and were
+        acknowledged) but whose checkpoint was not written yet: the restart reads them
+        again, and must group them as they were grouped the first time."""
+        t = self.node.tailer
+        assert t is not None
+        for _ in range(reads):
+            for batch in list(t.poll(scan=True)):
+                self.node.deliver(batch)
         self.node.kill()
         self.running = False
 
