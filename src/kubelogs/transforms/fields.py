@@ -24,6 +24,8 @@ from kubelogs.store.matcher import get_field, is_missing
 __all__ = [
     "FileFields",
     "Template",
+    "decode_members",
+    "encode_members",
     "nests",
     "pop_path",
     "remove_path",
@@ -252,3 +254,16 @@ def remove_path(d: dict[str, Any], path: str) -> None:
             d[head] = child
         else:
             del d[head]
+
+
+def decode_members(members: bytes) -> dict[str, Any]:
+    """A file's pre-encoded metadata members (`FileContext.meta_ecs`) as a dict."""
+    if not members:
+        return {}
+    value = msgspec.json.decode(b"{" + members + b"}")
+    return value if isinstance(value, dict) else {}
+
+
+def encode_members(obj: dict[str, Any]) -> bytes:
+    """`decode_members` undone: the members without their braces."""
+    return msgspec.json.encode(obj)[1:-1] if obj else b""

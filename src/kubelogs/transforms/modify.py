@@ -21,7 +21,6 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-import msgspec
 from pydantic import Field, model_validator
 
 from kubelogs.config.base import BuildContext, TransformConfig
@@ -32,6 +31,8 @@ from kubelogs.transforms.fields import (
     RESERVED_TOP,
     FileFields,
     Template,
+    decode_members,
+    encode_members,
     nests,
     pop_path,
     remove_path,
@@ -178,8 +179,8 @@ class ModifyTransform:
         hit = self._contexts.get(id(ctx))
         if hit is not None and hit[0] is ctx:
             return hit[1]
-        ecs = _decode_members(ctx.meta_ecs)
-        fluentd = _decode_members(ctx.meta_fluentd)
+        ecs = decode_members(ctx.meta_ecs)
+        fluentd = decode_members(ctx.meta_fluentd)
         for path, value in self.static.items():
             set_path(ecs, path, value, nested=True)
             set_path(fluentd, path, value, nested=True)
@@ -188,7 +189,7 @@ class ModifyTransform:
             set_path(ecs, path, value, nested=True)
         for path in self.meta_remove:
             remove_path(ecs, path)
-        new = ctx.with_meta(meta_ecs=_encode_members(ecs), meta_fluentd=_encode_members(fluentd))
+        new = ctx.with_meta(meta_ecs=encode_members(ecs), meta_fluentd=encode_members(fluentd))
         if len(self._contexts) >= _MAX_CONTEXTS:
             del self._contexts[next(iter(self._contexts))]
         self._contexts[id(ctx)] = (ctx, new)
@@ -263,14 +264,3 @@ class ModifyTransform:
 
 def _one_row(ctx: FileContext) -> Batch:
     return Batch(ctx=ctx, times=[0], messages=[""], streams=[""], offsets=[0])
-
-
-def _decode_members(members: bytes) -> dict[str, Any]:
-    if not members:
-        return {}
-    value = msgspec.json.decode(b"{" + members + b"}")
-    return value if isinstance(value, dict) else {}
-
-
-def _encode_members(obj: dict[str, Any]) -> bytes:
-    return msgspec.json.encode(obj)[1:-1] if obj else b""
