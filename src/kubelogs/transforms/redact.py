@@ -1,4 +1,11 @@
-"""``redact``: mask secrets in messages and chosen fields before they leave the node.
+"""``redact``: mask secrets in messages and fields before they leave the node.
+
+What is scanned: by default the message and every string value of the event - its
+parsed fields (nested objects and lists included: a redact after a `parse` step must
+mask the parsed copy of a secret too, and the JSON text of a message can hide one from
+a scan of the message, as in ``https:\\/\\/user:pw@host``) and what its file shares
+(the Kubernetes metadata, worked out once per file context). `fields` narrows that to a
+list of fields (``[]``: the message only).
 
 Built-in patterns (all on by default): ``bearer_token`` (``Authorization: Bearer ...``),
 ``basic_auth_url`` (the password of ``scheme://user:password@host``),
@@ -106,6 +113,9 @@ class Pattern:
     and spaces and dashes as ``1`` (card numbers)."""
     exact_anchors: bool = False
     """The anchors are looked for as written, in the text itself (not lower-cased)."""
+    scan: Any = None
+    """For a user pattern: the regex that finds candidate lines in a batch's joined
+    text (multi-line, so ``^`` and ``$`` hold at every text's start and end)."""
 
     def apply(self, text: str, replace: Replace) -> tuple[str, int]:
         """`text` with the secrets masked, and how many there were."""
@@ -208,7 +218,8 @@ def compile_custom(name: str, pattern: str) -> Pattern:
             f"custom.{name}: not a valid RE2 regex ({reason}); RE2 has no backreferences "
             "or lookaround"
         ) from None
-    return Pattern(name, compiled, None, group=1 if compiled.groups else 0)
+    scan = re2.compile("(?m)" + pattern, options)
+    return Pattern(name, compiled, None, group=1 if compiled.groups else 0, scan=scan)
 
 
 def _line_of(starts: list[int], pos: int) -> int:
@@ -252,7 +263,7 @@ def candidate_lines(pattern: Pattern, text: str, low: str | None, starts: list[i
                 pos = marks.find(shape, starts[line + 1])
         return sorted(found)
     # a user pattern (RE2, never across lines): one linear scan of the whole batch
-    for m in pattern.regex.finditer(text):
+    for m in (pattern.scan or pattern.regex).finditer(text):
         found.add(_line_of(starts, m.start()))
     return sorted(found)
 

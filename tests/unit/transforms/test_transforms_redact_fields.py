@@ -218,3 +218,22 @@ def test_the_json_prefilter_finds_what_scanning_every_string_finds() -> None:
         assert fast._redact_every_string(fields) == expected
 
     check()
+
+
+def test_an_anchored_user_pattern_matches_in_every_line_and_field() -> None:
+    """Candidates are found in a batch's texts joined by newlines: ``^`` and ``$``
+    must hold at each text's start and end, not only the first one's."""
+    out = build(patterns=[], custom={"pw": "^password=(\\S+)$"}).process(
+        Batch(
+            ctx=CTX,
+            times=[0, 0, 0],
+            messages=["first", "password=hunter2", "not password=x here"],
+            streams=["stdout"] * 3,
+            offsets=[0, 1, 2],
+            fields={0: {"a": "x", "b": "password=s3cret"}},
+        )
+    )
+
+    assert out is not None
+    assert ["first", "password=[R]", "not password=x here"] == out.messages
+    assert out.fields == {0: {"a": "x", "b": "password=[R]"}}
