@@ -108,21 +108,16 @@ class StoreBackend:
             return shift_to_data(r, reader.stats().max_time)
 
     def search(self, node: Node, r: TimeRange, before: Cursor | None, limit: int = PAGE) -> bytes:
-        """A page of hits newest first, as the JSON body of the answer."""
+        """A page of hits newest first, as the JSON body of the answer. The cursor is
+        the (time, block, row) of the last hit shown, a total order of the store's
+        events: the next page starts just after it however many hits share its time."""
         with self._reader() as reader:
             position = reader.last_block()  # where the live tail starts
-            hi = r.hi
-            if before is not None:
-                hi = before.time_ns if hi is None else min(hi, before.time_ns)
-            q = reader.prepare(node, since_ns=r.lo, until_ns=hi)
+            q = reader.prepare(node, since_ns=r.lo, until_ns=r.hi)
             q.until_block = position
-            # A few more than a page: hits at the cursor's own time that were shown
-            # already are dropped below.
-            found = reader.search(q, limit=limit + 64)
+            key = None if before is None else (before.time_ns, before.block, before.row)
+            found = reader.search(q, limit=limit + 1, before=key)  # one more: is there more?
         hits = list(reversed(found))
-        if before is not None:
-            key = (before.time_ns, before.block, before.row)
-            hits = [h for h in hits if (h.time_ns, h.block, h.row) < key]
         page = hits[:limit]
         more = len(hits) > limit
         body = {
