@@ -2,8 +2,8 @@
 calls as `ui.backend.StoreBackend`, answered by the cluster.
 
 The query is compiled as for ``kubelogs search --es`` (`search_es._query`); pages are
-sorted by time, file and offset (`_sort`) with ``search_after`` (the cursor holds the
-sort values);
+in time order, hits of one nanosecond ordered by the file and offset of their ``_id``
+(`Key`; the cursor is the last hit's key, see `EsBackend.search`);
 aggregations are those of ``search --es --histogram/--top``
 (`cli.search_es_agg.es_aggregate`); the context of a line is the same query on
 ``log.file.path`` and ``log.offset``; the live tail asks for documents at or after the
@@ -36,22 +36,43 @@ def _sort(order: str) -> list[dict[str, Any]]:
     ]
 
 
+Key = tuple[int, str, int, str]
+"""The explorer's order of documents: time, then the file and the offset that the sink's
+``_id`` (``<prefix>-<hex offset>``, `split_event_id`) carries, then the index. Both
+schemas have it (fluentd documents have no ``log.offset``), and it is total for
+kubelogs documents (a line is one offset of one file)."""
+
+
+def _key(hit: Any) -> Key:
+    from kubelogs.cli.search_es import _hit_time
+    from kubelogs.codecs.records import split_event_id
+
+    doc_id = str(hit.get("_id", ""))
+    prefix, offset = split_event_id(doc_id) or (doc_id, -1)
+    return _hit_time(hit), prefix, offset, str(hit.get("_index", ""))
+
+
 class EsCursor:
-    """`search_after` values of the last hit of a page, as text for the page."""
+    """The `Key` of the last hit of a page, as text for the page."""
 
     @staticmethod
-    def text(sort: list[Any]) -> str:
-        return msgspec.json.encode(sort).decode()
+    def text(key: Key) -> str:
+        return msgspec.json.encode(list(key)).decode()
 
     @staticmethod
-    def parse(text: str) -> list[Any]:
+    def parse(text: str) -> Key:
         try:
             value = msgspec.json.decode(text)
         except msgspec.DecodeError:
-            raise ValueError(f"before={text!r}: not a cursor this server gave") from None
-        if not isinstance(value, list):
+            value = None
+        types = (int, str, int, str)
+        if (
+            not isinstance(value, list)
+            or len(value) != len(types)
+            or not all(type(v) is t for v, t in zip(value, types, strict=True))
+        ):
             raise ValueError(f"before={text!r}: not a cursor this server gave")
-        return value
+        return value[0], value[1], value[2], value[3]
 
 
 class EsBackend:
@@ -69,7 +90,7 @@ class EsBackend:
         self.where = f"{self.client.base} ({self.index})"
 
     @staticmethod
-    def parse_cursor(text: str) -> list[Any]:
+    def parse_cursor(text: str) -> Key:
         return EsCursor.parse(text)
 
     def describe(self) -> dict[str, Any]:
@@ -105,20 +126,50 @@ class EsBackend:
             for h in hits
         ]
 
-    def search(self, node: Node, r: TimeRange, before: Any, limit: int = PAGE) -> bytes:
-        body: dict[str, Any] = {
-            "query": self._query(node, r.lo, r.hi),
-            "size": limit,
-            "sort": _sort("desc"),
-        }
-        if before:
-            body["search_after"] = before
-        hits = self._search(body).get("hits", {}).get("hits", [])
-        more = len(hits) == limit
+    def _all_at(self, node: Node, t: int) -> list[Any]:
+        """Every match at exactly `t` (scrolled: there may be more than a page)."""
+        from kubelogs.cli.search_es import _all
+
+        return list(_all(self.client, self.index, self._query(node, t, t)))
+
+    def search(self, node: Node, r: TimeRange, before: Key | None, limit: int = PAGE) -> bytes:
+        """A page of hits newest first in `Key` order, and the cursor of the next.
+
+        The cluster sorts by time alone; the order of hits that share a nanosecond is
+        made here, with the whole group of that nanosecond in hand: a page that ends
+        inside a group is completed from all of the group's matches, and the next page
+        starts with the rest of that group (those below the cursor) before asking for
+        older times. So every match comes once however many share a time, for either
+        schema, and no sort on ``_id`` is needed (Elasticsearch 8 refuses it)."""
+        hits: list[Any] = []
+        hi = r.hi
+        if before is not None:
+            t = before[0]
+            hits = [h for h in self._all_at(node, t) if _key(h) < before]
+            hi = t - 1 if hi is None else min(hi, t - 1)
+        if len(hits) <= limit and (r.lo is None or hi is None or r.lo <= hi):
+            size = limit + 1 - len(hits)
+            older = self._search(
+                {
+                    "query": self._query(node, r.lo, hi),
+                    "size": size,
+                    "sort": [{"@timestamp": {"order": "desc"}}],
+                }
+            )["hits"]["hits"]
+            if before is not None:  # a field mapped in ms rounds the bound: keep ours
+                older = [h for h in older if _key(h) < before]
+            if len(older) >= size:
+                # The last time may have more matches than came: take all of them.
+                last = _key(older[-1])[0]
+                older = [h for h in older if _key(h)[0] != last] + self._all_at(node, last)
+            hits += older
+        hits.sort(key=_key, reverse=True)
+        page = hits[:limit]
+        more = len(hits) > limit
         return _encode(
             {
-                "hits": self._rows(hits),
-                "next": EsCursor.text(hits[-1]["sort"]) if hits and more else None,
+                "hits": self._rows(page),
+                "next": EsCursor.text(_key(page[-1])) if page and more else None,
                 "range": r.to_json(),
                 "position": time.time_ns(),
             }
