@@ -305,8 +305,8 @@ class StoreReader:
         if before is not None and before[0] < q.hi:
             q = replace(q, hi=before[0])  # not the caller's query: it may be reused
         if limit <= 0:
-            hits = self.iter_matches(q)
-            return [h for h in hits if before is None or (h.time_ns, h.block, h.row) < before]
+            every = self.iter_matches(q)
+            return [h for h in every if before is None or (h.time_ns, h.block, h.row) < before]
         newest: list[Hit] = []  # min-heap of the newest `limit` hits
         for ref in self._blocks(q, order="max_time DESC"):
             if len(newest) >= limit and ref.max_time < newest[0].time_ns:
@@ -314,8 +314,7 @@ class StoreReader:
             residual, column = self._block_residual(q, ref)
             if residual is False:
                 continue
-            hits = self._block_hits(q, ref, residual, column, newest=limit, before=before)
-            for hit in hits:
+            for hit in self._block_hits(q, ref, residual, column, newest=limit, before=before):
                 if len(newest) < limit:
                     heapq.heappush(newest, hit)
                 elif hit > newest[0]:
