@@ -21,14 +21,14 @@ def tie_pattern() -> list[int]:
     return [p if p else next(spread) for p in base * 4]
 
 
-def tied(batches: list[Batch], pattern: list[int]) -> list[Batch]:
+def tied(batches: list[Batch], pattern: list[int], base: int = T0) -> list[Batch]:
     """The batches with their times replaced: event k (in write order) gets
-    ``T0 + pattern[k % len(pattern)]``, so most events share a handful of nanoseconds."""
+    ``base + pattern[k % len(pattern)]``, so most events share a handful of nanoseconds."""
     out, k = [], 0
     for b in batches:
         times = []
         for _ in b.times:
-            times.append(T0 + pattern[k % len(pattern)])
+            times.append(base + pattern[k % len(pattern)])
             k += 1
         out.append(
             Batch(b.ctx, times, list(b.messages), list(b.streams), list(b.offsets), b.fields)

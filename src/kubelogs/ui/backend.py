@@ -37,7 +37,7 @@ TOP_FIELDS = (
 )
 """Fields whose top values the sidebar shows without being asked (ECS names; the
 fluentd schema's are mapped in `StoreBackend.default_fields`)."""
-_FLUENTD_NAMES = {
+FLUENTD_NAMES = {
     "kubernetes.namespace": "kubernetes.namespace_name",
     "kubernetes.pod.name": "kubernetes.pod_name",
     "kubernetes.container.name": "kubernetes.container_name",
@@ -99,7 +99,7 @@ class StoreBackend:
 
     def default_fields(self) -> list[str]:
         if self.layout.schema == "fluentd":
-            return [_FLUENTD_NAMES.get(f, f) for f in TOP_FIELDS]
+            return [FLUENTD_NAMES.get(f, f) for f in TOP_FIELDS]
         return list(TOP_FIELDS)
 
     def resolve(self, r: TimeRange) -> TimeRange:
@@ -160,11 +160,18 @@ class StoreBackend:
             "oldest": _text(stats.min_time),
         }
 
-    def context(self, path: str, offset: int, time_ns: int) -> bytes:
+    def context(
+        self, path: str | None, offset: int | None, time_ns: int, hit_id: str | None = None
+    ) -> bytes:
         """The `CONTEXT_LINES` lines before and after the line at `offset` of the file
         at `path` (by offset; the time bounds the search to that file's generation)."""
-        if self.layout.schema != "ecs":
-            raise ValueError("context needs log.file.path and log.offset (the ECS schema)")
+        if self.layout.schema != "ecs" or path is None or offset is None:
+            raise ValueError(
+                "show context needs the line's log.file.path and log.offset: this store "
+                f"keeps the {self.layout.schema} schema, whose documents have neither"
+                if self.layout.schema != "ecs"
+                else "show context needs the line's log.file.path and log.offset"
+            )
         same_file = Match("log.file.path", path, phrase=True)
         before: Node = And((same_file, Range("log.offset", "<", str(offset))))
         after: Node = And((same_file, Range("log.offset", ">", str(offset))))

@@ -19,7 +19,7 @@ from typing import Any
 import msgspec
 
 from kubelogs.store.query import And, Match, Node, Range
-from kubelogs.ui.backend import CONTEXT_LINES, PAGE, TOP_FIELDS, _text
+from kubelogs.ui.backend import CONTEXT_LINES, FLUENTD_NAMES, PAGE, TOP_FIELDS, _text
 from kubelogs.ui.timerange import TimeRange, shift_to_data
 
 _encode = msgspec.json.Encoder().encode
@@ -52,6 +52,17 @@ def _key(hit: Any) -> Key:
     return _hit_time(hit), prefix, offset, str(hit.get("_index", ""))
 
 
+def _flat(obj: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"pod": {"name": x}}`` -> ``{"pod.name": x}``."""
+    out: dict[str, Any] = {}
+    for k, v in obj.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
 class EsCursor:
     """The `Key` of the last hit of a page, as text for the page."""
 
@@ -77,7 +88,6 @@ class EsCursor:
 
 class EsBackend:
     kind = "es"
-    message_field = "message"
 
     def __init__(self, url: str, index: str | None) -> None:
         from kubelogs.cli.search_es import DEFAULT_INDEX, EsSearchError, _Client
@@ -88,6 +98,33 @@ class EsBackend:
             raise ValueError(str(exc)) from None
         self.index = index or DEFAULT_INDEX
         self.where = f"{self.client.base} ({self.index})"
+        self._schema: str | None = None
+
+    @property
+    def schema(self) -> str:
+        """``fluentd`` when every index of the pattern maps ``log`` as the message text
+        (the sink's ``schema: fluentd``), else ``ecs``. Asked of the cluster's mappings
+        once there are indices (until then, and when it cannot answer: ``ecs``)."""
+        from kubelogs.cli.search_es import _OPTS, EsSearchError
+
+        if self._schema is not None:
+            return self._schema
+        try:
+            found = self.client.call("GET", f"/{self.index}/_mapping?{_OPTS}")
+        except EsSearchError:
+            return "ecs"
+        kinds = set()
+        for mapping in (found or {}).values():
+            props = (mapping.get("mappings") or {}).get("properties") or {}
+            log = props.get("log") or {}
+            kinds.add("fluentd" if "message" not in props and log.get("type") == "text" else "ecs")
+        if kinds:
+            self._schema = "fluentd" if kinds == {"fluentd"} else "ecs"
+        return self._schema or "ecs"
+
+    @property
+    def message_field(self) -> str:
+        return "log" if self.schema == "fluentd" else "message"
 
     @staticmethod
     def parse_cursor(text: str) -> Key:
@@ -97,12 +134,14 @@ class EsBackend:
         return {"kind": self.kind, "where": self.where, "message_field": self.message_field}
 
     def default_fields(self) -> list[str]:
+        if self.schema == "fluentd":
+            return [FLUENTD_NAMES.get(f, f) for f in TOP_FIELDS]
         return list(TOP_FIELDS)
 
     def _query(self, node: Node, lo: int | None, hi: int | None) -> dict[str, Any]:
         from kubelogs.cli.search_es import _query
 
-        return _query(node, lo, hi)
+        return _query(node, lo, hi, self.message_field)
 
     def _search(self, body: dict[str, Any]) -> Any:
         from kubelogs.cli.search_es import _OPTS
@@ -199,7 +238,15 @@ class EsBackend:
             "oldest": None,
         }
 
-    def context(self, path: str, offset: int, time_ns: int) -> bytes:
+    def context(
+        self, path: str | None, offset: int | None, time_ns: int, hit_id: str | None
+    ) -> bytes:
+        """The lines around one: by file and offset when the line has them (ECS), else
+        by its container (`_container_context`, the fluentd schema)."""
+        if path is None or offset is None:
+            if not hit_id:
+                raise ValueError("context needs path and offset, or the line's id")
+            return self._container_context(hit_id, time_ns)
         same_file = Match("log.file.path", path, phrase=True)
         before = And((same_file, Range("log.offset", "<", str(offset))))
         after = And((same_file, Range("log.offset", ">", str(offset))))
@@ -225,10 +272,54 @@ class EsBackend:
                 "sort": [{"log.offset": {"order": "asc"}}],
             }
         )["hits"]["hits"]
-        rows = self._rows([*reversed(older), *current, *newer])
-        for row, hit in zip(rows, [*reversed(older), *current, *newer], strict=True):
+        return self._lines([*reversed(older), *current, *newer], current)
+
+    def _lines(self, hits: list[Any], current: list[Any]) -> bytes:
+        rows = self._rows(hits)
+        for row, hit in zip(rows, hits, strict=True):
             row["current"] = hit in current
         return _encode({"lines": rows})
+
+    def _container_context(self, hit_id: str, time_ns: int) -> bytes:
+        """The `CONTEXT_LINES` lines before and after line `hit_id` among those of its
+        container (namespace, pod and container name: fluentd documents have no file
+        path or offset), in `Key` order: by time, and within one nanosecond by the
+        file and offset of the ``_id``."""
+        found = self._search({"query": {"ids": {"values": [hit_id]}}, "size": 10})["hits"]["hits"]
+        hit = next((h for h in found if _key(h)[0] == time_ns), None)
+        if hit is None:
+            raise ValueError(f"no line with id {hit_id!r} at that time (deleted since?)")
+        k8s = (hit.get("_source") or {}).get("kubernetes") or {}
+        names = ("namespace_name", "pod_name", "container_name")
+        if not all(isinstance(k8s.get(n), str) and k8s.get(n) for n in names):
+            names = ("namespace", "pod.name", "container.name")  # an ECS line without a file
+            k8s = _flat(k8s)
+            if not all(isinstance(k8s.get(n), str) and k8s.get(n) for n in names):
+                raise ValueError(
+                    "show context needs the line's log.file.path and log.offset, or its "
+                    "kubernetes namespace, pod and container names: this line has neither"
+                )
+        same = And(tuple(Match(f"kubernetes.{n}", str(k8s[n]), phrase=True) for n in names))
+        at = self._all_at(same, time_ns)
+        older = self._search(
+            {
+                "query": self._query(same, None, time_ns - 1),
+                "size": CONTEXT_LINES,
+                "sort": [{"@timestamp": {"order": "desc"}}],
+            }
+        )["hits"]["hits"]
+        newer = self._search(
+            {
+                "query": self._query(same, time_ns + 1, None),
+                "size": CONTEXT_LINES,
+                "sort": [{"@timestamp": {"order": "asc"}}],
+            }
+        )["hits"]["hits"]
+        lines = sorted([*older, *at, *newer], key=_key)
+        me = _key(hit)
+        k = next(i for i, h in enumerate(lines) if _key(h) == me)
+        shown = lines[max(0, k - CONTEXT_LINES) : k + CONTEXT_LINES + 1]
+        return self._lines(shown, [lines[k]])
 
     def tail_start(self) -> int:
         return time.time_ns()

@@ -5,11 +5,14 @@ time, block and row of the last hit shown, not the time alone)."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
+from aiohttp.test_utils import TestClient, TestServer
 
-from kubelogs.store import ECS_LAYOUT, StoreReader, StoreWriter
+from kubelogs.store import ECS_LAYOUT, FLUENTD_LAYOUT, StoreReader, StoreWriter
 from kubelogs.ui.backend import PAGE, StoreBackend
+from kubelogs.ui.server import make_app
 from support.store_docs import groups_of, make_batches
 from support.ui_pages import T0, pages, tie_pattern, tied
 
@@ -40,3 +43,31 @@ async def test_every_match_once_in_order_when_hundreds_share_a_nanosecond(
     assert all(PAGE == len(page) for page in got[:-1])
     # The whole store: ties longer than a page and the old cursor's slack of 64.
     assert biggest_tie > PAGE + 64 or q
+
+
+async def test_context_on_a_fluentd_store_answers_a_clear_400(tmp_path: Path) -> None:
+    """Fluentd documents have no file path or offset: the store cannot find a line's
+    neighbours by offset and says so (the page shows this sentence in the panel)."""
+    path = tmp_path / "store"
+    batches = make_batches(seed=2, containers=1, lines=50, per_batch=50)
+    with StoreWriter(path, layout=FLUENTD_LAYOUT) as writer:
+        writer.write(groups_of(batches, "fluentd"))
+    server = TestServer(make_app(StoreBackend(path), None), host="127.0.0.1")
+    client: TestClient[Any, Any] = TestClient(server)
+    await client.start_server()
+    try:
+        hit = (await (await client.get("/api/search", params={"range": "all"})).json())["hits"][0]
+        r = await client.get("/api/context", params={"id": hit["id"], "t": hit["t"]})
+        body = await r.json()
+        bad = await client.get("/api/context", params={"t": hit["t"]})
+        bad_body = await bad.json()
+    finally:
+        await client.close()
+
+    assert 400 == r.status
+    assert body["error"] == (
+        "show context needs the line's log.file.path and log.offset: this store keeps "
+        "the fluentd schema, whose documents have neither"
+    )
+    assert 400 == bad.status
+    assert "path and offset, or id" in bad_body["error"]
