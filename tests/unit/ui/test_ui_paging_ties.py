@@ -1,6 +1,7 @@
 """Paging of `kubelogs ui` over the local store when many matches share one nanosecond:
 every match comes exactly once, newest first, whatever the ties (the cursor is the
-time, block and row of the last hit shown, not the time alone)."""
+time, block and row of the last hit shown, not the time alone); and "show context" on a
+store of the fluentd schema says why it cannot."""
 
 from __future__ import annotations
 
