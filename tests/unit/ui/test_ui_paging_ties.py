@@ -46,29 +46,41 @@ async def test_every_match_once_in_order_when_hundreds_share_a_nanosecond(
     assert biggest_tie > PAGE + 64 or q
 
 
-async def test_context_on_a_fluentd_store_answers_a_clear_400(tmp_path: Path) -> None:
-    """Fluentd documents have no file path or offset: the store cannot find a line's
-    neighbours by offset and says so (the page shows this sentence in the panel)."""
+async def test_context_on_a_fluentd_store_is_the_lines_around_in_the_container(
+    tmp_path: Path,
+) -> None:
+    """Fluentd documents have no file path or offset: the store gives the lines of the
+    same container around the line, in its order (time, block, row), ties included."""
     path = tmp_path / "store"
-    batches = make_batches(seed=2, containers=1, lines=50, per_batch=50)
-    with StoreWriter(path, layout=FLUENTD_LAYOUT) as writer:
+    batches = tied(make_batches(seed=2, containers=3, lines=200, per_batch=50), tie_pattern())
+    with StoreWriter(path, layout=FLUENTD_LAYOUT, block_docs=64) as writer:
         writer.write(groups_of(batches, "fluentd"))
+    ctx = batches[0].ctx
+    same = (
+        f'kubernetes.namespace_name:"{ctx.namespace}" and kubernetes.pod_name:"{ctx.pod}" '
+        f'and kubernetes.container_name:"{ctx.container}"'
+    )
+    with StoreReader(path) as reader:
+        lines = [(str(h.time_ns), f"{h.block}.{h.row}") for h in reader.search(same, limit=0)]
+    k = len(lines) // 2
     server = TestServer(make_app(StoreBackend(path), None), host="127.0.0.1")
     client: TestClient[Any, Any] = TestClient(server)
     await client.start_server()
     try:
-        hit = (await (await client.get("/api/search", params={"range": "all"})).json())["hits"][0]
-        r = await client.get("/api/context", params={"id": hit["id"], "t": hit["t"]})
+        r = await client.get("/api/context", params={"id": lines[k][1], "t": lines[k][0]})
         body = await r.json()
-        bad = await client.get("/api/context", params={"t": hit["t"]})
+        gone = await client.get("/api/context", params={"id": "1.99999", "t": lines[k][0]})
+        bad = await client.get("/api/context", params={"t": lines[k][0]})
         bad_body = await bad.json()
     finally:
         await client.close()
 
-    assert 400 == r.status
-    assert body["error"] == (
-        "show context needs the line's log.file.path and log.offset: this store keeps "
-        "the fluentd schema, whose documents have neither"
-    )
+    assert 200 == r.status, body
+    shown = body["lines"]
+    assert [lines[k]] == [(x["t"], x["id"]) for x in shown if x["current"]]
+    assert lines[k - 50 : k + 51] == [(x["t"], x["id"]) for x in shown]
+    assert {ctx.container} == {x["doc"]["kubernetes"]["container_name"] for x in shown}
+    assert len({x["t"] for x in shown}) < len(shown)  # ties inside the context
+    assert 400 == gone.status
     assert 400 == bad.status
     assert "path and offset, or id" in bad_body["error"]
