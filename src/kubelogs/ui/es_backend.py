@@ -23,6 +23,7 @@ from kubelogs.ui.backend import CONTEXT_LINES, FLUENTD_NAMES, PAGE, TOP_FIELDS, 
 from kubelogs.ui.timerange import TimeRange, shift_to_data
 
 _encode = msgspec.json.Encoder().encode
+_GROUP = 1000
 
 
 def _sort(order: str) -> list[dict[str, Any]]:
@@ -166,10 +167,15 @@ class EsBackend:
         ]
 
     def _all_at(self, node: Node, t: int) -> list[Any]:
-        """Every match at exactly `t` (scrolled: there may be more than a page)."""
+        """Every match at exactly `t`: one search, scrolled only when a nanosecond holds
+        more than `_GROUP` matches (the scroll costs two more requests)."""
         from kubelogs.cli.search_es import _all
 
-        return list(_all(self.client, self.index, self._query(node, t, t)))
+        query = self._query(node, t, t)
+        hits: list[Any] = self._search({"query": query, "size": _GROUP})["hits"]["hits"]
+        if len(hits) < _GROUP:
+            return hits
+        return list(_all(self.client, self.index, query))
 
     def search(self, node: Node, r: TimeRange, before: Key | None, limit: int = PAGE) -> bytes:
         """A page of hits newest first in `Key` order, and the cursor of the next.

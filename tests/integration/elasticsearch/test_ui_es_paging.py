@@ -12,6 +12,7 @@ from es_helpers import unique_index
 from kubelogs.codecs.document import Schema
 from kubelogs.codecs.records import split_event_id
 from kubelogs.codecs.timestamps import parse_rfc3339_ns
+from kubelogs.ui import es_backend
 from kubelogs.ui.backend import PAGE
 from kubelogs.ui.es_backend import EsBackend
 from support.es_docs import load_batches
@@ -29,9 +30,12 @@ def _order(hit: dict[str, Any]) -> tuple[int, str, int]:
 
 
 @pytest.mark.parametrize("schema", ["ecs", "fluentd"])
+@pytest.mark.parametrize("group", [es_backend._GROUP, 7])
 async def test_every_match_once_in_order_when_hundreds_share_a_nanosecond(
-    server: SearchServer, schema: Schema
+    server: SearchServer, schema: Schema, group: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """`group` 7: a nanosecond's matches are fetched by scrolling (more than 7)."""
+    monkeypatch.setattr(es_backend, "_GROUP", group)
     index = unique_index(f"ties-{schema}")
     batches = tied(make_batches(seed=5, containers=3, lines=540, per_batch=90), tie_pattern())
     total = load_batches(server, index, batches, schema)
