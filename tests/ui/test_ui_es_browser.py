@@ -18,9 +18,10 @@ from playwright.sync_api import Page, expect
 from ui_helpers import open_page, total_of, wait_total
 
 from kubelogs.pipeline.event import Batch
+from kubelogs.store import ECS_LAYOUT, StoreReader, StoreWriter
 from support.es_docs import load_batches
 from support.es_servers import SearchServer
-from support.store_docs import make_batches
+from support.store_docs import groups_of, make_batches
 from support.ui_pages import tied
 from support.waiting import wait_for
 
@@ -193,3 +194,20 @@ def test_show_context_lists_the_lines_around_in_its_file_or_container(
         assert [(namespace, count)] == top_shown(page, "kubernetes.namespace_name")
     else:
         assert batch.ctx.path in title
+
+
+def test_a_fluentd_index_searches_and_shows_its_log_field(
+    page: Page, watched: dict[str, Any], loaded: Loaded, tmp_path: Path
+) -> None:
+    """The same documents in both schemas: a word finds as many lines in `log`
+    (fluentd) as in `message` (ECS) and as the local store holding them finds."""
+    with StoreWriter(tmp_path / "store", layout=ECS_LAYOUT) as writer:
+        writer.write(groups_of(loaded.batches))
+    with StoreReader(tmp_path / "store") as reader:
+        expected = reader.count("error")
+    for url in (loaded.ecs_url, loaded.fluentd_url):
+        open_page(page, f"{url}?range=all&q=error")
+        assert expected == total_of(page)
+        first = page.locator("#results .row .msg").first.text_content() or ""
+        assert "error" in first.lower()
+    assert expected > 0
