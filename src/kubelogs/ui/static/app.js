@@ -312,6 +312,7 @@ async function showContext(hit) {
 
 function renderFields() {
   const skip = new Set(["@timestamp", info.message_field, "log.offset", "event.id"]);
+  if (info.message_field === "log") skip.add("time"); // fluentd: a copy of @timestamp
   const names = [...new Set([...info.default_fields, ...openFields, ...seenFields])]
     .filter((f) => !skip.has(f))
     .sort((a, b) => rank(a) - rank(b) || a.localeCompare(b));
