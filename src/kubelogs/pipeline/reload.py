@@ -44,6 +44,7 @@ from typing import Any
 from kubelogs.config.errors import ConfigError, ConfigFileError, ConfigInvalid
 from kubelogs.config.loader import Config
 from kubelogs.pipeline.runner import Pipeline, build_pipeline, run_pipeline
+from kubelogs.pipeline.swap import SwapResult, SwapTimeout, plan_swap, swap
 from kubelogs.pipeline.tap import TapHub
 from kubelogs.telemetry.metrics import Metrics
 
@@ -85,6 +86,8 @@ class Supervisor:
         self._stop = False
         self._reload = asyncio.Event()
         self._collectors = 0
+        self.last_swap: SwapResult | None = None
+        """The last partial reload's figures (pause of the kept sources, drain time)."""
 
     @property
     def ready(self) -> bool:
@@ -110,12 +113,17 @@ class Supervisor:
         try:
             while True:
                 task = asyncio.create_task(run_pipeline(pipeline), name="pipeline")
-                new = await self._until_reload(task)
-                if new is None:  # the pipeline ended (stop requested, or an error)
-                    self._discard(pipeline)
-                    task.result()
-                    return pipeline
-                log.info("reloading the configuration: draining the running pipeline")
+                while True:
+                    new = await self._until_reload(task)
+                    if new is None:  # the pipeline ended (stop requested, or an error)
+                        self._discard(pipeline)
+                        task.result()
+                        return pipeline
+                    why = await self._try_swap(pipeline, task, new)
+                    if why is None:
+                        continue  # applied (or the pipeline ended: seen above)
+                    break
+                log.info("reloading the configuration: draining the running pipeline (%s)", why)
                 began = time.monotonic()
                 pipeline.request_stop()
                 try:
@@ -133,6 +141,62 @@ class Supervisor:
         finally:
             watcher.cancel()
             await asyncio.gather(watcher, return_exceptions=True)
+
+    async def _try_swap(
+        self, pipeline: Pipeline, task: asyncio.Task[None], new: Config
+    ) -> str | None:
+        """Restart only the changed components (pipeline/swap.py). None when done (or
+        when the pipeline ended meanwhile); else why the whole pipeline must restart."""
+        plan = plan_swap(self.config, new)
+        if isinstance(plan, str):
+            return plan
+        if not pipeline.ready or pipeline.task_group is None:
+            return "the pipeline was still starting"
+        swapping = asyncio.create_task(swap(pipeline, new, plan), name="reload-swap")
+        await asyncio.wait({swapping, task}, return_when=asyncio.FIRST_COMPLETED)
+        if not swapping.done():  # a component failed: `run` ends with its error
+            swapping.cancel()
+            await asyncio.gather(swapping, return_exceptions=True)
+            return None
+        try:
+            result = swapping.result()
+        except SwapTimeout as exc:
+            self._abandon(pipeline)
+            return f"{exc}; the pipeline is restarted from its checkpoints"
+        except Exception as exc:
+            log.exception("reload: the partial restart failed")
+            self._abandon(pipeline)
+            return f"the partial restart failed: {exc}"
+        if result.error is not None:
+            return None  # the old components run again; swap logged why
+        old, self.config = self.config, new
+        if self.on_settings is not None:
+            self.on_settings(new)
+        self.reloads += 1
+        log.info(
+            "configuration reloaded from %s (%d components; changed: %s; (re)started or stopped: %s; "
+            "kept running: %s; drained in %.0f ms, paused %.0f ms)",
+            new.source,
+            len(new.components),
+            ", ".join(plan.changed),
+            ", ".join(plan.region),
+            ", ".join(plan.kept),
+            result.drained * 1000,
+            result.paused * 1000,
+        )
+        self.last_swap = result
+        if old.root.api != new.root.api:
+            log.warning("api settings take effect at the next start of kubelogs")
+        return None
+
+    @staticmethod
+    def _abandon(pipeline: Pipeline) -> None:
+        """A swap that cannot finish: cancel everything now (what was in flight is read
+        again from the checkpoints, as after a shutdown cut short by the grace period)."""
+        pipeline.grace_expired = True
+        pipeline.request_stop()
+        for t in pipeline.tasks:
+            t.cancel()
 
     def start(self) -> Pipeline:
         """Build the first pipeline now (its errors are start-up errors of `run`)."""
