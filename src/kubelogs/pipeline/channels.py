@@ -33,6 +33,17 @@ class Channel:
         self.events = 0
         """Events waiting in the channel, for `kubelogs_buffer_events`."""
 
+    def widen(self) -> tuple[int, int | None]:
+        """Lift the bounds (for the length of a reload, see pipeline/swap.py); return
+        them for `narrow`. Nothing then waits on this queue, whatever its reader does."""
+        bounds = (self._capacity, self._max_events)
+        self._capacity, self._max_events = 1 << 62, None
+        self._not_full.set()
+        return bounds
+
+    def narrow(self, bounds: tuple[int, int | None]) -> None:
+        self._capacity, self._max_events = bounds
+
     def add_producer(self) -> None:
         self._producers += 1
 

@@ -174,8 +174,9 @@ class Supervisor:
             self.on_settings(new)
         self.reloads += 1
         log.info(
-            "configuration reloaded from %s (%d components; changed: %s; (re)started or stopped: %s; "
-            "kept running: %s; drained in %.0f ms, paused %.0f ms)",
+            "configuration reloaded from %s (%d components; changed: %s; "
+            "(re)started or stopped: %s; kept running: %s; drained in %.0f ms, "
+            "paused %.0f ms)",
             new.source,
             len(new.components),
             ", ".join(plan.changed),

@@ -149,24 +149,13 @@ def plan_swap(old: Config, new: Config) -> Plan | str:
         or _settings(old, cid) != _settings(new, cid)
         or old.inputs.get(cid, []) != new.inputs.get(cid, [])
     }
-    region = set(changed)
-    both = set(old.components) & set(new.components)
-    grew = True
-    while grew:
-        grew = False
-        for cid in sorted(both - region):
-            if old.components[cid].kind != "transform":
-                continue
-            if _feeds(old, cid, region) or _feeds(new, cid, region):
-                region.add(cid)
-                grew = True
-    kept = sorted(both - region)
+    kept = sorted(set(old.components) & set(new.components) - changed)
     if not kept:
         return "no component would keep running"
     return Plan(
         changed=sorted(changed),
-        old_region=[cid for cid in old.components if cid in region],
-        new_region=[cid for cid in new.components if cid in region],
+        old_region=[cid for cid in old.components if cid in changed],
+        new_region=[cid for cid in new.components if cid in changed],
         kept=kept,
     )
 
@@ -180,17 +169,31 @@ def _feeds(config: Config, producer: str, consumers: Iterable[str]) -> bool:
     )
 
 
+def _upstream(config: Config, of: Iterable[str]) -> set[str]:
+    """Every component that feeds one of `of`, directly or through others."""
+    seen: set[str] = set()
+    todo = [cid for cid in of if cid in config.components]
+    while todo:
+        for up in config.inputs.get(todo.pop(), []):
+            producer = owner(config, up)
+            if producer not in seen:
+                seen.add(producer)
+                todo.append(producer)
+    return seen
+
+
 async def swap(pipeline: Pipeline, new: Config, plan: Plan) -> SwapResult:
     """Apply `plan` (from `plan_swap(pipeline.config, new)`) to the running pipeline.
 
-    Raises `SwapTimeout` when the old region does not drain in time (the caller then
+    Raises `SwapTimeout` when the old components do not drain in time (the caller then
     restarts the whole pipeline); any other exception leaves the pipeline unusable too.
     """
     old = pipeline.config
     nodes = pipeline.nodes
-    region = set(plan.old_region) | set(plan.new_region)
+    region = set(plan.changed)
     leaving = [nodes[cid] for cid in plan.old_region]
     kept = [nodes[cid] for cid in plan.kept]
+    grace = old.root.shutdown_grace_period
     # 1. holds on the kept consumers the region feeds (their inputs are the same in both)
     held: list[Channel] = []
     for n in kept:
@@ -199,13 +202,27 @@ async def swap(pipeline: Pipeline, new: Config, plan: Plan) -> SwapResult:
         ):
             n.channel.add_producer()
             held.append(n.channel)
-    # 2. pause the kept producers that feed the region (sources only, see plan_swap)
+    # 2. pause the kept producers that feed the region, and the kept sources upstream of
+    #    it; a paused transform's queue is unbounded meanwhile, so that the old region's
+    #    producers upstream of it drain into it
+    upstream = _upstream(old, region) | _upstream(new, region)
+    to_pause = [
+        n
+        for n in kept
+        if _feeds(old, n.id, region)
+        or _feeds(new, n.id, region)
+        or (n.kind == "source" and n.id in upstream)
+    ]
+    widened = [
+        (n.channel, n.channel.widen())
+        for n in to_pause
+        if n.kind == "transform" and n.channel is not None
+    ]
     paused: list[FanOut] = []
-    for n in kept:
-        if _feeds(old, n.id, region) or _feeds(new, n.id, region):
-            for fan in _fans(n):
-                await fan.pause()
-                paused.append(fan)
+    for n in to_pause:
+        for fan in _fans(n):
+            await fan.pause()
+            paused.append(fan)
     began = time.monotonic()
     leaving_channels = [n.channel for n in leaving if n.channel is not None]
     for fan in paused:
@@ -215,27 +232,12 @@ async def swap(pipeline: Pipeline, new: Config, plan: Plan) -> SwapResult:
     for n in leaving:
         if n.kind == "source":
             n.stop.set()
-    grace = old.root.shutdown_grace_period
-    try:
-        async with asyncio.timeout(grace):
-            tasks = [n.task for n in leaving if n.task is not None]
-            if tasks:
-                await asyncio.wait(tasks)
-            for n in leaving:
-                if n.kind == "source":
-                    await n.inflight.wait_idle()
-    except TimeoutError:
-        raise SwapTimeout(
-            f"the changed components did not drain within shutdown_grace_period ({grace:g}s)"
-        ) from None
+    await _drain(leaving, grace)
     drained = time.monotonic() - began
-    for n in leaving:
-        if n.task is not None and n.task.done() and not n.task.cancelled():
-            exc = n.task.exception()
-            if exc is not None:
-                raise exc
-    # 5. close the old region, build the new one (or the old one again)
-    await _close(pipeline, leaving)
+    # 5. close the old transforms and sinks (sources: once their batches are resolved),
+    #    build the new region, or the old one again
+    sources = [n for n in leaving if n.kind == "source"]
+    await _close(pipeline, [n for n in leaving if n.kind != "source"])
     for n in leaving:
         del nodes[n.id]
     result = SwapResult(config=new, drained=drained)
@@ -264,9 +266,10 @@ async def swap(pipeline: Pipeline, new: Config, plan: Plan) -> SwapResult:
                 n.outputs = {x: FanOut(_consumers(pipeline, target, f"{n.id}.{x}")) for x in names}
     fresh_ids = {n.id for n in fresh}
     for n in kept:
-        if n.output is not None and _feeds(target, n.id, fresh_ids):
-            for ch in _consumers(pipeline, target, n.id):
-                n.output.attach(ch)
+        for key, fan in _keyed_fans(n):
+            for ch in _consumers(pipeline, target, key):
+                if any(c.id in fresh_ids and c.channel is ch for c in fresh):
+                    fan.attach(ch)
     if pipeline.taps is not None:
         _add_taps(pipeline, pipeline.taps)
     pipeline.config = target
@@ -274,25 +277,61 @@ async def swap(pipeline: Pipeline, new: Config, plan: Plan) -> SwapResult:
         if n.kind == "transform":
             await n.runtime.start()
             n.started = True
-    for n in fresh:
-        prepare = getattr(n.runtime, "prepare", None) if n.kind == "source" else None
-        if prepare is not None:
-            await prepare()
-    for kind in ("sink", "transform", "source"):
+    for kind in ("sink", "transform"):
         for n in fresh:
             if n.kind == kind:
                 start_task(pipeline, n)
     for ch in held:
         ch.close_producer()
+    for ch, bounds in widened:
+        ch.narrow(bounds)
     for fan in paused:
         fan.resume()
     result.paused = time.monotonic() - began
+    # 7. a replaced source: its successor starts where the acknowledged data ends
+    if sources:
+        try:
+            async with asyncio.timeout(grace):
+                for n in sources:
+                    await n.inflight.wait_idle()
+        except TimeoutError:
+            raise SwapTimeout(
+                "the batches of the replaced sources were not acknowledged within "
+                f"shutdown_grace_period ({grace:g}s)"
+            ) from None
+        await _close(pipeline, sources)
+    for n in fresh:
+        prepare = getattr(n.runtime, "prepare", None) if n.kind == "source" else None
+        if prepare is not None:
+            await prepare()
+    for n in fresh:
+        if n.kind == "source":
+            start_task(pipeline, n)
     return result
 
 
+async def _drain(leaving: list[Node], grace: float) -> None:
+    """Wait for the old components' tasks to end (inputs closed, queues read)."""
+    tasks = [n.task for n in leaving if n.task is not None]
+    if tasks:
+        _, pending = await asyncio.wait(tasks, timeout=grace)
+        if pending:
+            raise SwapTimeout(
+                f"the changed components did not drain within shutdown_grace_period ({grace:g}s)"
+            )
+    for t in tasks:
+        if not t.cancelled() and t.exception() is not None:
+            raise t.exception()  # type: ignore[misc]
+
+
 def _fans(n: Node) -> list[FanOut]:
-    fans = [n.output] if n.output is not None else []
-    return fans + list((n.outputs or {}).values())
+    return [fan for _, fan in _keyed_fans(n)]
+
+
+def _keyed_fans(n: Node) -> list[tuple[str, FanOut]]:
+    """A component's outputs with the name `inputs` gives them (``route.errors``)."""
+    fans = [(n.id, n.output)] if n.output is not None else []
+    return fans + [(f"{n.id}.{x}", fan) for x, fan in (n.outputs or {}).items()]
 
 
 def _consumers(pipeline: Pipeline, config: Config, producer: str) -> list[Channel]:

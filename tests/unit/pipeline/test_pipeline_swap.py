@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-import threading
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -34,21 +33,27 @@ def config(
     keep: str | None = None,
     poll: str = "10ms",
     copy: bool = False,
+    side: bool = False,
     data_dir: str = "data",
+    grace: str = "20s",
+    chunk: str = "256KiB",
+    pre: str | None = None,
 ) -> Config:
-    """`logs` (kubernetes_logs) -> [`keep` (filter)] -> `out` (file), [`copy` (file)]."""
+    """`logs` (kubernetes_logs) -> [`keep` (filter)] -> `out` (file), [`copy` (file)];
+    [`side` (file source of side.log) -> `out`]."""
     node = tmp / "node"
     data: dict[str, Any] = {
         "data_dir": str(tmp / data_dir),
         "node_name": "node-test",
         "api": {"enabled": False},
-        "shutdown_grace_period": "20s",
+        "shutdown_grace_period": grace,
         "sources": {
             "logs": {
                 "type": "kubernetes_logs",
                 "include": [str(node / "var/log/containers/*.log")],
                 **TAIL,
                 "poll_interval": poll,
+                "read_chunk": chunk,
             }
         },
         "sinks": {
@@ -62,14 +67,24 @@ def config(
     }
     if keep:
         data["transforms"] = {"keep": {"type": "filter", "inputs": ["logs"], "condition": keep}}
+    if keep and pre:
+        data["transforms"]["pre"] = {"type": "filter", "inputs": ["logs"], "condition": pre}
+        data["transforms"]["keep"]["inputs"] = ["pre"]
+    if side:
+        data["sources"]["side"] = {"type": "file", "paths": [str(tmp / "side.log")], **TAIL}
+        data["sinks"]["out"]["inputs"].append("side")
     if copy:
-        data["sinks"]["copy"] = {"type": "file", "inputs": ["logs"], "path": str(tmp / "copy.ndjson")}
+        data["sinks"]["copy"] = {
+            "type": "file",
+            "inputs": ["logs"],
+            "path": str(tmp / "copy.ndjson"),
+        }
     return config_from_data(data, "test.yaml")
 
 
-async def until(cond: Any, what: str, timeout: float = 20.0) -> None:
+async def until(cond: Any, what: str, seconds: float = 20.0) -> None:
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
+    deadline = loop.time() + seconds
     while not cond():
         if loop.time() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
@@ -119,11 +134,15 @@ def test_plan_restarts_only_what_changed(tmp_path: Path) -> None:
     # a transform added in between: the sink's inputs changed, the source keeps running
     plan = plan_swap(base, config(tmp_path, keep="not x"))
     assert isinstance(plan, Plan)
-    assert (plan.changed, plan.kept, plan.new_region) == (["keep", "out"], ["logs"], ["keep", "out"])
-    # a changed sink behind an unchanged transform restarts the transform with it
+    assert (plan.changed, plan.kept, plan.new_region) == (
+        ["keep", "out"],
+        ["logs"],
+        ["keep", "out"],
+    )
+    # a changed sink behind an unchanged transform: the transform keeps running
     plan = plan_swap(config(tmp_path, keep="not x"), config(tmp_path, keep="not x", fsync=True))
     assert isinstance(plan, Plan)
-    assert (plan.changed, plan.restarted, plan.kept) == (["out"], ["keep", "out"], ["logs"])
+    assert (plan.changed, plan.restarted, plan.kept) == (["out"], ["out"], ["keep", "logs"])
     # a changed transform: the sink after it keeps running
     plan = plan_swap(config(tmp_path, keep="not x"), config(tmp_path, keep="not y"))
     assert isinstance(plan, Plan)
@@ -160,7 +179,7 @@ def _loads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     ("base", "change", "restarted"),
     [
         ({}, {"fsync": True}, {"out"}),
-        ({"keep": "not x"}, {"fsync": True}, {"keep", "out"}),
+        ({"keep": "not x"}, {"fsync": True}, {"out"}),
         ({"keep": "not x"}, {"keep": "not y"}, {"keep"}),
         ({"keep": "not x"}, {"copy": True}, {"copy"}),
         ({"copy": True}, {"copy": False}, {"copy"}),
@@ -186,7 +205,8 @@ async def test_a_reload_that_leaves_the_source_alone_does_not_restart_it(
         before = dict(pipeline.nodes)
         runtimes = {cid: n.runtime for cid, n in before.items()}
         files = _files(pipeline)
-        assert files and loads == ["logs"]
+        assert files
+        assert loads == ["logs"]
         pod.write("b1")  # a partial line is pending in the parser over the reload
         pod.write_partial(["c1-", "c1-end"])
         await run.reload(config(tmp_path, **{**base, **change}))
@@ -196,8 +216,10 @@ async def test_a_reload_that_leaves_the_source_alone_does_not_restart_it(
             if cid in restarted:
                 assert cid not in nodes or nodes[cid].runtime is not runtimes[cid], cid
             else:
-                assert nodes[cid] is node and node.runtime is runtimes[cid], cid
-                assert node.task is not None and not node.task.done(), cid
+                assert nodes[cid] is node, cid
+                assert node.runtime is runtimes[cid], cid
+                assert node.task is not None, cid
+                assert not node.task.done(), cid
         assert _files(pipeline) == files  # the same open files, never re-opened
         assert loads == ["logs"]  # the source did not resume from a checkpoint
         pod.write("d1")
@@ -252,7 +274,8 @@ async def test_a_component_that_cannot_be_built_is_restored_and_the_rest_keeps_r
         run.sup.request_reload()
         await until(lambda: "reload: cannot build" in caplog.text, "the build error")
         await until(lambda: run.sup.ready, "the restored sink")
-        assert run.sup.config is first and run.sup.reloads == 0
+        assert run.sup.config is first
+        assert run.sup.reloads == 0
         assert run.pipeline.config is first
         assert run.pipeline.nodes["logs"] is source
         pod.write("b1")
@@ -260,43 +283,116 @@ async def test_a_component_that_cannot_be_built_is_restored_and_the_rest_keeps_r
     assert [d["message"] for d in read_docs(out)] == ["a1", "b1"]
 
 
+async def test_a_kept_transform_between_changed_components_does_not_deadlock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`logs` -> `pre` -> `keep` -> `out` with every queue full (the sink held), then a
+    reload that changes `pre` and `out`: `keep` keeps running but is paused (it feeds the
+    changed sink) while the old `pre` must push its whole queue into `keep`'s. The
+    paused transform's queue is unbounded for the swap; bounded, this waits forever."""
+    from kubelogs.pipeline.channels import FanOut
+    from kubelogs.sinks.file import FileSink
+
+    caplog.set_level("INFO")
+    gate = asyncio.Event()
+    real_run, real_pause = FileSink.run, FanOut.pause
+
+    async def gated_run(self: FileSink, inp: Any) -> None:
+        class Gated:
+            def __aiter__(self) -> Any:
+                return self._iterate()
+
+            async def _iterate(self) -> Any:
+                async for batch in inp:
+                    await gate.wait()
+                    yield batch
+
+            def receive_nowait(self) -> Any:
+                return inp.receive_nowait() if gate.is_set() else None
+
+        await real_run(self, Gated())
+
+    async def pause(self: FanOut) -> None:
+        gate.set()  # the sink drains from the moment the swap begins
+        await real_pause(self)
+
+    monkeypatch.setattr(FileSink, "run", gated_run)
+    monkeypatch.setattr(FanOut, "pause", pause)
+    pod = PodLog(tmp_path / "node")
+    lines = [f"line-{i:05d}-" + "x" * 40 for i in range(3000)]
+    pod.write(*lines)
+    out = tmp_path / "out.ndjson"
+    settings: dict[str, Any] = {"keep": "not zzz", "pre": "not a", "grace": "3s", "chunk": "2KiB"}
+    async with Running(config(tmp_path, **settings)) as run:
+        nodes = run.pipeline.nodes
+        keep = nodes["keep"]
+        queues = [nodes["pre"].channel, keep.channel]
+        await until(lambda: all(len(q or ()) >= 8 for q in queues), "every queue to fill")
+        await run.reload(config(tmp_path, **{**settings, "pre": "not b", "fsync": True}))
+        assert run.pipeline.nodes["keep"] is keep
+        await until(lambda: count_lines(out) >= len(lines), "every line")
+    assert "draining the running pipeline" not in caplog.text
+    assert [d["message"] for d in read_docs(out)] == lines
+
+
 def _random_change(rng: random.Random, state: dict[str, Any]) -> str:
-    kind = rng.choice(["sink", "transform", "source", "add-remove-sink", "add-remove-transform"])
-    if kind == "sink":
+    kinds = ["sink", "transform", "source", "sink-added/removed", "transform-added/removed"]
+    kinds += ["source-added/removed"]
+    if state["keep"]:
+        kinds.append("source+sink")  # only the transform between them keeps running
+    kind = rng.choice(kinds)
+    if kind in ("sink", "source+sink"):
         state["fsync"] = not state["fsync"]
-    elif kind == "transform":
-        state["keep"] = f"not r{rng.randrange(10**6)}x"
-    elif kind == "source":
+    if kind in ("source", "source+sink"):
         state["poll"] = "10ms" if state["poll"] != "10ms" else "15ms"
-    elif kind == "add-remove-sink":
+    if kind == "transform":
+        state["keep"] = f"not r{rng.randrange(10**6)}x"
+    elif kind == "sink-added/removed":
         state["copy"] = not state["copy"]
-    else:
+    elif kind == "transform-added/removed":
         state["keep"] = None if state["keep"] else "not zzz"
+    elif kind == "source-added/removed":
+        state["side"] = not state["side"]
     return kind
 
 
-@pytest.mark.parametrize("seed", range(int(os.environ.get("KUBELOGS_SWAP_SEEDS", "2"))))
+@pytest.mark.parametrize("seed", range(int(os.environ.get("KUBELOGS_SWAP_SEEDS", "3"))))
 async def test_random_reloads_while_pods_write_and_rotate_keep_every_line_exactly_once(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, seed: int
 ) -> None:
+    """Reloads of random kinds while three pods write and rotate and a plain file grows:
+    no reload restarts the whole pipeline, and `out` has every line exactly once."""
     caplog.set_level("INFO")
     rng = random.Random(seed)
     pods = [PodLog(tmp_path / "node", pod=f"busy-{i}-abcde") for i in range(3)]
-    out, copy = tmp_path / "out.ndjson", tmp_path / "copy.ndjson"
-    state: dict[str, Any] = {"fsync": False, "keep": None, "poll": "10ms", "copy": False}
-    rounds = int(os.environ.get("KUBELOGS_SWAP_ROUNDS", "8"))
+    out, copy, side = tmp_path / "out.ndjson", tmp_path / "copy.ndjson", tmp_path / "side.log"
+    side.touch()
+    side_lines: list[str] = []
+    state: dict[str, Any] = {
+        "fsync": False,
+        "keep": None,
+        "poll": "10ms",
+        "copy": False,
+        "side": True,
+    }
+    rounds = int(os.environ.get("KUBELOGS_SWAP_ROUNDS", "10"))
     kinds: list[str] = []
-    stop_writing = threading.Event()
     async with Running(config(tmp_path, **state)) as run:
         with RotatingWriter(pods, seed=seed) as writer:
             for _ in range(rounds):
                 kinds.append(_random_change(rng, state))
+                with open(side, "a") as f:
+                    for _ in range(rng.randint(0, 30)):
+                        side_lines.append(f"side-{len(side_lines)}")
+                        f.write(side_lines[-1] + "\n")
                 target = count_lines(out) + rng.randint(1, 200)
                 await until(lambda t=target: count_lines(out) >= t, "progress")
                 await run.reload(config(tmp_path, **state))
-            stop_writing.set()
-        written = writer.written
-        await until(lambda: count_lines(out) >= len(written), "every line", timeout=25)
+            if not state["side"]:
+                state["side"] = True
+                await run.reload(config(tmp_path, **state))
+        written = writer.written + side_lines
+        await until(lambda: count_lines(out) >= len(written), "every line", seconds=25)
     assert "draining the running pipeline" not in caplog.text, kinds
     got = Counter(d["message"] for d in read_docs(out))
     assert [m for m in written if got[m] == 0] == [], kinds
