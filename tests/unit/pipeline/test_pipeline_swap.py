@@ -400,3 +400,84 @@ async def test_random_reloads_while_pods_write_and_rotate_keep_every_line_exactl
     assert len(got) == len(written)
     copied = Counter(d["message"] for d in read_docs(copy))
     assert {m: n for m, n in copied.items() if n > 1} == {}, kinds
+
+
+async def test_a_kept_route_is_re_pointed_to_a_changed_sink_of_one_of_its_outputs(
+    tmp_path: Path,
+) -> None:
+    """A named output (`split.odd`) of a route that keeps running feeds a sink that is
+    replaced, and a sink added on the other output starts receiving."""
+    pod = PodLog(tmp_path / "node")
+    odd, even = tmp_path / "odd.ndjson", tmp_path / "even.ndjson"
+
+    def routed(*, fsync: bool, with_even: bool) -> Config:
+        data: dict[str, Any] = {
+            "data_dir": str(tmp_path / "data"),
+            "api": {"enabled": False},
+            "sources": {
+                "logs": {
+                    "type": "kubernetes_logs",
+                    "include": [str(tmp_path / "node/var/log/containers/*.log")],
+                    **TAIL,
+                }
+            },
+            "transforms": {
+                "split": {
+                    "type": "route",
+                    "inputs": ["logs"],
+                    "routes": {"odd": "message:odd*", "even": "message:even*"},
+                }
+            },
+            "sinks": {
+                "o": {"type": "file", "inputs": ["split.odd"], "path": str(odd), "fsync": fsync}
+            },
+        }
+        if with_even:
+            data["sinks"]["e"] = {"type": "file", "inputs": ["split.even"], "path": str(even)}
+        return config_from_data(data, "test.yaml")
+
+    pod.write("odd-1", "even-1")
+    async with Running(routed(fsync=False, with_even=False)) as run:
+        await until(lambda: count_lines(odd) == 1, "the first line")
+        split = run.pipeline.nodes["split"]
+        await run.reload(routed(fsync=True, with_even=True))
+        assert run.pipeline.nodes["split"] is split
+        pod.write("odd-2", "even-2")
+        await until(lambda: count_lines(odd) == 2 and count_lines(even) == 1, "routed lines")
+    assert [d["message"] for d in read_docs(odd)] == ["odd-1", "odd-2"]
+    assert [d["message"] for d in read_docs(even)] == ["even-2"]
+
+
+async def test_a_sink_that_cannot_drain_in_the_grace_period_falls_back_to_a_whole_restart(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The old sink never finishes its batch: after `shutdown_grace_period` the swap
+    gives up, the pipeline restarts from its checkpoints and nothing is lost."""
+    from kubelogs.sinks.file import FileSink
+
+    caplog.set_level("INFO")
+    real_run = FileSink.run
+    stuck = asyncio.Event()  # never set: the old sink hangs in its first write
+
+    async def run_sink(self: FileSink, inp: Any) -> None:
+        if self.config.fsync:
+            await real_run(self, inp)
+            return
+        async for _ in inp:
+            await stuck.wait()
+
+    monkeypatch.setattr(FileSink, "run", run_sink)
+    pod = PodLog(tmp_path / "node")
+    pod.write("a1", "a2")
+    out = tmp_path / "out.ndjson"
+    async with Running(config(tmp_path, grace="500ms")) as run:
+        sink = run.pipeline.nodes["out"]
+        await until(lambda: sink.channel is not None and sink.channel.closed is False, "start")
+        first = run.pipeline
+        await run.reload(config(tmp_path, grace="500ms", fsync=True))
+        assert run.pipeline is not first
+        pod.write("b1")
+        await until(lambda: count_lines(out) >= 3, "every line")
+    assert "did not drain within shutdown_grace_period" in caplog.text
+    assert "draining the running pipeline" in caplog.text
+    assert [d["message"] for d in read_docs(out)] == ["a1", "a2", "b1"]
