@@ -45,6 +45,15 @@ def make(work: Path, n: int, whole: bool) -> Config:
     return config_from_data(data, "bench.yaml")
 
 
+async def until(cond: Any, interval: float = 0.001, seconds: float = 600.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while not cond():
+        if loop.time() > deadline:
+            raise TimeoutError("the pipeline made no progress")
+        await asyncio.sleep(interval)
+
+
 def count(path: Path) -> int:
     if not path.exists():
         return 0
@@ -59,24 +68,21 @@ async def run(work: Path, lines: int, reloads: int, whole: bool) -> list[float]:
     nxt = [make(work, 0, whole)]
     sup = Supervisor(nxt[0], lambda: nxt[0], metrics=Metrics())
     task = asyncio.create_task(sup.run())
-    while not sup.ready:
-        await asyncio.sleep(0.01)
+    await until(lambda: sup.ready)
     pauses = []
     for i in range(1, reloads + 1):
         await asyncio.sleep(0.05)
         nxt[0] = make(work, i, whole)
         began = time.monotonic()
         sup.request_reload()
-        while sup.reloads < i or not sup.ready:
-            await asyncio.sleep(0.001)
+        await until(lambda i=i: sup.reloads >= i and sup.ready)
         if whole:
             pauses.append(time.monotonic() - began)
         else:
             assert sup.last_swap is not None
             pauses.append(sup.last_swap.paused)
     outs = [work / "out0.nd", work / "out1.nd"]
-    while sum(count(p) for p in outs) < lines:
-        await asyncio.sleep(0.1)
+    await until(lambda: sum(count(p) for p in outs) >= lines, 0.1)
     sup.request_stop()
     await task
     seen: Counter[bytes] = Counter()
@@ -84,7 +90,8 @@ async def run(work: Path, lines: int, reloads: int, whole: bool) -> list[float]:
         with open(p, "rb") as f:
             for line in f:
                 seen[line[line.index(b'"message":') :][:30]] += 1
-    assert len(seen) == lines and max(seen.values()) == 1, "lost or duplicated lines"
+    assert len(seen) == lines, "lost lines"
+    assert max(seen.values()) == 1, "duplicated lines"
     return pauses
 
 
