@@ -481,3 +481,53 @@ async def test_a_sink_that_cannot_drain_in_the_grace_period_falls_back_to_a_whol
     assert "did not drain within shutdown_grace_period" in caplog.text
     assert "draining the running pipeline" in caplog.text
     assert [d["message"] for d in read_docs(out)] == ["a1", "a2", "b1"]
+
+
+async def test_a_disk_buffered_sink_is_replaced_alone_and_metrics_stay_one_series_each(
+    tmp_path: Path,
+) -> None:
+    """Two disk-buffered sinks; reloads change only `a`: its buffer is closed (lock
+    released) before the successor opens the same directory, `b` keeps running with
+    its buffer, every line reaches both, /metrics has one series per buffer."""
+    log = tmp_path / "app.log"
+    log.touch()
+
+    def make(fsync: bool) -> Config:
+        def sink(name: str, sync: bool) -> dict[str, Any]:
+            return {
+                "type": "file",
+                "inputs": ["logs"],
+                "path": str(tmp_path / f"{name}.ndjson"),
+                "fsync": sync,
+                "buffer": {"type": "disk", "max_size": "1MiB"},
+            }
+
+        data: dict[str, Any] = {
+            "data_dir": str(tmp_path / "data"),
+            "api": {"enabled": False},
+            "sources": {"logs": {"type": "file", "paths": [str(log)], "poll_interval": "10ms"}},
+            "sinks": {"a": sink("a", fsync), "b": sink("b", False)},
+        }
+        return config_from_data(data, "test.yaml")
+
+    expected: list[str] = []
+    async with Running(make(False)) as run:
+        b = run.pipeline.nodes["b"]
+        for i in range(1, 5):
+            with open(log, "a") as f:
+                f.write(f"before reload {i}\n")
+            expected.append(f"before reload {i}")
+            await until(lambda: count_lines(tmp_path / "a.ndjson") >= len(expected), f"line {i}")
+            await run.reload(make(i % 2 == 1))
+            assert run.pipeline.nodes["b"] is b
+        with open(log, "a") as f:
+            f.write("after\n")
+        expected.append("after")
+        for name in ("a", "b"):
+            path = tmp_path / f"{name}.ndjson"
+            await until(lambda p=path: count_lines(p) >= len(expected), f"{name}'s lines")
+        text = run.sup.metrics.render().decode()
+    for name in ("a", "b"):
+        assert [d["message"] for d in read_docs(tmp_path / f"{name}.ndjson")] == expected
+        assert 1 == text.count(f'kubelogs_buffer_bytes{{component_id="{name}"}}')
+        assert 1 == text.count(f'kubelogs_buffer_events{{component_id="{name}"}}')
