@@ -1,27 +1,32 @@
 """Configuration reload: `SIGHUP`, or a change of the config file with `watch_config: true`.
 
-What a reload does, and why it is a whole-pipeline restart inside the process:
+What a reload does:
 
 1. the file is read and validated exactly as `kubelogs validate` does (types, graph,
    writable paths). A config with problems is refused: every problem is logged and the
    running pipeline is not touched. A config equal to the running one is ignored; one
    that changes no component (log level, grace period, `tests`) is applied in place.
-2. the running pipeline is drained as on SIGTERM: sources stop reading, every batch in
-   flight is delivered and acknowledged, sources save their checkpoints, components
-   close (bounded by `shutdown_grace_period`).
-3. the new pipeline is built and started; file sources resume from the checkpoints the
-   old ones just saved.
+2. otherwise only the components that changed restart, inside the running pipeline
+   (pipeline/swap.py: which ones, and the per-edge drain that keeps every line exactly
+   once). The others keep running: a file source keeps its open files, read positions
+   and multiline groups, a sink its connections and queues; a kept source that feeds a
+   changed component is held for the length of the swap (milliseconds: the old
+   component's queue drained, the new one built).
+3. a partial swap is impossible when `data_dir`, `node_name` or `log.summary_interval`
+   changed, or when no component would keep running; then (and when a swap cannot drain
+   within `shutdown_grace_period`) the whole pipeline is replaced, and the log says why:
+   it drains as on SIGTERM (every batch in flight delivered and acknowledged, sources
+   save their checkpoints, bounded by the grace period), and the new pipeline starts
+   from those checkpoints.
 
-Because the successor starts only after its predecessor's batches were all resolved and
-its checkpoints written, a reload neither loses nor duplicates a line (only a drain cut
-short by the grace period falls back to at-least-once, as a restart does). Restarting
-only the components that changed would keep the others' queues warm, but a transform or
-sink swapped under a running source needs a per-edge drain protocol; the whole-pipeline
-drain gives the same guarantee with the runner's existing, tested shutdown path. Cost: a
-reload pauses reading for the length of one drain (typically well under a second).
+Either way a successor starts only after its predecessor's batches were all resolved and
+its checkpoints written, so a reload neither loses nor duplicates a line (only a drain
+cut short by the grace period falls back to at-least-once, as a restart does).
 
-If the new config validates but cannot be built (a sink's file cannot be opened, a port
-is taken), the previous config is started again and the error is logged.
+If a changed component cannot be built (a sink's file cannot be opened, a port is
+taken), the old versions of the changed components are built again and started in its
+place (partial swap), or the previous config is started again (whole restart); the error
+is logged and the running configuration stays the previous one.
 
 Watching the file: ConfigMaps update by swapping a `..data` symlink, so an inotify watch
 on the file itself would miss the change. The watcher polls `os.stat` of the path
