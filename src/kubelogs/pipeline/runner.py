@@ -404,7 +404,7 @@ class _CountingOutput:
 
     async def send(self, batch: Batch) -> None:
         if self._inflight is not None:
-            batch = self._inflight.track(batch)
+            self._inflight.track(batch)
         tap = self._tap
         if tap is not None and tap.subscribers:
             tap.publish(batch)
