@@ -17,25 +17,14 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from agent_bench import (
-    _listening_port,
-    _process_cpu,
-    _wait_with_rusage,
-    generate_tree,
-    sent_events,
-)
+from harness import agent_config, generate_tree, run_until_sent
 
 
 def run_once(
@@ -49,51 +38,23 @@ def run_once(
         sink_cfg["path"] = str(work / "store")
     if disk:
         sink_cfg["buffer"] = {"type": "disk", "max_size": "8GiB"}
-    cfg = {
-        "data_dir": str(data_dir),
-        "node_name": "node-bench-1",
-        "api": {"listen": "127.0.0.1:0"},
-        "log": {"level": "warning"},
-        "sources": {
+    cfg = agent_config(
+        data_dir,
+        sources={
             "containers": {
                 "type": "kubernetes_logs",
                 "include": [str(root / "var/log/containers/*.log")],
             }
         },
-        "sinks": {"out": sink_cfg},
-    }
-    cfg_path = work / "bench.yaml"
-    cfg_path.write_text(yaml.safe_dump(cfg))
-    t0 = time.monotonic()
-    with open(work / "agent.log", "w") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "kubelogs", "run", "-c", str(cfg_path)],
-            stderr=log,
-            stdout=subprocess.DEVNULL,
-        )
-    port = None
-    deadline = time.monotonic() + 60
-    while port is None and time.monotonic() < deadline:
-        port = _listening_port(proc.pid)
-        time.sleep(0.05)
-    if port is None:
-        proc.kill()
-        raise SystemExit(f"agent did not open its API port; see {work / 'agent.log'}")
-    startup = _process_cpu(proc.pid)
-    while sent_events(port, "out") < manifest["records_expected"]:
-        if proc.poll() is not None:
-            raise SystemExit(f"agent exited early; see {work / 'agent.log'}")
-        time.sleep(0.2)
-    wall = time.monotonic() - t0
-    drained = _process_cpu(proc.pid)
-    proc.send_signal(signal.SIGTERM)
-    usage = _wait_with_rusage(proc, 120)
+        sinks={"out": sink_cfg},
+    )
+    run = run_until_sent(cfg, work, manifest["records_expected"], config_name="bench")
     lines = manifest["lines"] / 1e6
     return {
-        "cpu_s_per_1M_lines": (usage.ru_utime + usage.ru_stime) / lines,
-        "drain_cpu_s_per_1M_lines": (drained - startup) / lines,
-        "wall_s": wall,
-        "peak_rss_mib": usage.ru_maxrss / 1024,
+        "cpu_s_per_1M_lines": run.cpu_s / lines,
+        "drain_cpu_s_per_1M_lines": (run.drained_cpu_s - run.startup_cpu_s) / lines,
+        "wall_s": run.wall_s,
+        "peak_rss_mib": run.peak_rss_mib,
     }
 
 

@@ -19,23 +19,21 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
-from agent_bench import _listening_port, _process_cpu, _wait_with_rusage, generate_tree, sent_events
+from harness import agent_config, generate_tree, run_until_sent
+
+STALL_TIMEOUT = 900.0
+"""Seconds a run may take to send every expected event (a wrong count never gets there)."""
 
 
 def run_once(
     root: Path, expected: int, lines: int, work: Path, multiline: bool
 ) -> dict[str, float]:
-    import yaml
-
     data_dir = work / "data"
     shutil.rmtree(data_dir, ignore_errors=True)
     source: dict[str, Any] = {
@@ -44,52 +42,20 @@ def run_once(
     }
     if multiline:
         source["multiline"] = "java"
-    cfg = {
-        "data_dir": str(data_dir),
-        "node_name": "node-bench-1",
-        "api": {"listen": "127.0.0.1:0"},
-        "log": {"level": "warning"},
-        "sources": {"containers": source},
-        "sinks": {"out": {"type": "blackhole", "inputs": ["containers"]}},
-    }
-    cfg_path = work / "bench.yaml"
-    cfg_path.write_text(yaml.safe_dump(cfg))
-    log_path = work / "agent.log"
-    t0 = time.monotonic()
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "kubelogs", "run", "-c", str(cfg_path)],
-            stderr=log,
-            stdout=subprocess.DEVNULL,
-        )
-    port = None
-    deadline = time.monotonic() + 60
-    while port is None and time.monotonic() < deadline:
-        port = _listening_port(proc.pid)
-        time.sleep(0.05)
-    if port is None:
-        proc.kill()
-        raise SystemExit(f"agent did not open its API port; see {log_path}")
-    startup = _process_cpu(proc.pid)
-    deadline = time.monotonic() + 900
-    while sent_events(port, "out") < expected:
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise SystemExit(f"agent exited or stalled before {expected} events; see {log_path}")
-        time.sleep(0.2)
-    wall = time.monotonic() - t0
-    drained = _process_cpu(proc.pid)
-    sent = sent_events(port, "out")
-    proc.send_signal(signal.SIGTERM)
-    usage = _wait_with_rusage(proc, 120)
-    cpu = usage.ru_utime + usage.ru_stime
+    cfg = agent_config(
+        data_dir,
+        sources={"containers": source},
+        sinks={"out": {"type": "blackhole", "inputs": ["containers"]}},
+    )
+    run = run_until_sent(cfg, work, expected, config_name="bench", timeout=STALL_TIMEOUT)
+    cpu = run.cpu_s
     return {
-        "events_sent": sent,
+        "events_sent": run.sent,
         "lines_per_cpu_s": lines / cpu,
         "cpu_s_per_1M_lines": cpu / (lines / 1e6),
-        "drain_cpu_s_per_1M_lines": (drained - startup) / (lines / 1e6),
-        "wall_s": wall,
-        "peak_rss_mib": usage.ru_maxrss / 1024,
+        "drain_cpu_s_per_1M_lines": (run.drained_cpu_s - run.startup_cpu_s) / (lines / 1e6),
+        "wall_s": run.wall_s,
+        "peak_rss_mib": run.peak_rss_mib,
     }
 
 
