@@ -24,7 +24,6 @@ defaults), the "without" figure.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -34,7 +33,13 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from harness import agent_config, generate_tree, run_until_sent
+from harness import (
+    agent_config,
+    containers_source,
+    run_until_sent,
+    tree_for,
+    tree_parser,
+)
 
 
 def run_once(
@@ -56,12 +61,7 @@ def run_once(
     shutil.rmtree(data_dir, ignore_errors=True)
     cfg = agent_config(
         data_dir,
-        sources={
-            "containers": {
-                "type": "kubernetes_logs",
-                "include": [str(root / "var/log/containers/*.log")],
-            }
-        },
+        sources={"containers": containers_source(root)},
         sinks={"out": sink_cfg},
     )
     transforms: dict[str, Any] = {}
@@ -144,15 +144,9 @@ def start_apiserver(root: Path, work: Path) -> tuple[Any, dict[str, Any]]:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    ap.add_argument("--root", type=Path, help="reuse an existing generated tree")
-    ap.add_argument("--lines", type=int, default=2_000_000)
-    ap.add_argument("--containers", type=int, default=20)
+    ap = tree_parser(__doc__, 2_000_000)
     ap.add_argument("--format", choices=["cri", "docker"], default="cri")
     ap.add_argument("--sink", choices=["blackhole", "local"], default="blackhole")
-    ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument(
         "--metadata",
         action="store_true",
@@ -190,11 +184,7 @@ def main() -> int:
     if a.profile:
         a.repeat = 1
     work = Path(tempfile.mkdtemp(prefix="kubelogs-bench-"))
-    root = a.root or work / "tree"
-    if a.root is None:
-        manifest = generate_tree(root, a.lines, a.containers, "--format", a.format)
-    else:
-        manifest = json.loads((root / "manifest.json").read_text())
+    root, manifest = tree_for(a, work, "--format", a.format)
     malloc = "off" if a.no_malloc_env else a.malloc
     env_extra = {
         "self": {},

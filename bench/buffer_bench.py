@@ -14,7 +14,6 @@ Target (issue 14): the disk buffer adds at most 1 CPU-s per 1M lines.
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import statistics
@@ -24,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import agent_config, generate_tree, run_until_sent
+from harness import agent_config, containers_source, run_until_sent, tree_for, tree_parser
 
 
 def run_once(
@@ -40,12 +39,7 @@ def run_once(
         sink_cfg["buffer"] = {"type": "disk", "max_size": "8GiB"}
     cfg = agent_config(
         data_dir,
-        sources={
-            "containers": {
-                "type": "kubernetes_logs",
-                "include": [str(root / "var/log/containers/*.log")],
-            }
-        },
+        sources={"containers": containers_source(root)},
         sinks={"out": sink_cfg},
     )
     run = run_until_sent(cfg, work, manifest["records_expected"], config_name="bench")
@@ -59,21 +53,11 @@ def run_once(
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    ap.add_argument("--root", type=Path, help="reuse an existing generated tree")
-    ap.add_argument("--lines", type=int, default=1_000_000)
-    ap.add_argument("--containers", type=int, default=20)
+    ap = tree_parser(__doc__, 1_000_000)
     ap.add_argument("--sink", choices=["blackhole", "local"], default="blackhole")
-    ap.add_argument("--repeat", type=int, default=3)
     a = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="kubelogs-buffer-bench-"))
-    root = a.root or work / "tree"
-    if a.root is None:
-        manifest = generate_tree(root, a.lines, a.containers)
-    else:
-        manifest = json.loads((root / "manifest.json").read_text())
+    root, manifest = tree_for(a, work)
     runs: dict[str, list[dict[str, float]]] = {"memory": [], "disk": []}
     for _ in range(a.repeat):  # interleaved: machine noise hits both alike
         runs["memory"].append(run_once(root, manifest, a.sink, work, disk=False))

@@ -19,7 +19,6 @@ Medians of `--repeat` runs; the machine is shared and noisy: compare within one 
 
 from __future__ import annotations
 
-import argparse
 import base64
 import json
 import os
@@ -38,10 +37,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import (
     Agent,
     agent_config,
-    generate_tree,
+    containers_source,
     process_cpu,
     start_agent,
     stop_agent,
+    tree_for,
+    tree_parser,
     wait_sent,
 )
 
@@ -122,10 +123,7 @@ def hop(root: Path, manifest: dict[str, Any], work: Path, fmt: str | None) -> di
     """fmt None: one process into the store; else agent + aggregator with that format."""
     for d in ("agent-data", "agg-data", "store"):
         shutil.rmtree(work / d, ignore_errors=True)
-    containers = {
-        "type": "kubernetes_logs",
-        "include": [str(root / "var/log/containers/*.log")],
-    }
+    containers = containers_source(root)
     store = {"type": "local", "path": str(work / "store")}
     expected = manifest["records_expected"]
     lines = manifest["lines"]
@@ -196,14 +194,8 @@ def median(runs: list[dict[str, float]]) -> dict[str, float]:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    ap = tree_parser(__doc__, 1_000_000)
     ap.add_argument("--events", type=int, default=1_000_000)
-    ap.add_argument("--lines", type=int, default=1_000_000)
-    ap.add_argument("--containers", type=int, default=20)
-    ap.add_argument("--root", type=Path, help="reuse an existing generated tree")
-    ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--only", choices=["intake", "hop"])
     ap.add_argument(
         "--formats", default="kubelogs,records", help="sink formats for the hop, comma-separated"
@@ -218,11 +210,7 @@ def main() -> int:
             )
             print(json.dumps(results, indent=2), flush=True)
         if args.only in (None, "hop"):
-            root = args.root or work / "tree"
-            if args.root is None:
-                manifest = generate_tree(root, args.lines, args.containers)
-            else:
-                manifest = json.loads((root / "manifest.json").read_text())
+            root, manifest = tree_for(args, work)
             formats = [f for f in args.formats.split(",") if f]
             runs: dict[str, list[dict[str, float]]] = {f: [] for f in ["single", *formats]}
             for _ in range(args.repeat):  # interleaved: load changes hit all alike

@@ -13,6 +13,7 @@ steps, for benchmarks that run two agents at once (bench/forward_bench.py).
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import re
@@ -44,6 +45,33 @@ def agent_config(data_dir: Path, node_name: str = "node-bench-1", **sections: An
         "log": {"level": "warning"},
         **sections,
     }
+
+
+def tree_parser(doc: str | None, lines: int) -> argparse.ArgumentParser:
+    """A parser with the flags of every benchmark that drains a generated tree: --root,
+    --lines (default `lines`), --containers and --repeat."""
+    ap = argparse.ArgumentParser(
+        description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--root", type=Path, help="reuse an existing generated tree")
+    ap.add_argument("--lines", type=int, default=lines)
+    ap.add_argument("--containers", type=int, default=20)
+    ap.add_argument("--repeat", type=int, default=3)
+    return ap
+
+
+def tree_for(args: argparse.Namespace, work: Path, *extra: str) -> tuple[Path, dict[str, Any]]:
+    """The tree a benchmark drains and its manifest: ``--root`` as it is, or a new one
+    under `work` (`generate_tree` with `extra`)."""
+    if args.root is not None:
+        return args.root, json.loads((args.root / "manifest.json").read_text())
+    root = work / "tree"
+    return root, generate_tree(root, args.lines, args.containers, *extra)
+
+
+def containers_source(root: Path) -> dict[str, Any]:
+    """A ``kubernetes_logs`` source over the tree's ``var/log/containers``."""
+    return {"type": "kubernetes_logs", "include": [str(root / "var/log/containers/*.log")]}
 
 
 def generate_tree(root: Path, lines: int, containers: int, *extra: str) -> dict[str, Any]:

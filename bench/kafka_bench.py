@@ -16,7 +16,6 @@ and the producer-side cost of the hop: CPU-s per 1M lines of agent -> Kafka minu
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import statistics
@@ -26,7 +25,13 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from harness import agent_config, generate_tree, run_until_sent
+from harness import (
+    agent_config,
+    containers_source,
+    run_until_sent,
+    tree_for,
+    tree_parser,
+)
 
 HERE = Path(__file__).resolve().parent
 
@@ -45,13 +50,7 @@ def run_pipeline(work: Path, name: str, cfg: dict[str, Any], records: int) -> di
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    ap.add_argument("--root", type=Path, help="reuse an existing generated tree")
-    ap.add_argument("--lines", type=int, default=1_000_000)
-    ap.add_argument("--containers", type=int, default=20)
-    ap.add_argument("--repeat", type=int, default=3)
+    ap = tree_parser(__doc__, 1_000_000)
     ap.add_argument("--bootstrap")
     ap.add_argument("--compression", default="lz4")
     ap.add_argument(
@@ -61,11 +60,7 @@ def main() -> int:
     )
     a = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="kubelogs-kafka-bench-"))
-    root = a.root or work / "tree"
-    if a.root is None:
-        manifest = generate_tree(root, a.lines, a.containers)
-    else:
-        manifest = json.loads((root / "manifest.json").read_text())
+    root, manifest = tree_for(a, work)
     records, lines = manifest["records_expected"], manifest["lines"]
     broker = None
     bootstrap = a.bootstrap
@@ -75,12 +70,7 @@ def main() -> int:
 
         broker = KafkaBroker(home=work / "kafka", log_path=work / "kafka.log").prepare().start()
         bootstrap = broker.bootstrap
-    tail = {
-        "containers": {
-            "type": "kubernetes_logs",
-            "include": [str(root / "var/log/containers/*.log")],
-        }
-    }
+    tail = {"containers": containers_source(root)}
     runs: dict[str, list[dict[str, float]]] = {}
     try:
         for rep in range(a.repeat):

@@ -16,16 +16,20 @@ median of `--repeat` runs is reported per mode, runs alternating between the mod
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import statistics
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
 
-from harness import agent_config, generate_tree, run_until_sent
+from harness import (
+    agent_config,
+    containers_source,
+    run_until_sent,
+    tree_for,
+    tree_parser,
+)
 
 STALL_TIMEOUT = 900.0
 """Seconds a run may take to send every expected event (a wrong count never gets there)."""
@@ -36,10 +40,7 @@ def run_once(
 ) -> dict[str, float]:
     data_dir = work / "data"
     shutil.rmtree(data_dir, ignore_errors=True)
-    source: dict[str, Any] = {
-        "type": "kubernetes_logs",
-        "include": [str(root / "var/log/containers/*.log")],
-    }
+    source = containers_source(root)
     if multiline:
         source["multiline"] = "java"
     cfg = agent_config(
@@ -60,21 +61,11 @@ def run_once(
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    ap.add_argument("--root", type=Path, help="reuse an existing generated tree")
-    ap.add_argument("--lines", type=int, default=2_000_000)
-    ap.add_argument("--containers", type=int, default=20)
+    ap = tree_parser(__doc__, 2_000_000)
     ap.add_argument("--w-java", type=float, default=0.0085, help="event weight of Java traces")
-    ap.add_argument("--repeat", type=int, default=3)
     a = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="kubelogs-mlbench-"))
-    root = a.root or work / "tree"
-    if a.root is None:
-        manifest = generate_tree(root, a.lines, a.containers, "--w-java", str(a.w_java))
-    else:
-        manifest = json.loads((root / "manifest.json").read_text())
+    root, manifest = tree_for(a, work, "--w-java", str(a.w_java))
     lines = manifest["lines"]
     results: dict[str, list[dict[str, float]]] = {"without": [], "java": []}
     for _ in range(a.repeat):
