@@ -16,21 +16,22 @@ and the producer-side cost of the hop: CPU-s per 1M lines of agent -> Kafka minu
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from pathlib import Path
 from typing import Any
 
-import yaml
-from agent_bench import _listening_port, _process_cpu, _wait_with_rusage, generate_tree, sent_events
+from harness import (
+    agent_config,
+    containers_source,
+    run_until_sent,
+    tree_for,
+    tree_parser,
+)
 
 HERE = Path(__file__).resolve().parent
 
@@ -39,51 +40,17 @@ def run_pipeline(work: Path, name: str, cfg: dict[str, Any], records: int) -> di
     """Run one `kubelogs run` until its sink ``out`` sent `records`; its CPU and RSS."""
     data_dir = work / f"data-{name}"
     shutil.rmtree(data_dir, ignore_errors=True)
-    cfg = {
-        "data_dir": str(data_dir),
-        "node_name": "node-bench-1",
-        "api": {"listen": "127.0.0.1:0"},
-        "log": {"level": "warning"},
-        **cfg,
+    run = run_until_sent(agent_config(data_dir, **cfg), work, records, name)
+    return {
+        "cpu_s": run.cpu_s,
+        "startup_cpu_s": run.startup_cpu_s,
+        "wall_s": run.wall_s,
+        "rss": run.peak_rss_mib,
     }
-    cfg_path = work / f"{name}.yaml"
-    cfg_path.write_text(yaml.safe_dump(cfg))
-    log_path = work / f"{name}.log"
-    t0 = time.monotonic()
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "kubelogs", "run", "-c", str(cfg_path)],
-            stderr=log,
-            stdout=subprocess.DEVNULL,
-        )
-    port = None
-    deadline = time.monotonic() + 60
-    while port is None and time.monotonic() < deadline:
-        port = _listening_port(proc.pid)
-        time.sleep(0.05)
-    if port is None:
-        proc.kill()
-        raise SystemExit(f"{name}: no API port; see {log_path}")
-    startup = _process_cpu(proc.pid)
-    while sent_events(port, "out") < records:
-        if proc.poll() is not None:
-            raise SystemExit(f"{name} exited early; see {log_path}")
-        time.sleep(0.2)
-    wall = time.monotonic() - t0
-    proc.send_signal(signal.SIGTERM)
-    usage = _wait_with_rusage(proc, 120)
-    cpu = usage.ru_utime + usage.ru_stime
-    return {"cpu_s": cpu, "startup_cpu_s": startup, "wall_s": wall, "rss": usage.ru_maxrss / 1024}
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    ap.add_argument("--root", type=Path, help="reuse an existing generated tree")
-    ap.add_argument("--lines", type=int, default=1_000_000)
-    ap.add_argument("--containers", type=int, default=20)
-    ap.add_argument("--repeat", type=int, default=3)
+    ap = tree_parser(__doc__, 1_000_000)
     ap.add_argument("--bootstrap")
     ap.add_argument("--compression", default="lz4")
     ap.add_argument(
@@ -93,11 +60,7 @@ def main() -> int:
     )
     a = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="kubelogs-kafka-bench-"))
-    root = a.root or work / "tree"
-    if a.root is None:
-        manifest = generate_tree(root, a.lines, a.containers)
-    else:
-        manifest = json.loads((root / "manifest.json").read_text())
+    root, manifest = tree_for(a, work)
     records, lines = manifest["records_expected"], manifest["lines"]
     broker = None
     bootstrap = a.bootstrap
@@ -107,12 +70,7 @@ def main() -> int:
 
         broker = KafkaBroker(home=work / "kafka", log_path=work / "kafka.log").prepare().start()
         bootstrap = broker.bootstrap
-    tail = {
-        "containers": {
-            "type": "kubernetes_logs",
-            "include": [str(root / "var/log/containers/*.log")],
-        }
-    }
+    tail = {"containers": containers_source(root)}
     runs: dict[str, list[dict[str, float]]] = {}
     try:
         for rep in range(a.repeat):

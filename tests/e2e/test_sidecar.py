@@ -12,6 +12,7 @@ import threading
 from pathlib import Path
 from typing import IO
 
+from support.store_probe import stored_count, stored_messages
 from support.waiting import wait_for
 
 
@@ -137,8 +138,6 @@ def test_forward_sidecar_to_an_aggregator_store_exactly_once(tmp_path: Path) -> 
     """sidecar --forward -> aggregator (`kubelogs run`: forward source -> local store):
     every line once, across a sidecar kill -9 and restart (event ids travel with the
     lines; the sidecar's disk buffer and checkpoints resume where they stopped)."""
-    from kubelogs.store.errors import StoreError
-    from kubelogs.store.reader import StoreReader
     from support.agent import Agent, write_config
     from support.intake import free_port
 
@@ -161,15 +160,6 @@ def test_forward_sidecar_to_an_aggregator_store_exactly_once(tmp_path: Path) -> 
         },
     )
 
-    def stored() -> list[str]:
-        if not (store / "index.sqlite").exists():
-            return []
-        try:
-            with StoreReader(store) as reader:
-                return [json.loads(h.doc)["message"] for h in reader.search("", limit=0)]
-        except StoreError:
-            return []
-
     logs = tmp_path / "app-logs"
     logs.mkdir()
     with open(logs / "app.log", "w") as f:
@@ -177,7 +167,7 @@ def test_forward_sidecar_to_an_aggregator_store_exactly_once(tmp_path: Path) -> 
     with Agent(cfg, tmp_path / "aggregator.log") as aggregator:
         aggregator.api_port  # noqa: B018 (waits until it listens)
         side = start(tmp_path, "--path", str(logs / "*.log"), "--forward", f"127.0.0.1:{port}")
-        wait_for(lambda: len(stored()) >= 500, timeout=90, what="first lines stored")
+        wait_for(lambda: stored_count(store) >= 500, timeout=90, what="first lines stored")
         side.kill()
         side.wait(30)
         assert side.stdout is not None
@@ -185,12 +175,12 @@ def test_forward_sidecar_to_an_aggregator_store_exactly_once(tmp_path: Path) -> 
         with open(logs / "app.log", "a") as f:
             f.writelines(f"second {i}\n" for i in range(1000))
         side = start(tmp_path, "--path", str(logs / "*.log"), "--forward", f"127.0.0.1:{port}")
-        wait_for(lambda: len(stored()) >= 3000, timeout=90, what="every line stored")
+        wait_for(lambda: stored_count(store) >= 3000, timeout=90, what="every line stored")
         side.send_signal(signal.SIGTERM)
         assert 0 == side.wait(60)
         assert side.stdout is not None
         side.stdout.close()
         assert 0 == aggregator.stop(), aggregator.stderr()
-    got = stored()
+    got = stored_messages(store)
     expected = [f"first {i}" for i in range(2000)] + [f"second {i}" for i in range(1000)]
     assert sorted(expected) == sorted(got)

@@ -13,12 +13,12 @@ are skipped with the reason (no JDK, no Maven, no network to Maven Central).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 
 import pytest
 
-from support.es_servers import Flavour, SearchServer, ServerStartError
+from support.es_servers import Flavour, SearchServer
+from support.jvm_server import start_or_skip
 
 STARTUP_TIMES: dict[str, float] = {}
 """Seconds each node took to become healthy, printed at the end of the session."""
@@ -27,13 +27,7 @@ STARTUP_TIMES: dict[str, float] = {}
 def _start(flavour: Flavour, tmp: pytest.TempPathFactory) -> SearchServer:
     base = tmp.mktemp(flavour)
     server = SearchServer(flavour, home=base / "home", log_path=base / f"{flavour}.log")
-    try:
-        server.prepare().start()
-    except (ServerStartError, OSError) as exc:
-        message = f"{flavour} could not start: {exc}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+    start_or_skip(server)
     STARTUP_TIMES[flavour] = server.startup_seconds
     return server
 

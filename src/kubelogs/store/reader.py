@@ -65,7 +65,6 @@ from kubelogs.store.planner import (
     MIN_TIME,
     OFFSET_FIELDS,
     Prefilter,
-    Residual,
     message_lines,
     needs_no_row_fields,
     needs_only_columns,
@@ -81,7 +80,7 @@ from kubelogs.store.planner import (
     with_labels,
     with_span,
 )
-from kubelogs.store.query import Match, Node, Range
+from kubelogs.store.query import Match, Node, Range, Residual
 from kubelogs.store.query_parser import parse_query
 from kubelogs.store.segments import (
     BlockCodec,
