@@ -24,6 +24,7 @@ from kubelogs.cli.search import (
     follow,
     format_time,
     open_reader,
+    range_hint,
     time_bounds,
 )
 
@@ -86,8 +87,9 @@ def run(args: argparse.Namespace) -> int:
             prepared = reader.prepare(And(tuple(terms)), since_ns=bounds[0], until_ns=bounds[1])
             containers = reader.label_values(prepared, container_field)
             if not containers:
+                hint = range_hint(reader, prepared.lo, prepared.hi)
                 missing = _not_found(reader, namespace, pod, args.container, ns_field, pod_field)
-                print(missing, file=err)
+                print(f"kubelogs logs: {hint}" if hint else missing, file=err)
                 return 1
             position = reader.last_block()
             prepared.until_block = position
@@ -106,9 +108,14 @@ def run(args: argparse.Namespace) -> int:
                 if args.tail > 0
                 else []
             )
+            shown = 0
             for hit in hits:
                 out(hit.time_ns, hit.doc)
+                shown += 1
             sys.stdout.flush()
+            hint = range_hint(reader, prepared.lo, prepared.hi) if not shown else ""
+            if hint:
+                print(f"kubelogs logs: {hint}", file=err)
             if args.follow:
                 return follow(reader, prepared, position, out)
             return 0

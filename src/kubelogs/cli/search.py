@@ -363,10 +363,34 @@ def _count(reader: Any, prepared: Any) -> Any:
 
 def warn_unknown_fields(command: str, reader: Any, prepared: Any) -> None:
     """Name on stderr each field of the query that no document in range has, with the
-    closest known one: a typo otherwise answers 0 without a word."""
+    closest known one: a typo otherwise answers 0 without a word. A time range outside
+    everything stored is said instead (`--since 15m` on a store of last week)."""
+    hint = range_hint(reader, prepared.lo, prepared.hi)
+    if hint:
+        print(f"kubelogs {command}: {hint}", file=sys.stderr)
+        return
     for name, close in reader.unknown_fields(prepared):
         hint = f"; did you mean {close}?" if close else ""
         print(f"kubelogs {command}: no document has field {name}{hint}", file=sys.stderr)
+
+
+def range_hint(reader: Any, lo: int | None, hi: int | None) -> str:
+    """Why a time range finds nothing when the store holds events only outside it
+    (with their span, so the user knows what `--since`/`--until` to give), else ''."""
+    stats = reader.stats()
+    if not stats.docs or stats.min_time is None or stats.max_time is None:
+        return ""
+    below = lo is not None and stats.max_time < lo
+    above = hi is not None and stats.min_time > hi
+    if not (below or above):
+        return ""
+    first = format_time(stats.min_time)
+    last = format_time(stats.max_time)
+    flag = "--since" if below else "--until"
+    return (
+        f"no events in the time range: the store holds events from {first} to {last} "
+        f"(widen or drop {flag})"
+    )
 
 
 def _stderr_is_terminal() -> bool:

@@ -112,6 +112,21 @@ def test_an_unknown_pod_is_a_one_line_error_with_the_closest_name(
     assert f"did you mean {ns}/{name}?" in err
 
 
+def test_a_since_after_the_newest_event_says_what_the_store_holds(
+    store: Path, pod: tuple[str, str, list[str]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The pod's logs are from 2025: `--since 1h` printed nothing without a word.
+    ns, name, _ = pod
+
+    rc = run_logs(["--store", str(store), f"{ns}/{name}", "--since", "1h"])
+
+    captured = capsys.readouterr()
+    assert 0 == rc
+    assert "" == captured.out
+    assert captured.err.startswith("kubelogs logs: no events in the time range: the store holds")
+    assert captured.err.endswith("(widen or drop --since)\n")
+
+
 def test_logs_is_a_command_of_kubelogs(store: Path, pod: tuple[str, str, list[str]]) -> None:
     ns, name, containers = pod
 

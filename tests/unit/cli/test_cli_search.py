@@ -268,6 +268,37 @@ class TestErgonomics:
             in captured.err
         )
 
+    def test_a_range_before_the_newest_event_says_so_instead_of_blaming_the_field(
+        self, store: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        # The dataset's events are from 2025: `--since 15m` (as the README shows) finds
+        # none, and "no document has field kubernetes.namespace; did you mean
+        # kubernetes.namespace?" was the answer a new user got.
+        with StoreReader(store) as reader:
+            stats = reader.stats()
+        assert stats.min_time is not None
+        assert stats.max_time is not None
+        first, last = search.format_time(stats.min_time), search.format_time(stats.max_time)
+
+        rc = run_search(["--store", str(store), "--since", "15m", "kubernetes.namespace:x"])
+        since = capsys.readouterr()
+        rc_count = run_search(
+            ["--store", str(store), "--count", "--until", "2001-01-01T00:00:00Z", "error"]
+        )
+        until = capsys.readouterr()
+        run_search(["--store", str(store), "--count", "--since", "3650d", "kubernetes.namspace:x"])
+        inside = capsys.readouterr()
+
+        assert 0 == rc == rc_count
+        assert "" == since.out
+        assert since.err == (
+            f"kubelogs search: no events in the time range: the store holds events from "
+            f"{first} to {last} (widen or drop --since)\n"
+        )
+        assert "0\n" == until.out
+        assert until.err.endswith("(widen or drop --until)\n")
+        assert "did you mean kubernetes.namespace?" in inside.err
+
     def test_a_cut_output_says_how_much_was_left_on_a_terminal(
         self, store: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
     ) -> None:
