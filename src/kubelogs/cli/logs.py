@@ -19,6 +19,7 @@ import sys
 from typing import Any
 
 from kubelogs.cli.search import (
+    add_config_argument,
     add_time_arguments,
     add_zone_arguments,
     follow,
@@ -54,7 +55,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("--timestamps", action="store_true", help="begin each line with its time")
     add_zone_arguments(p)
-    p.add_argument("--store", metavar="DIR", help="default: $KUBELOGS_STORE, else the config's")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--store", metavar="DIR", help="default: $KUBELOGS_STORE, else the config's")
+    add_config_argument(where, short=False)
     p.set_defaults(func=run)
 
 
@@ -75,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     if isinstance(bounds, str):
         print(bounds, file=err)
         return 1
-    reader = open_reader("logs", args.store)
+    reader = open_reader("logs", args.store, args.config)
     if isinstance(reader, int):
         return reader
     try:

@@ -128,6 +128,47 @@ class TestRunDirectly:
         assert 0 == rc
         assert int(capsys.readouterr().out) > 0
 
+    def test_store_of_the_config_given_with_c(
+        self,
+        store: Path,
+        tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str],
+    ) -> None:
+        # `kubelogs run -c kubelogs.yaml` then `kubelogs search -c kubelogs.yaml`: the
+        # README's node config names ${NODE_NAME}, unset in the shell searching.
+        monkeypatch.delenv("KUBELOGS_STORE", raising=False)
+        monkeypatch.delenv("NODE_NAME", raising=False)
+        config = tmp_path / "kubelogs.yaml"
+        config.write_text(
+            f"data_dir: {store.parent}\nnode_name: ${{NODE_NAME}}\n"
+            "sources: {c: {type: kubernetes_logs}}\n"
+            "sinks: {store: {type: local, inputs: [c]}}\n"
+        )
+        with StoreReader(store) as reader:
+            expected = reader.count("stream:stderr")
+
+        rc = run_search(["-c", str(config), "--count", "stream:stderr"])
+
+        assert 0 == rc
+        assert f"{expected}\n" == capsys.readouterr().out
+
+    def test_a_config_without_a_local_sink_is_a_usage_error(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        config = tmp_path / "agent.yaml"
+        config.write_text(
+            "sources: {c: {type: kubernetes_logs}}\nsinks: {out: {type: stdout, inputs: [c]}}\n"
+        )
+
+        rc = run_search(["-c", str(config), "x"])
+
+        assert 1 == rc
+        assert capsys.readouterr().err == (
+            f"kubelogs search: {config} has no sink of type local "
+            "(search its sink's own store instead)\n"
+        )
+
     def test_since_and_until_accept_times_and_durations(
         self, store: Path, dataset: Dataset, capsys: pytest.CaptureFixture[str]
     ) -> None:
@@ -346,6 +387,14 @@ class TestCommandLine:
             expected = "".join(h.doc.decode() + "\n" for h in reader.search("error", limit=3))
         assert 0 == r.returncode, r.stderr
         assert expected == r.stdout
+
+    def test_a_missing_config_is_one_line(self, tmp_path: Path) -> None:
+        result = kubelogs("search", "-c", str(tmp_path / "nope.yaml"), "x")
+
+        assert 1 == result.returncode
+        assert result.stderr == (
+            f"kubelogs search: error: {tmp_path / 'nope.yaml'}: no such config file\n"
+        )
 
     def test_syntax_error_exit_code_through_the_cli(self, store: Path) -> None:
         r = kubelogs("search", "--store", str(store), '"unterminated')
