@@ -118,7 +118,9 @@ class Template:
     """``"{kubernetes.namespace}/{kubernetes.pod.name}"``: literal text and references.
 
     ``{{`` and ``}}`` are literal braces. A reference to a field an event lacks renders
-    as the empty string."""
+    as the empty string; `render_values` tells a template that is one bare reference
+    (``"{kubernetes.labels.app}"``) to a missing field apart (None), so that ``modify``
+    does not set a field to an empty string a user never wrote."""
 
     text: str
     parts: tuple[str, ...]
@@ -183,6 +185,17 @@ class Template:
         for row, own in (batch.fields or {}).items():
             if own and any(k in own for k in names):
                 rendered[row] = self.render(values, batch, row)
+        return rendered
+
+    def render_values(self, values: FileFields, batch: Batch) -> list[str | None]:
+        """`render_batch`, with None where the template is one bare reference and the
+        row lacks that field (rendering "" would invent a value)."""
+        rendered: list[str | None] = list(self.render_batch(values, batch))
+        parts = self.parts
+        if len(parts) == 3 and parts[0] == "" and parts[2] == "":
+            for row, text in enumerate(rendered):
+                if text == "" and is_missing(values.value(batch, row, parts[1])):
+                    rendered[row] = None
         return rendered
 
     def _shadowing_names(self) -> tuple[str, ...]:

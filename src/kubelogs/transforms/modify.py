@@ -12,7 +12,8 @@ members (``log.level``) are parsed fields, and every dotted target is written ne
 (``log: {level: ...}``), where the parsers put their fields and queries find them.
 
 Operations run in this order: `static`, `copy`, `rename`, `set`, `remove`. `set` values
-are templates: ``"{kubernetes.namespace}-{level}"`` (a missing field renders empty).
+are templates: ``"{kubernetes.namespace}-{level}"`` (a missing field renders empty; a
+template that is only a reference to a missing field sets nothing).
 A metadata field can only be `set` from file fields (the same for every line of a file);
 `static` values are also written into the ``fluentd`` layout under the same names.
 """
@@ -185,8 +186,9 @@ class ModifyTransform:
             set_path(ecs, path, value, nested=True)
             set_path(fluentd, path, value, nested=True)
         for path, template in self.meta_set.items():
-            value = template.render_batch(self._values, _one_row(ctx))[0]
-            set_path(ecs, path, value, nested=True)
+            value = template.render_values(self._values, _one_row(ctx))[0]
+            if value is not None:
+                set_path(ecs, path, value, nested=True)
         for path in self.meta_remove:
             remove_path(ecs, path)
         new = ctx.with_meta(meta_ecs=encode_members(ecs), meta_fluentd=encode_members(fluentd))
@@ -217,8 +219,14 @@ class ModifyTransform:
                         set_path(f, target, value)
                 fields[i] = f
             batch = batch.derive(fields={i: f for i, f in fields.items() if f} or None)
-        rendered = {k: t.render_batch(self._values, batch) for k, t in self.row_set.items()}
-        new_message = rendered.pop("message", None)
+        rendered = {k: t.render_values(self._values, batch) for k, t in self.row_set.items()}
+        message_values = rendered.pop("message", None)
+        new_message = None
+        if message_values is not None:
+            new_message = [
+                m if m is not None else old
+                for m, old in zip(message_values, batch.messages, strict=True)
+            ]
         if rendered or self.row_remove:
             rows = range(n) if rendered else [i for i, f in fields.items() if f]
             # Rows without fields of their own that get the same values share one dict
@@ -232,7 +240,8 @@ class ModifyTransform:
                     key = tuple(values[plain[0]] for values in rendered.values())
                     base: dict[str, Any] = {}
                     for target, value in zip(rendered, key, strict=True):
-                        set_path(base, target, value)
+                        if value is not None:
+                            set_path(base, target, value)
                     for path in self.row_remove:
                         remove_path(base, path)
                     fields.update(dict.fromkeys(plain, base))
@@ -245,14 +254,16 @@ class ModifyTransform:
                     if cached is None:
                         cached = shared[key] = {}
                         for target, value in zip(rendered, key, strict=True):
-                            set_path(cached, target, value)
+                            if value is not None:
+                                set_path(cached, target, value)
                         for path in self.row_remove:
                             remove_path(cached, path)
                     fields[i] = cached
                     continue
                 f = dict(own)
                 for target, values in rendered.items():
-                    set_path(f, target, values[i])
+                    if values[i] is not None:
+                        set_path(f, target, values[i])
                 for path in self.row_remove:
                     remove_path(f, path)
                 fields[i] = f

@@ -234,3 +234,27 @@ def test_field_values_agree_with_the_document_lookup_of_the_store() -> None:
                 row,
                 path,
             )
+
+
+def test_a_bare_reference_to_a_missing_field_sets_nothing() -> None:
+    """``service.name: '{kubernetes.labels.app}'`` on a pod without that label (or with
+    no API server) must not invent ``service.name: ""``; a template with text around
+    the reference still renders the missing part empty, as documented."""
+    out = modify(
+        set={
+            "service.name": "{kubernetes.labels.app}",
+            "tag": "app-{kubernetes.labels.app}",
+            "severity": "{level}",
+            "message": "{msg}",
+        }
+    ).process(parsed())
+    assert out is not None
+    ecs = docs(out)
+    assert all("service" not in d for d in ecs)
+    assert [d["tag"] for d in ecs] == ["app-"] * 3
+    # `level` is the alias of log.level: rows 0 has it, row 1 (plain text) does not
+    assert ecs[0]["severity"] == "info"
+    assert "severity" not in ecs[1]
+    # a message template over a missing field keeps the original message
+    assert ecs[0]["message"] == "payment failed"
+    assert ecs[1]["message"] == "plain text, no fields"
