@@ -231,7 +231,7 @@ class ModifyTransform:
             rows = range(n) if rendered else [i for i, f in fields.items() if f]
             # Rows without fields of their own that get the same values share one dict
             # (documents are encoded from it; nothing mutates a batch's dicts).
-            shared: dict[tuple[str, ...], dict[str, Any]] = {}
+            shared: dict[tuple[str | None, ...], dict[str, Any]] = {}
             if rendered and all(self.row_set[k].per_file() for k in rendered):
                 # Templates of file fields: one value for every row without fields.
                 own_rows = [i for i, f in fields.items() if f]
