@@ -259,6 +259,11 @@ class Supervisor:
                 return None
             self._reload.clear()
             new = await asyncio.to_thread(self._try_load)
+            if self._stop:
+                # a stop arrived while the file was read: the pipeline is draining for
+                # the exit; a swap now would restart components only to stop them
+                log.info("reload dropped: the agent is stopping")
+                continue
             if new is None:
                 continue
             if not _needs_restart(self.config, new):

@@ -188,3 +188,83 @@ async def test_a_stop_at_any_step_of_a_swap_keeps_every_line_exactly_once_after_
     again.request_stop()
     await asyncio.wait_for(task, 15)
     assert sorted(d["message"] for d in read_docs(out)) == ["a1", "a2", "b1", "c1", "d1"]
+
+
+async def test_a_reload_requested_during_a_swap_is_applied_after_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two SIGHUPs in quick succession (or a `watch_config` change during a SIGHUP): the
+    second arrives while the first swap drains; it is applied right after, once."""
+    gate = Gate(monkeypatch)
+    log, out = tmp_path / "app.log", tmp_path / "out.ndjson"
+    write(log, "a1")
+    configs = [config(tmp_path, fsync=True), config(tmp_path, fsync=True, poll="20ms")]
+    sup = Supervisor(config(tmp_path), lambda: configs[0], metrics=Metrics())
+    task = asyncio.create_task(sup.run())
+    await until(lambda: sup.ready and count_lines(out) == 1, "the first line")
+    sup.request_reload()
+    await asyncio.wait_for(gate.reached.wait(), 20)
+    configs.pop(0)
+    write(log, "b1")
+    sup.request_reload()
+    sup.request_reload()  # a storm: one more reload, same config
+    gate.open.set()
+    await until(lambda: sup.reloads == 2 and sup.ready, "both reloads")
+    assert sup.config is configs[0]
+    assert sup.pipeline is not None
+    assert sup.pipeline.config is configs[0]
+    write(log, "c1")
+    await until(lambda: count_lines(out) == 3, "a line after the reloads")
+    sup.request_stop()
+    done = await asyncio.wait_for(task, 15)
+    assert not done.grace_expired
+    assert sup.reloads == 2
+    assert [d["message"] for d in read_docs(out)] == ["a1", "b1", "c1"]
+
+
+async def test_a_stop_while_a_new_config_is_being_read_does_not_apply_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """SIGHUP, then SIGTERM while the file is read and validated (in a thread): the
+    agent stops with the running config; it does not start a swap on a pipeline that
+    is draining for the exit (held here by the sink, blocked once its queue ended)."""
+    import threading
+
+    import kubelogs.pipeline.reload as reload_module
+
+    caplog.set_level("INFO")
+    gate = Gate(monkeypatch)
+    swaps: list[object] = []
+    real_swap = reload_module.swap
+
+    async def swap(*args: Any) -> Any:
+        swaps.append(args)
+        return await real_swap(*args)
+
+    monkeypatch.setattr(reload_module, "swap", swap)
+    log, out = tmp_path / "app.log", tmp_path / "out.ndjson"
+    write(log, "a1")
+    loading, release = threading.Event(), threading.Event()
+
+    def load() -> Config:
+        loading.set()
+        release.wait(20)
+        return config(tmp_path, fsync=True)
+
+    first = config(tmp_path)
+    sup = Supervisor(first, load, metrics=Metrics())
+    task = asyncio.create_task(sup.run())
+    await until(lambda: sup.ready and count_lines(out) == 1, "the first line")
+    sup.request_reload()
+    await until(loading.is_set, "the load to begin")
+    sup.request_stop()
+    await asyncio.wait_for(gate.reached.wait(), 20)  # draining for the exit
+    release.set()
+    await until(lambda: swaps or "the agent is stopping" in caplog.text, "the loaded config")
+    gate.open.set()
+    done = await asyncio.wait_for(task, 15)
+    assert not done.grace_expired
+    assert sup.reloads == 0
+    assert sup.config is first
+    assert swaps == []
+    assert [d["message"] for d in read_docs(out)] == ["a1"]
