@@ -268,3 +268,45 @@ async def test_a_stop_while_a_new_config_is_being_read_does_not_apply_it(
     assert sup.config is first
     assert swaps == []
     assert [d["message"] for d in read_docs(out)] == ["a1"]
+
+
+@pytest.mark.parametrize("which", ["new", "old"])
+async def test_a_component_crashing_during_a_swap_ends_the_run_and_a_restart_loses_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, which: str
+) -> None:
+    """The new sink crashes as it starts, or the old one as it finishes its drain: the
+    run ends with that error (as a crash without reloads), promptly; a restart from the
+    checkpoints delivers every line (at least once: a crash is not a clean stop)."""
+    real = FileSink.run
+
+    async def run(self: FileSink, inp: Any) -> None:
+        if which == "new" and self.config.fsync:
+            raise RuntimeError("boom")
+        await real(self, inp)
+        if which == "old" and not self.config.fsync and not stopping[0]:
+            raise RuntimeError("boom")
+
+    stopping = [False]
+    monkeypatch.setattr(FileSink, "run", run)
+    log, out = tmp_path / "app.log", tmp_path / "out.ndjson"
+    write(log, "a1", "a2")
+    first = config(tmp_path)
+    sup = Supervisor(first, lambda: config(tmp_path, fsync=True), metrics=Metrics())
+    task = asyncio.create_task(sup.run())
+    await until(lambda: sup.ready and count_lines(out) == 2, "the first lines")
+    write(log, "b1")
+    sup.request_reload()
+    with pytest.raises(BaseException, match=r"boom|unhandled errors") as raised:
+        await asyncio.wait_for(task, 15)
+    assert not isinstance(raised.value, TimeoutError)
+    stopping[0] = True
+    write(log, "c1")
+    again = Supervisor(first, lambda: first, metrics=Metrics())
+    task = asyncio.create_task(again.run())
+    await until(lambda: {"a1", "a2", "b1", "c1"} <= docs(out), "every line after the restart")
+    again.request_stop()
+    await asyncio.wait_for(task, 15)
+
+
+def docs(path: Path) -> set[str]:
+    return {d["message"] for d in read_docs(path)} if path.exists() else set()
