@@ -224,6 +224,13 @@ async def swap(pipeline: Pipeline, new: Config, plan: Plan) -> SwapResult:
             await fan.pause()
             paused.append(fan)
     began = time.monotonic()
+    # says what the reload waits on if it takes long (a sink that cannot deliver); the
+    # e2e tests also wait on this line to act "during a swap"
+    log.info(
+        "reload: draining %s (holding %s)",
+        ", ".join(plan.old_region) or "nothing",
+        ", ".join(n.id for n in to_pause) or "nothing",
+    )
     leaving_channels = [n.channel for n in leaving if n.channel is not None]
     for fan in paused:
         for ch in leaving_channels:
