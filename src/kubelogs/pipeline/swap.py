@@ -219,10 +219,20 @@ async def swap(pipeline: Pipeline, new: Config, plan: Plan) -> SwapResult:
         if n.kind == "transform" and n.channel is not None
     ]
     paused: list[FanOut] = []
-    for n in to_pause:
-        for fan in _fans(n):
-            await fan.pause()
-            paused.append(fan)
+    try:
+        # a pause waits for the send in progress, which never ends if it is blocked on
+        # the full queue of a sink that cannot deliver (the very sink a reload may be
+        # fixing): the grace period bounds it as it bounds the drain
+        async with asyncio.timeout(grace):
+            for n in to_pause:
+                for fan in _fans(n):
+                    paused.append(fan)
+                    await fan.pause()
+    except TimeoutError:
+        raise SwapTimeout(
+            "a send to the changed components did not finish within "
+            f"shutdown_grace_period ({grace:g}s)"
+        ) from None
     began = time.monotonic()
     # says what the reload waits on if it takes long (a sink that cannot deliver); the
     # e2e tests also wait on this line to act "during a swap"
@@ -259,7 +269,11 @@ async def swap(pipeline: Pipeline, new: Config, plan: Plan) -> SwapResult:
         result = SwapResult(
             config=old, error=str(exc), drained=drained, restored=list(plan.old_region)
         )
-        fresh = await _build(pipeline, old, plan.old_region)
+        try:
+            fresh = await _build(pipeline, old, plan.old_region)
+        except BaseException:
+            await _close(pipeline, sources)  # out of the pipeline: nobody else closes them
+            raise
     target = result.config
     # 6. wire, start, release
     for n in fresh:
@@ -302,10 +316,16 @@ async def swap(pipeline: Pipeline, new: Config, plan: Plan) -> SwapResult:
                 for n in sources:
                     await n.inflight.wait_idle()
         except TimeoutError:
+            # closed here, as they are out of the pipeline (else their files, or a
+            # network source's port, stay open); the checkpoint holds what was acked
+            await _close(pipeline, sources)
             raise SwapTimeout(
                 "the batches of the replaced sources were not acknowledged within "
                 f"shutdown_grace_period ({grace:g}s)"
             ) from None
+        except asyncio.CancelledError:  # the pipeline ended (a component crashed)
+            await _close(pipeline, sources)
+            raise
         await _close(pipeline, sources)
     for n in fresh:
         prepare = getattr(n.runtime, "prepare", None) if n.kind == "source" else None

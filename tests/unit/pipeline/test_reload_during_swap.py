@@ -20,7 +20,9 @@ from support.agent import count_lines, read_docs
 TAIL = {"poll_interval": "10ms", "glob_interval": "50ms"}
 
 
-def config(tmp: Path, *, fsync: bool = False, poll: str = "10ms", grace: str = "3s") -> Config:
+def config(
+    tmp: Path, *, fsync: bool = False, poll: str = "10ms", grace: str = "3s", chunk: str = "256KiB"
+) -> Config:
     """`logs` (file source of app.log) -> `out` (file sink)."""
     data: dict[str, Any] = {
         "data_dir": str(tmp / "data"),
@@ -28,7 +30,13 @@ def config(tmp: Path, *, fsync: bool = False, poll: str = "10ms", grace: str = "
         "api": {"enabled": False},
         "shutdown_grace_period": grace,
         "sources": {
-            "logs": {"type": "file", "paths": [str(tmp / "app.log")], **TAIL, "poll_interval": poll}
+            "logs": {
+                "type": "file",
+                "paths": [str(tmp / "app.log")],
+                **TAIL,
+                "poll_interval": poll,
+                "read_chunk": chunk,
+            }
         },
         "sinks": {
             "out": {
@@ -310,3 +318,87 @@ async def test_a_component_crashing_during_a_swap_ends_the_run_and_a_restart_los
 
 def docs(path: Path) -> set[str]:
     return {d["message"] for d in read_docs(path)} if path.exists() else set()
+
+
+async def test_a_reload_that_replaces_a_sink_stuck_with_a_full_queue_falls_back_in_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The common case of a reload that fixes a broken sink: the old sink cannot deliver,
+    its queue is full and the source is blocked in a send to it. Pausing the source
+    waits for that send, which never ends: the swap must still give up within
+    `shutdown_grace_period` and restart the whole pipeline (not hang), and every line
+    reaches the new sink."""
+    caplog.set_level("INFO")
+    real = FileSink.run
+    stuck = asyncio.Event()  # never set: the old sink hangs on its first batch
+
+    async def run(self: FileSink, inp: Any) -> None:
+        if self.config.fsync:
+            await real(self, inp)
+            return
+        async for _ in inp:
+            await stuck.wait()
+
+    monkeypatch.setattr(FileSink, "run", run)
+    log, out = tmp_path / "app.log", tmp_path / "out.ndjson"
+    lines = [f"line-{i:05d}-" + "x" * 40 for i in range(3000)]
+    write(log, *lines)
+    first = config(tmp_path, grace="1s", chunk="2KiB")
+    new = config(tmp_path, grace="1s", chunk="2KiB", fsync=True)
+    sup = Supervisor(first, lambda: new, metrics=Metrics())
+    task = asyncio.create_task(sup.run())
+    await until(lambda: sup.ready, "the start")
+    pipeline = sup.pipeline
+    assert pipeline is not None
+    channel = pipeline.nodes["out"].channel
+    assert channel is not None
+    await until(lambda: len(channel) >= 8, "the sink's queue to fill")
+    sup.request_reload()
+    await until(lambda: sup.reloads == 1 and sup.ready, "the reload", seconds=15)
+    assert sup.pipeline is not pipeline  # the whole pipeline restarted
+    await until(lambda: count_lines(out) >= len(lines), "every line")
+    sup.request_stop()
+    await asyncio.wait_for(task, 15)
+    assert "within shutdown_grace_period" in caplog.text
+    assert sorted(d["message"] for d in read_docs(out)) == lines
+
+
+async def test_a_replaced_source_whose_batches_never_resolve_is_closed_when_the_swap_gives_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A source changes while the kept sink cannot deliver: its batches are never
+    acknowledged, the swap gives up after the grace period and the whole pipeline
+    restarts. The replaced source, already out of the pipeline, must still be closed
+    (its files, and for a network source its port, would leak otherwise; its final
+    checkpoint holds what was acknowledged) - and nothing is lost."""
+    real = FileSink.run
+    stuck = [True]
+    hang = asyncio.Event()
+
+    async def run(self: FileSink, inp: Any) -> None:
+        if not stuck[0]:
+            await real(self, inp)
+            return
+        async for _ in inp:
+            await hang.wait()
+
+    monkeypatch.setattr(FileSink, "run", run)
+    log, out = tmp_path / "app.log", tmp_path / "out.ndjson"
+    write(log, "a1", "a2")
+    new = config(tmp_path, grace="1s", poll="20ms")
+    sup = Supervisor(config(tmp_path, grace="1s"), lambda: new, metrics=Metrics())
+    task = asyncio.create_task(sup.run())
+    await until(lambda: sup.ready, "the start")
+    pipeline = sup.pipeline
+    assert pipeline is not None
+    old_source = pipeline.nodes["logs"].runtime
+    await until(lambda: old_source.tailer.files, "the source to open its file")
+    stuck[0] = False  # the sinks built from now on work
+    sup.request_reload()
+    await until(lambda: sup.reloads == 1 and sup.ready, "the reload", seconds=15)
+    assert sup.pipeline is not pipeline
+    assert old_source.tailer.files == []  # closed
+    await until(lambda: count_lines(out) >= 2, "every line")
+    sup.request_stop()
+    await asyncio.wait_for(task, 15)
+    assert [d["message"] for d in read_docs(out)] == ["a1", "a2"]
