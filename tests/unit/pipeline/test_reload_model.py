@@ -66,6 +66,7 @@ def make_config(tmp: Path, state: dict[str, Any]) -> Config:
     """`logs` (kubernetes_logs) [-> `keep` (filter)] -> `out` (file); `side` (file
     source) -> `out`; [`logs` -> `copy` (file)]."""
     tail = {"glob_interval": "30ms", "poll_interval": state["poll"], "rotate_wait": "200ms"}
+    tail["read_chunk"] = "4KiB"  # small batches: a few hundred lines fill a queue
     out_inputs = ["keep" if state["keep"] else "logs"]
     if state["side"]:
         out_inputs.append("side")
@@ -357,20 +358,25 @@ class ReloadModel(RuleBasedStateMachine):
         self.after_exit(crash_expected=False)
 
     @precondition(lambda self: self.written)
-    @rule()
-    def reload_with_a_hung_sink(self) -> None:
-        """The old sink hangs on its next batch: the swap cannot drain within the grace
-        period and the whole pipeline restarts from its checkpoints (at-least-once)."""
-        out = self.sup.pipeline.nodes["out"].runtime if self.sup.pipeline else None
-        if out is None:
+    @rule(full=st.booleans())
+    def reload_with_a_hung_sink(self, full: bool) -> None:
+        """The old sink hangs on its next batch (with `full`, its queue fills and the
+        source blocks in a send to it): the swap cannot finish within the grace period
+        and the whole pipeline restarts from its checkpoints (at-least-once)."""
+        node = self.sup.pipeline.nodes["out"] if self.sup.pipeline else None
+        if node is None:
             return
-        self.stuck.add(id(out))
-        pod = self.pods[0]
-        line = f"p0-{len(self.written)}"
-        pod.write(line)
-        self.written.append(line)
-        self.by_pod[0].append(line)
+        self.stuck.add(id(node.runtime))
+        n = 1500 if full else 1
+        lines = [f"p0-{len(self.written) + i}" for i in range(n)]
+        self.pods[0].write(*lines)
+        self.written.extend(lines)
+        self.by_pod[0].extend(lines)
         self.repeat_ok.update(self.written)
+        if full:
+            channel = node.channel
+            assert channel is not None
+            self.run(lambda: len(channel) >= 8, "the hung sink's queue to fill")
         self.settle(self.request("sink"), "sink (hung)")
         self.stuck.clear()
 
