@@ -23,6 +23,11 @@ Either way a successor starts only after its predecessor's batches were all reso
 its checkpoints written, so a reload neither loses nor duplicates a line (only a drain
 cut short by the grace period falls back to at-least-once, as a restart does).
 
+Signals during a reload: a stop requested while a new config is read drops that config
+(the pipeline is draining for the exit); one requested during a swap lets the swap
+finish, then stops (pipeline/swap.py). A reload requested during a swap is applied after
+it, from the file as it is then.
+
 If a changed component cannot be built (a sink's file cannot be opened, a port is
 taken), the old versions of the changed components are built again and started in its
 place (partial swap), or the previous config is started again (whole restart); the error

@@ -45,7 +45,16 @@ predecessor ended), which the local store's per-file high-water mark relies on.
 
 If the drain takes longer than `shutdown_grace_period` (a sink that cannot deliver), the
 swap gives up: the whole pipeline is cancelled and restarted from its checkpoints, as a
-shutdown cut short by the grace period (at-least-once for what was in flight).
+shutdown cut short by the grace period (at-least-once for what was in flight). The pause
+of step 2 is bounded the same way: a send blocked on the full queue of such a sink never
+completes. Replaced sources, already out of the pipeline, are closed by the swap itself
+when it gives up.
+
+A stop (SIGTERM) during a swap: the swap completes, then everything drains as usual. A
+kept source may end while it is paused; its output is closed then, and `FanOut` ignores
+the swap's `detach`/`attach` of a closed output, so a new consumer does not wait for it
+(pipeline/channels.py). The runner's grace deadline also covers the tasks a swap starts
+after the stop.
 """
 
 from __future__ import annotations
