@@ -303,8 +303,9 @@ def test_kill9_at_random_moments_of_reloads_keeps_every_line_exactly_once_in_the
 def test_sighup_storms_apply_the_last_config_and_keep_every_line_exactly_once(
     tmp_path: Path,
 ) -> None:
-    """Bursts of SIGHUPs (three at once, the config rewritten in between) while a file
-    is written: the agent settles on the last config, never crashes, and the sink has
+    """Bursts of SIGHUPs (three at once, the config rewritten in between; with
+    `watch_config` on, each rewrite also triggers a reload of its own) while a file is
+    written: the agent settles on the last config, never crashes, and the sink has
     every line exactly once."""
     log_file, out = tmp_path / "app.log", tmp_path / "out.ndjson"
     log_file.touch()
@@ -318,6 +319,7 @@ def test_sighup_storms_apply_the_last_config_and_keep_every_line_exactly_once(
             "path": str(out),
             "fsync": i % 2 == 1,
         }
+        data["watch_config"] = True  # file changes reload too, racing the SIGHUPs
         return data
 
     write_config(cfg, make(0))
