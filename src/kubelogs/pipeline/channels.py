@@ -110,6 +110,9 @@ class FanOut:
     `detach`/`attach`, then `resume`): while paused, `send` waits before choosing its
     channels, and `pause` returns only once no send is half-way through its channels,
     so every batch goes either wholly to the old consumers or wholly to the new ones.
+    A producer may end while paused (a stop requested during a reload): once `close`d,
+    `detach` and `attach` leave the channels' producer counts alone, or a new consumer
+    would wait forever for a producer that has already finished.
     """
 
     def __init__(self, channels: list[Channel]) -> None:
@@ -117,6 +120,7 @@ class FanOut:
         for ch in channels:
             ch.add_producer()
         self._paused: asyncio.Event | None = None
+        self._closed = False
         self._busy = False
         self._idle: asyncio.Event | None = None
 
@@ -166,14 +170,20 @@ class FanOut:
         """Stop feeding `channel` (only while paused): it ends once its queue is read."""
         if channel in self._channels:
             self._channels = [ch for ch in self._channels if ch is not channel]
-            channel.close_producer()
+            if not self._closed:  # else `close` already closed this end
+                channel.close_producer()
 
     def attach(self, channel: Channel) -> None:
         """Feed `channel` too (only while paused, or before the producer runs)."""
+        if self._closed:
+            return  # the producer has ended: it will never send to `channel`
         if channel not in self._channels:
             self._channels = [*self._channels, channel]
             channel.add_producer()
 
     def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
         for ch in self._channels:
             ch.close_producer()

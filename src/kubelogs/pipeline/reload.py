@@ -23,6 +23,11 @@ Either way a successor starts only after its predecessor's batches were all reso
 its checkpoints written, so a reload neither loses nor duplicates a line (only a drain
 cut short by the grace period falls back to at-least-once, as a restart does).
 
+Signals during a reload: a stop requested while a new config is read drops that config
+(the pipeline is draining for the exit); one requested during a swap lets the swap
+finish, then stops (pipeline/swap.py). A reload requested during a swap is applied after
+it, from the file as it is then.
+
 If a changed component cannot be built (a sink's file cannot be opened, a port is
 taken), the old versions of the changed components are built again and started in its
 place (partial swap), or the previous config is started again (whole restart); the error
@@ -259,6 +264,11 @@ class Supervisor:
                 return None
             self._reload.clear()
             new = await asyncio.to_thread(self._try_load)
+            if self._stop:
+                # a stop arrived while the file was read: the pipeline is draining for
+                # the exit; a swap now would restart components only to stop them
+                log.info("reload dropped: the agent is stopping")
+                continue
             if new is None:
                 continue
             if not _needs_restart(self.config, new):

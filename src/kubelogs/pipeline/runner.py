@@ -302,7 +302,15 @@ async def _enforce_grace(pipeline: Pipeline, tasks: list[asyncio.Task[None]]) ->
         if not pending:
             return
         grace = pipeline.config.root.shutdown_grace_period
-        _, pending = await asyncio.wait(pending, timeout=grace)
+        # one deadline for every task, also those a reload in progress starts after the
+        # stop (its new components): without it they could run, and hold the exit, forever
+        deadline = asyncio.get_running_loop().time() + grace
+        while pending:
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                break
+            await asyncio.wait(pending, timeout=left, return_when=asyncio.FIRST_COMPLETED)
+            pending = {t for t in tasks if not t.done()}
         if pending:
             log.warning(
                 "shutdown grace period of %.0fs ran out; unacknowledged data is read again "

@@ -45,7 +45,16 @@ predecessor ended), which the local store's per-file high-water mark relies on.
 
 If the drain takes longer than `shutdown_grace_period` (a sink that cannot deliver), the
 swap gives up: the whole pipeline is cancelled and restarted from its checkpoints, as a
-shutdown cut short by the grace period (at-least-once for what was in flight).
+shutdown cut short by the grace period (at-least-once for what was in flight). The pause
+of step 2 is bounded the same way: a send blocked on the full queue of such a sink never
+completes. Replaced sources, already out of the pipeline, are closed by the swap itself
+when it gives up.
+
+A stop (SIGTERM) during a swap: the swap completes, then everything drains as usual. A
+kept source may end while it is paused; its output is closed then, and `FanOut` ignores
+the swap's `detach`/`attach` of a closed output, so a new consumer does not wait for it
+(pipeline/channels.py). The runner's grace deadline also covers the tasks a swap starts
+after the stop.
 """
 
 from __future__ import annotations
@@ -219,11 +228,28 @@ async def swap(pipeline: Pipeline, new: Config, plan: Plan) -> SwapResult:
         if n.kind == "transform" and n.channel is not None
     ]
     paused: list[FanOut] = []
-    for n in to_pause:
-        for fan in _fans(n):
-            await fan.pause()
-            paused.append(fan)
+    try:
+        # a pause waits for the send in progress, which never ends if it is blocked on
+        # the full queue of a sink that cannot deliver (the very sink a reload may be
+        # fixing): the grace period bounds it as it bounds the drain
+        async with asyncio.timeout(grace):
+            for n in to_pause:
+                for fan in _fans(n):
+                    paused.append(fan)
+                    await fan.pause()
+    except TimeoutError:
+        raise SwapTimeout(
+            "a send to the changed components did not finish within "
+            f"shutdown_grace_period ({grace:g}s)"
+        ) from None
     began = time.monotonic()
+    # says what the reload waits on if it takes long (a sink that cannot deliver); the
+    # e2e tests also wait on this line to act "during a swap"
+    log.info(
+        "reload: draining %s (holding %s)",
+        ", ".join(plan.old_region) or "nothing",
+        ", ".join(n.id for n in to_pause) or "nothing",
+    )
     leaving_channels = [n.channel for n in leaving if n.channel is not None]
     for fan in paused:
         for ch in leaving_channels:
@@ -252,7 +278,11 @@ async def swap(pipeline: Pipeline, new: Config, plan: Plan) -> SwapResult:
         result = SwapResult(
             config=old, error=str(exc), drained=drained, restored=list(plan.old_region)
         )
-        fresh = await _build(pipeline, old, plan.old_region)
+        try:
+            fresh = await _build(pipeline, old, plan.old_region)
+        except BaseException:
+            await _close(pipeline, sources)  # out of the pipeline: nobody else closes them
+            raise
     target = result.config
     # 6. wire, start, release
     for n in fresh:
@@ -295,10 +325,16 @@ async def swap(pipeline: Pipeline, new: Config, plan: Plan) -> SwapResult:
                 for n in sources:
                     await n.inflight.wait_idle()
         except TimeoutError:
+            # closed here, as they are out of the pipeline (else their files, or a
+            # network source's port, stay open); the checkpoint holds what was acked
+            await _close(pipeline, sources)
             raise SwapTimeout(
                 "the batches of the replaced sources were not acknowledged within "
                 f"shutdown_grace_period ({grace:g}s)"
             ) from None
+        except asyncio.CancelledError:  # the pipeline ended (a component crashed)
+            await _close(pipeline, sources)
+            raise
         await _close(pipeline, sources)
     for n in fresh:
         prepare = getattr(n.runtime, "prepare", None) if n.kind == "source" else None

@@ -356,3 +356,23 @@ def test_a_sinks_memory_buffer_max_events_bounds_its_input_queue(tmp_path: Any) 
     assert default is not None
     assert bounded._max_events == 500
     assert default._max_events is None
+
+
+def test_a_closed_fan_out_neither_re_attaches_nor_closes_twice() -> None:
+    """A producer that ended while a reload held it (pipeline/swap.py): the reload's
+    `detach` must not close its end a second time (the channel would end while another
+    producer still feeds it), and its `attach` must not give a new channel a producer
+    that will never close (the new consumer would wait for it forever)."""
+    old, other, new = Channel("old", 8), Channel("other", 8), Channel("new", 8)
+    other_producer = FanOut([old])
+    fan = FanOut([old, other])
+    fan.close()
+    fan.close()
+    assert not old.closed  # `other_producer` still feeds it
+    fan.detach(old)
+    assert not old.closed
+    fan.attach(new)
+    assert new.closed  # no producer: its reader ends at once
+    other_producer.close()
+    assert old.closed
+    assert other.closed
