@@ -23,7 +23,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -255,12 +255,16 @@ def run_until_sent(
     *,
     sink: str = "out",
     timeout: float | None = None,
+    on_drained: Callable[[int], None] | None = None,
     **start: Any,
 ) -> AgentRun:
     """Start `kubelogs run` on `cfg`, wait until `sink` has sent `expected` events, stop
-    it and return what it cost (see `start_agent` for the keyword arguments in `start`)."""
+    it and return what it cost (see `start_agent` for the keyword arguments in `start`).
+    `on_drained(pid)` runs before the stop, to read more of the live process (threads)."""
     agent = start_agent(cfg, work, name, **start)
     wait_sent(agent, expected, sink, timeout)
+    if on_drained is not None:
+        on_drained(agent.proc.pid)
     wall = time.monotonic() - agent.started
     drained = process_cpu(agent.proc.pid)
     sent = sent_events(agent.port, sink)

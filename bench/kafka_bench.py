@@ -10,13 +10,15 @@ has sent every record (polled from /metrics); CPU is that process's user+sys fro
 ``wait4`` (librdkafka's threads included), peak RSS its ``ru_maxrss``. Reported per
 pipeline: CPU-s per 1M lines, lines per CPU-second and peak RSS (median of `--repeat`),
 and the producer-side cost of the hop: CPU-s per 1M lines of agent -> Kafka minus agent
--> blackhole (the target is at most +2). Without `--bootstrap` the test broker
+-> blackhole, and minus agent -> local store (the issue's target: at most +2 over
+the local store). Without `--bootstrap` the test broker
 (`tests/support/kafka_broker.py`) is started and stopped.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import statistics
 import sys
@@ -36,14 +38,40 @@ from harness import (
 HERE = Path(__file__).resolve().parent
 
 
+def thread_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds so far of a running process's threads, summed by kind: librdkafka's
+    (named ``rdk:...``) and the interpreter's (the event loop and any worker threads)."""
+    out: dict[str, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            text = (task / "stat").read_text()
+        except OSError:
+            continue  # the thread ended meanwhile
+        comm = text[text.index("(") + 1 : text.rindex(")")]
+        fields = text.rsplit(")", 1)[1].split()
+        kind = "librdkafka" if comm.startswith("rdk:") else "python"
+        out[kind] = out.get(kind, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
 def run_pipeline(work: Path, name: str, cfg: dict[str, Any], records: int) -> dict[str, float]:
-    """Run one `kubelogs run` until its sink ``out`` sent `records`; its CPU and RSS."""
+    """Run one `kubelogs run` until its sink ``out`` sent `records`; its CPU and RSS (and
+    the CPU of librdkafka's threads at that point, ``rdk_cpu_s``)."""
     data_dir = work / f"data-{name}"
     shutil.rmtree(data_dir, ignore_errors=True)
-    run = run_until_sent(agent_config(data_dir, **cfg), work, records, name)
+    threads: dict[str, float] = {}
+    run = run_until_sent(
+        agent_config(data_dir, **cfg),
+        work,
+        records,
+        name,
+        on_drained=lambda pid: threads.update(thread_cpu(pid)),
+    )
     return {
         "cpu_s": run.cpu_s,
         "startup_cpu_s": run.startup_cpu_s,
+        "rdk_cpu_s": threads.get("librdkafka", 0.0),
         "wall_s": run.wall_s,
         "rss": run.peak_rss_mib,
     }
@@ -53,6 +81,12 @@ def main() -> int:
     ap = tree_parser(__doc__, 1_000_000)
     ap.add_argument("--bootstrap")
     ap.add_argument("--compression", default="lz4")
+    ap.add_argument(
+        "--sink-options",
+        default="{}",
+        metavar="JSON",
+        help="more settings of the kafka sink, e.g. '{\"event_id_header\": true}'",
+    )
     ap.add_argument(
         "--only",
         default="agent_blackhole,agent_local,agent_kafka,kafka_local",
@@ -106,6 +140,7 @@ def main() -> int:
                                 "bootstrap_servers": [bootstrap],
                                 "topic": topic,
                                 "compression": a.compression,
+                                **json.loads(a.sink_options),
                             }
                         },
                     },
@@ -149,12 +184,21 @@ def main() -> int:
             "peak_rss_mib": round(statistics.median(r["rss"] for r in rs), 1),
             "wall_s": round(statistics.median(r["wall_s"] for r in rs), 1),
         }
+        if any(r["rdk_cpu_s"] for r in rs):
+            rdk = statistics.median(r["rdk_cpu_s"] for r in rs)
+            out[name]["librdkafka_threads_cpu_s_per_1M_lines"] = round(rdk / (lines / 1e6), 2)
     if "agent_kafka" in runs and "agent_blackhole" in runs:
         hop = [
             (k["cpu_s"] - b["cpu_s"]) / (lines / 1e6)
             for k, b in zip(runs["agent_kafka"], runs["agent_blackhole"], strict=True)
         ]
         out["kafka_hop_producer_cpu_s_per_1M_lines"] = round(statistics.median(hop), 2)
+    if "agent_kafka" in runs and "agent_local" in runs:
+        hop = [
+            (k["cpu_s"] - b["cpu_s"]) / (lines / 1e6)
+            for k, b in zip(runs["agent_kafka"], runs["agent_local"], strict=True)
+        ]
+        out["kafka_hop_vs_local_store_cpu_s_per_1M_lines"] = round(statistics.median(hop), 2)
     print(json.dumps(out, indent=1))
     if a.root is None:
         shutil.rmtree(work, ignore_errors=True)

@@ -132,6 +132,32 @@ def test_print_config_and_usage_errors(tmp_path: Path) -> None:
     )
     assert 1 == r.returncode
     assert "not allowed with argument" in r.stderr
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "kubelogs",
+            "sidecar",
+            "--path",
+            "x",
+            "--forward",
+            "a:1",
+            "--forward",
+            "aggregator",
+            "--buffer-size",
+            "12xb",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    # Named by the flags typed, not by the config keys they become (sinks.out.servers).
+    assert 1 == r.returncode
+    assert r.stderr.splitlines() == [
+        "kubelogs sidecar: --buffer-size: '12xb' is not a size like 512MiB, 64KiB or 1GB",
+        "kubelogs sidecar: --forward: 'aggregator' has no port; write host:port, like "
+        "127.0.0.1:24231, 0.0.0.0:24231 or [::1]:24231",
+    ]
 
 
 def test_forward_sidecar_to_an_aggregator_store_exactly_once(tmp_path: Path) -> None:

@@ -241,7 +241,10 @@ class StoreReader:
             sql += " AND id <= ?"
             params.append(q.until_block)
         ids = [row[0] for row in self._sql(sql, tuple(params))]
-        if None in ids:
+        if not ids or None in ids:
+            # No block in range: every field is "unknown" there, and naming one as its
+            # own closest match (`--since 15m` on older data) misleads; `range_hint` says
+            # what is wrong instead.
             return []
         present: set[str] = set()
         for i in ids:

@@ -74,6 +74,13 @@ def test_config_accepts_units_and_rejects_unknown_keys(tmp_path: Path) -> None:
         LocalSinkConfig.model_validate({"type": "local", "inputs": ["x"], "nope": 1})
 
 
+@pytest.mark.parametrize("value", [7, 7.5, "7", " 30 "])
+def test_a_retention_without_a_unit_is_refused(value: object) -> None:
+    # `retention: 7` meant as a week would be 7 seconds: the store emptied hourly.
+    with pytest.raises(ValueError, match=r"has no unit \(seconds\?\): write [0-9.]+d, "):
+        LocalSinkConfig.model_validate({"type": "local", "inputs": ["x"], "retention": value})
+
+
 def test_sink_stores_everything_and_acks_after_commit(tmp_path: Path) -> None:
     asyncio.run(_sink_stores_everything_and_acks_after_commit(tmp_path))
 
