@@ -82,3 +82,45 @@ def test_positions_as_event_ids() -> None:
     many = frozenset(f"p-{i:x}" for i in range(TailCursor.MAX_IDS + 1))
     assert "6" == TailCursor.text((5, many))  # a header stays small
     assert None is TailCursor.parse("x") is TailCursor.parse("5~!!")
+
+
+async def test_the_stream_resumes_inside_the_nanosecond_from_its_last_event_id(
+    elasticsearch: SearchServer,
+) -> None:
+    """Through `/api/tail`: the event id names the nanosecond and the ids sent at it, and
+    a reconnect with it as ``Last-Event-ID`` gets the line stored later at that time."""
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from kubelogs.ui.server import make_app
+
+    index = unique_index("tail-sse")
+    first, later = make_batches(seed=13, containers=1, lines=4, per_batch=2)
+    load_batches(elasticsearch, index, tied([first], [50, 60]))
+    client: TestClient[Any, Any] = TestClient(
+        TestServer(make_app(EsBackend(elasticsearch.url, index), None), host="127.0.0.1")
+    )
+    await client.start_server()
+
+    async def next_event(headers: dict[str, str]) -> tuple[str, list[dict[str, Any]]]:
+        stream = await client.get("/api/tail", params={"range": "all"}, headers=headers)
+        event_id = ""
+        try:
+            while True:
+                line = (await stream.content.readline()).decode()
+                if line.startswith("id: "):
+                    event_id = line[4:].strip()
+                elif line.startswith("data: "):
+                    return event_id, msgspec.json.decode(line[6:])
+        finally:
+            stream.close()
+
+    try:
+        event_id, got = await next_event({"Last-Event-ID": str(T0)})
+        load_batches(elasticsearch, index, tied([later], [60, 70]), create=False)
+        _, again = await next_event({"Last-Event-ID": event_id})
+    finally:
+        await client.close()
+
+    assert [str(T0 + 50), str(T0 + 60)] == [h["t"] for h in got]
+    assert event_id.startswith(f"{T0 + 60}~")
+    assert [f"{later.ctx.id_prefix}-{o:x}" for o in later.offsets] == [h["id"] for h in again]
