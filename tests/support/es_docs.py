@@ -22,12 +22,19 @@ VERSIONS = {"opensearch": (2, 19), "elasticsearch": (8, 19)}
 
 
 def load_batches(
-    server: SearchServer, index: str, batches: Sequence[Batch], schema: Schema = "ecs"
+    server: SearchServer,
+    index: str,
+    batches: Sequence[Batch],
+    schema: Schema = "ecs",
+    *,
+    create: bool = True,
 ) -> int:
-    """Create `index` with the sink's mappings for `schema`, bulk-index every event of
-    `batches` into it and refresh; returns how many documents it holds."""
-    info = ServerInfo(server.flavour, *VERSIONS[server.flavour])
-    server.request("PUT", f"/{index}", {"mappings": mappings(schema, info)})
+    """Create `index` with the sink's mappings for `schema` (unless `create` is false:
+    adding to an index made before), bulk-index every event of `batches` into it and
+    refresh; returns how many documents it holds."""
+    if create:
+        info = ServerInfo(server.flavour, *VERSIONS[server.flavour])
+        server.request("PUT", f"/{index}", {"mappings": mappings(schema, info)})
     resolver = IndexResolver(IndexPattern(index), schema)
     lines: list[bytes] = []
     for batch in batches:

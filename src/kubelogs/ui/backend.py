@@ -260,6 +260,15 @@ class StoreBackend:
         with self._reader() as reader:
             return int(reader.last_block())
 
+    @staticmethod
+    def parse_position(text: str) -> int | None:
+        """The position an SSE event id (or ``after``) stands for: a block number."""
+        return int(text) if text.isdigit() else None
+
+    @staticmethod
+    def position_text(position: int) -> str:
+        return str(position)
+
     def tail_poll(self, node: Node, r: TimeRange, position: int) -> tuple[bytes | None, int]:
         """New matches committed after `position` (oldest first), as a JSON list, and
         the new position."""

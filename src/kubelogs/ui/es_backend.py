@@ -7,12 +7,14 @@ in time order, hits of one nanosecond ordered by the file and offset of their ``
 aggregations are those of ``search --es --histogram/--top``
 (`cli.search_es_agg.es_aggregate`); the context of a line is the same query on
 ``log.file.path`` and ``log.offset``; the live tail asks for documents at or after the
-newest time it has sent, skipping ``_id``s it sent at that time (as ``--follow``).
+newest time it has sent, but not the ``_id``s it sent at that time (`TailPosition`):
+a line stored later with that exact nanosecond still comes.
 Plain blocking ``urllib`` in worker threads, as the CLI.
 """
 
 from __future__ import annotations
 
+import base64
 import time
 from typing import Any
 
@@ -327,23 +329,76 @@ class EsBackend:
         shown = lines[max(0, k - CONTEXT_LINES) : k + CONTEXT_LINES + 1]
         return self._lines(shown, [lines[k]])
 
-    def tail_start(self) -> int:
-        return time.time_ns()
+    def tail_start(self) -> TailPosition:
+        return time.time_ns(), frozenset()
 
-    def tail_poll(self, node: Node, r: TimeRange, position: int) -> tuple[bytes | None, int]:
-        """Documents at or after `position` (a time in ns), oldest first; the next
-        position is just after the newest sent (a line stored later with exactly that
-        nanosecond is missed: the stream is a view, the search is the record)."""
-        lo = max(position, r.lo or 0)
-        res = self._search(
-            {
-                "query": self._query(node, lo, r.hi),
-                "size": 1000,
-                "sort": _sort("asc"),
-            }
-        )
-        hits = res.get("hits", {}).get("hits", [])
+    @staticmethod
+    def parse_position(text: str) -> TailPosition | None:
+        return TailCursor.parse(text)
+
+    @staticmethod
+    def position_text(position: TailPosition) -> str:
+        return TailCursor.text(position)
+
+    def tail_poll(
+        self, node: Node, r: TimeRange, position: TailPosition
+    ) -> tuple[bytes | None, TailPosition]:
+        """Documents at or after the position's time (oldest first) but for the ``_id``s
+        it says were sent at that time; the next position is the newest time sent and
+        every ``_id`` sent at it. So a line stored later with exactly the nanosecond of
+        the last one sent still comes (the sink commits lines of one nanosecond in
+        different bulks), and a poll cut by its size resumes inside that nanosecond."""
+        t, sent = position
+        lo = max(t, r.lo or 0)
+        query = self._query(node, lo, r.hi)
+        if sent and lo == t:
+            query = {"bool": {"filter": [query], "must_not": [{"ids": {"values": sorted(sent)}}]}}
+        res = self._search({"query": query, "size": _TAIL_SIZE, "sort": _sort("asc")})
+        # a field mapped in ms rounds the bound down: keep ours
+        hits = [h for h in res.get("hits", {}).get("hits", []) if _key(h)[0] >= lo]
         if not hits:
             return None, position
-        rows = self._rows(hits)
-        return _encode(rows), max(int(row["t"]) for row in rows) + 1
+        newest = max(_key(h)[0] for h in hits)
+        at_newest = frozenset(str(h.get("_id", "")) for h in hits if _key(h)[0] == newest)
+        return _encode(self._rows(hits)), (newest, at_newest | sent if newest == t else at_newest)
+
+
+_TAIL_SIZE = 1000
+
+TailPosition = tuple[int, frozenset[str]]
+"""Where the live tail over a cluster stands: the newest time it sent and the ``_id``s
+it sent at that time (all matches before that time were sent)."""
+
+
+class TailCursor:
+    """A `TailPosition` as the text of an SSE event id (what a reconnecting page sends
+    back as ``Last-Event-ID``): ``T`` alone, or ``T~`` and the ``_id``s as base64 JSON.
+    A position with more than `MAX_IDS` ids is written as ``T+1`` (the ids would
+    overflow a request header): a reconnect then skips the rest of that nanosecond,
+    rather than sending it twice; a stream that stays connected keeps them all."""
+
+    MAX_IDS = 64
+
+    @staticmethod
+    def text(position: TailPosition) -> str:
+        t, sent = position
+        if not sent:
+            return str(t)
+        if len(sent) > TailCursor.MAX_IDS:
+            return str(t + 1)
+        packed = base64.urlsafe_b64encode(msgspec.json.encode(sorted(sent))).decode()
+        return f"{t}~{packed}"
+
+    @staticmethod
+    def parse(text: str) -> TailPosition | None:
+        """The position `text` stands for, or None when it is not one this server gave."""
+        t, _, packed = text.partition("~")
+        if not t.isdigit():
+            return None
+        if not packed:
+            return int(t), frozenset()
+        try:
+            ids = msgspec.json.decode(base64.urlsafe_b64decode(packed.encode()), type=list[str])
+        except (ValueError, msgspec.DecodeError):
+            return None
+        return int(t), frozenset(ids)

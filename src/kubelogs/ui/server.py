@@ -167,7 +167,9 @@ async def tail(request: web.Request) -> web.StreamResponse:
     # A reconnecting EventSource sends the id of the last event it got: resume there,
     # not at the first page's position (which would send those lines again).
     after = request.headers.get("Last-Event-ID") or request.query.get("after", "")
-    position = int(after) if after.isdigit() else await _in_thread(backend.tail_start)
+    position = backend.parse_position(after)
+    if position is None:
+        position = await _in_thread(backend.tail_start)
     response = web.StreamResponse(
         headers={
             "Content-Type": "text/event-stream",
@@ -183,7 +185,8 @@ async def tail(request: web.Request) -> web.StreamResponse:
             await asyncio.sleep(TAIL_INTERVAL)
             data, position = await _in_thread(backend.tail_poll, node, r, position)
             if data is not None:
-                await response.write(b"id: %d\ndata: %s\n\n" % (position, data))
+                event_id = backend.position_text(position).encode()
+                await response.write(b"id: %s\ndata: %s\n\n" % (event_id, data))
                 idle = 0.0
             else:
                 idle += TAIL_INTERVAL

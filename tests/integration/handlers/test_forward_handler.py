@@ -9,13 +9,33 @@ import logging
 import socket
 import ssl
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trustme
 
 from kubelogs.handlers import ForwardHandler
 from support.forward import running_source
+
+_opened: list[ForwardHandler] = []
+
+
+def handler(*args: Any, **kwargs: Any) -> ForwardHandler:
+    """A `ForwardHandler` that is closed when the test ends, also when it fails: a
+    handler left open keeps a thread retrying its port, which a later test's server
+    may have bound (its records would arrive there)."""
+    h = ForwardHandler(*args, **kwargs)
+    _opened.append(h)
+    return h
+
+
+@pytest.fixture(autouse=True)
+def _close_handlers() -> Iterator[None]:
+    yield
+    while _opened:
+        _opened.pop().close(timeout=1)
 
 
 def free_port() -> int:
@@ -34,7 +54,7 @@ def logger_with(handler: logging.Handler, name: str) -> logging.Logger:
 
 async def test_records_with_extra_fields_are_acked() -> None:
     async with running_source() as (src, out, _):
-        h = ForwardHandler("127.0.0.1", src.port, "app.web")
+        h = handler("127.0.0.1", src.port, "app.web")
         lg = logger_with(h, "handler-fields")
         for i in range(1000):
             lg.info("request %d", i, extra={"http": {"status": 200}, "seq": i})
@@ -60,7 +80,7 @@ async def test_records_with_extra_fields_are_acked() -> None:
 
 async def test_server_down_at_first_then_everything_arrives() -> None:
     port = free_port()
-    h = ForwardHandler("127.0.0.1", port, "late", max_backoff=0.3)
+    h = handler("127.0.0.1", port, "late", max_backoff=0.3)
     lg = logger_with(h, "handler-late")
     for i in range(300):
         lg.warning("early %d", i)
@@ -76,7 +96,7 @@ async def test_server_down_at_first_then_everything_arrives() -> None:
 
 async def test_restarted_server_gets_every_record() -> None:
     port = free_port()
-    h = ForwardHandler("127.0.0.1", port, "restart", max_backoff=0.3, max_chunk_records=50)
+    h = handler("127.0.0.1", port, "restart", max_backoff=0.3, max_chunk_records=50)
     lg = logger_with(h, "handler-restart")
     try:
         async with running_source(address=f"127.0.0.1:{port}", durable=False) as (_, first, _):
@@ -98,7 +118,7 @@ async def test_restarted_server_gets_every_record() -> None:
 
 
 def test_full_queue_drops_and_counts_without_blocking() -> None:
-    h = ForwardHandler("127.0.0.1", free_port(), "full", queue_size=10, max_backoff=5)
+    h = handler("127.0.0.1", free_port(), "full", queue_size=10, max_backoff=5)
     lg = logger_with(h, "handler-full")
     t0 = time.monotonic()
     for i in range(5000):
@@ -115,7 +135,7 @@ def test_full_queue_drops_and_counts_without_blocking() -> None:
 def test_unserialisable_extra_becomes_text() -> None:
     async def main() -> None:
         async with running_source() as (src, out, _):
-            h = ForwardHandler("127.0.0.1", src.port, "odd")
+            h = handler("127.0.0.1", src.port, "odd")
             lg = logger_with(h, "handler-odd")
             lg.info("odd", extra={"obj": object(), "tags": {"a"}})
             assert await asyncio.to_thread(h.flush, 20)
@@ -138,7 +158,7 @@ async def test_shared_key_and_tls(tmp_path: Path) -> None:
     tls = {"cert_file": str(tmp_path / "s.pem"), "key_file": str(tmp_path / "s.pem")}
     async with running_source(shared_key="k", tls=tls) as (src, out, _):
         ctx = ssl.create_default_context(cafile=str(tmp_path / "ca.pem"))
-        h = ForwardHandler(
+        h = handler(
             "127.0.0.1", src.port, "secure", shared_key="k", tls=ctx, server_hostname="localhost"
         )
         lg = logger_with(h, "handler-secure")
@@ -152,7 +172,7 @@ async def test_shared_key_and_tls(tmp_path: Path) -> None:
 
 async def test_wrong_shared_key_is_reported_not_raised() -> None:
     async with running_source(shared_key="k") as (src, out, _):
-        bad = ForwardHandler("127.0.0.1", src.port, "x", shared_key="wrong", max_backoff=0.2)
+        bad = handler("127.0.0.1", src.port, "x", shared_key="wrong", max_backoff=0.2)
         logger_with(bad, "handler-bad").info("refused")
         assert not await asyncio.to_thread(bad.flush, 1)
         bad.close(timeout=5)
