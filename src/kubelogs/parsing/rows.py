@@ -95,7 +95,7 @@ class Finisher:
                 # One shared `{"level": ...}` per level: batches and their fields are
                 # immutable once built (`pipeline.event`), and a small dict per row
                 # would cost more than the rest of this step.
-                if None in logs:
+                if not all(logs):
                     deque(
                         map(setitem, compress(values, logs), repeat("log"), filter(None, logs)), 0
                     )
@@ -126,7 +126,7 @@ class Finisher:
             logs = list(map(_LOG_BY_RAW.get, map(methodcaller("get", self.level_keys[0]), values)))
         except TypeError:  # an unhashable value (a list or object) somewhere
             logs = [None]
-        if None not in logs:
+        if all(logs):  # no None (the log objects are not empty)
             return logs
         levels = self._levels(values)
         if levels.count(None) == len(levels):
