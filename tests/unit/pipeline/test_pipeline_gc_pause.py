@@ -32,10 +32,10 @@ class TestCollectorTuned:
         assert (500, 5, 5) == gc.get_threshold()
 
     def test_a_higher_threshold_someone_chose_is_kept(self) -> None:
-        gc.set_threshold(50_000, 20, 20)
+        gc.set_threshold(100_000, 20, 20)
         with collector_tuned():
-            assert (50_000, 20, 20) == gc.get_threshold()
-        assert (50_000, 20, 20) == gc.get_threshold()
+            assert (100_000, 20, 20) == gc.get_threshold()
+        assert (100_000, 20, 20) == gc.get_threshold()
 
 
 class TestGcPaused:
