@@ -9,10 +9,10 @@ import sys
 import threading
 from collections import Counter
 from pathlib import Path
-from typing import Any
 
 from support.agent import Agent, node_agent_config
 from support.podlogs import PodLog
+from support.store_probe import search, stored_count, stored_docs
 from support.waiting import wait_for
 
 
@@ -23,36 +23,6 @@ def store_config(tmp: Path, node: Path) -> Path:
         node=node,
         store=tmp / "store",
     )
-
-
-def search(store: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "kubelogs", "search", "--store", str(store), *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
-def stored_count(store: Path) -> int:
-    """Documents in the store, read in-process (a cheap progress probe while the agent
-    writes); the final checks go through the `kubelogs search` command."""
-    from kubelogs.store.errors import StoreError
-    from kubelogs.store.reader import StoreReader
-
-    if not (store / "index.sqlite").exists():
-        return 0
-    try:
-        with StoreReader(store) as reader:
-            return reader.count("")
-    except StoreError:
-        return 0
-
-
-def stored_docs(store: Path) -> list[dict[str, Any]]:
-    r = search(store, "--limit", "0", "--output", "json")
-    assert 0 == r.returncode, r.stderr
-    return [json.loads(line) for line in r.stdout.splitlines()]
 
 
 def test_kill9_loop_into_the_store_keeps_every_line_exactly_once(tmp_path: Path) -> None:
@@ -101,8 +71,10 @@ def test_kill9_loop_with_copytruncate_into_the_store_keeps_every_line_exactly_on
 
 
 def test_demo_stores_everything_it_wrote_and_its_searches_work(tmp_path: Path) -> None:
-    """`kubelogs demo --duration` exits 0; the store holds exactly what the pods wrote,
-    and the example searches it prints run against it."""
+    """`kubelogs demo --duration` exits 0; the store holds exactly what the pods wrote
+    (a Java stack trace one event: the demo runs `multiline: java`), the example
+    searches it prints run against it, and they show joined traces and levels parsed by
+    `parser: json`."""
     base = tmp_path / "demo"
     r = subprocess.run(
         [
@@ -140,11 +112,28 @@ def test_demo_stores_everything_it_wrote_and_its_searches_work(tmp_path: Path) -
         timeout=60,
     )
 
-    assert manifest["records"] > 0
-    assert str(manifest["records"]) == search(store, "--count").stdout.strip()
+    json_errors = sum(
+        1
+        for log in (base / "node/var/log/pods").glob("*/*/0.log*")
+        for raw in log.read_bytes().splitlines()
+        if raw.split(b" ", 3)[3].startswith(b'{"level":"error"')
+    )
+    exceptions = "NullPointerException or IllegalStateException or SQLTransientConnectionException"
+    found = search(store, "--output", "json", "--limit", "0", exceptions)
+    traces = [json.loads(x) for x in found.stdout.splitlines()]
+
+    assert manifest["records"] > manifest["events"] > 0  # traces were written, and joined
+    assert str(manifest["events"]) == search(store, "--count").stdout.strip()
+    assert traces
+    assert all("\n\tat " in d["message"] for d in traces)
+    assert all("multiline" in d["log"]["flags"] for d in traces)
+    assert json_errors > 0
+    assert str(json_errors) == search(store, "--count", "level:error").stdout.strip()
+    assert str(json_errors) == search(store, "--count", "log.level:error").stdout.strip()
     assert 0 == pod_logs.returncode, pod_logs.stderr
     assert pod_logs.stdout.strip()
-    assert 5 == len(printed)
+    assert 6 == len(printed)
+    assert any("level:error" in cmd for cmd in printed)
     assert lines[-1].strip().endswith(f"kubelogs ui --store {store}")
     for cmd in printed:
         if "--follow" in cmd:

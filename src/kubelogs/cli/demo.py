@@ -2,7 +2,9 @@
 
 Synthetic pods write realistic logs (JSON, access logs, Java stack traces, lines split by
 the runtime) into a node-style tree in a directory of their own, rotating kubelet-style;
-the real pipeline (`kubernetes_logs` -> `local` store) reads them. The store's path and
+the real pipeline (`kubernetes_logs` with ``multiline: java`` and ``parser: json`` ->
+`local` store) reads them: a stack trace is stored as one event, and a JSON line's
+fields (its level normalised into ``log.level``) are searchable. The store's path and
 example `kubelogs search` commands are printed at the start, so they can be tried while
 the pods write (``--follow`` included), and again at the end; a status view shows lines
 written, events stored, and per-namespace counts. Ctrl-C (or `--duration`) stops the writers, lets
@@ -23,10 +25,11 @@ from typing import Any
 
 EXAMPLES = [
     ("the newest 20 events", "-n 20"),
-    ("Java stack traces", "NullPointerException or SQLTransientConnectionException"),
+    ("Java stack traces, each one event (multiline: java)", "-n 2 NullPointerException"),
     ("one namespace, a phrase", "'kubernetes.namespace:payments and \"payment authorized\"'"),
-    ("errors on stderr, counted", "--count stream:stderr"),
-    ("follow new errors live (Ctrl-C to stop)", "--follow ERROR"),
+    ("errors by their parsed level (parser: json), counted", "--count level:error"),
+    ("a parsed field, compared", "-n 5 'http.status >= 500'"),
+    ("follow new errors live (Ctrl-C to stop)", "--follow 'level:error or stream:stderr'"),
 ]
 """(what it shows, arguments of `kubelogs search`): printed when the demo starts, so
 that they can be tried (``--follow`` too) while the pods write, and again at the end."""
@@ -34,7 +37,10 @@ that they can be tried (``--follow`` too) while the pods write, and again at the
 EVENTS_VS_LINES = (
     "Lines are what the containers wrote to their log files; events are what is stored: "
     "one per message, after the lines the runtime split (messages over 16 KiB) are "
-    "joined again. Each line of a stack trace is an event of its own."
+    "joined again, and a Java stack trace is one event with its lines joined "
+    "(multiline: java). JSON lines are parsed into fields beside the message "
+    "(parser: json), their level normalised into log.level; other lines keep their "
+    "message and are flagged parse_error."
 )
 SEED = 42
 """The generator's seed: the demo's pods (and so the `kubelogs logs` example) are the
@@ -114,6 +120,8 @@ def _config(base: Path) -> Any:
                 "include": [str(base / "node/var/log/containers/*.log")],
                 "glob_interval": "500ms",
                 "rotate_wait": "1s",
+                "multiline": "java",
+                "parser": "json",
             }
         },
         "sinks": {
@@ -161,7 +169,7 @@ async def _demo(base: Path, rate: float, containers: int, duration: float | None
         except Exception as exc:  # reported by the main thread, which then stops
             failure.append(exc)
             return
-        manifest["records"] = m.records
+        manifest["events"] = m.events
         manifest["lines"] = m.lines
 
     writer = threading.Thread(target=write, name="demo-writer", daemon=True)
@@ -189,7 +197,7 @@ async def _demo(base: Path, rate: float, containers: int, duration: float | None
         # Stop writing, then let the agent read what was written before stopping it.
         stop_writing.set()
         await asyncio.to_thread(writer.join, 30)
-        expected = manifest.get("records", 0)
+        expected = manifest.get("events", 0)
         deadline = time.monotonic() + 30
         # Polls a counter: there is no event to await for "the sink caught up".
         while _sent(pipeline) < expected and time.monotonic() < deadline and not runner.done():  # noqa: ASYNC110
@@ -203,7 +211,7 @@ async def _demo(base: Path, rate: float, containers: int, duration: float | None
         return 2
     stored = _sent(pipeline)
     print(
-        f"\nWrote {manifest.get('lines', 0)} lines ({manifest.get('records', 0)} events); "
+        f"\nWrote {manifest.get('lines', 0)} lines ({manifest.get('events', 0)} events); "
         f"stored {stored} events in {store}\n"
     )
     print("Try these (the store stays until you delete it):")
@@ -219,10 +227,10 @@ class _Written:
 
     def __init__(self) -> None:
         self.lines = 0
-        self.records = 0
+        self.events = 0
 
-    def update(self, lines: int, records: int) -> None:
-        self.lines, self.records = lines, records
+    def update(self, lines: int, events: int) -> None:
+        self.lines, self.events = lines, events
 
 
 def _print_examples(store: Path, containers: int) -> None:

@@ -280,10 +280,7 @@ class StageChooser:
             multiline = None
         if multiline is None and parser is None:
             return NO_STAGES
-        key: Hashable = (
-            multiline.model_dump_json() if multiline is not None else None,
-            parser.model_dump_json() if parser is not None else None,
-        )
+        key: Hashable = _key(multiline, parser)
         stages = self._compiled.get(key)
         if stages is None:
             stages = self._compiled[key] = FileStages(
@@ -291,6 +288,39 @@ class StageChooser:
                 parse=build_parser(parser) if parser is not None else None,
                 key=key,
             )
+        return stages
+
+    def stages_for(self, key: Hashable) -> FileStages | None:
+        """The stages a `FileStages.key` names: a key an earlier run recorded in a file's
+        checkpoint, when the file's settings changed after it (tailing/checkpoints.py).
+        None when the key is not one of ours or its settings are no longer valid."""
+        if key is None:
+            return NO_STAGES
+        stages = self._compiled.get(key)
+        if stages is not None:
+            return stages
+        if not (isinstance(key, tuple) and len(key) == 2):
+            return None
+        ml_json, parser_json = key
+        try:
+            multiline = (
+                MultilineRules.model_validate_json(ml_json) if isinstance(ml_json, str) else None
+            )
+            parser = (
+                ParserConfig.model_validate_json(parser_json)
+                if isinstance(parser_json, str)
+                else None
+            )
+        except ValueError:
+            return None
+        rebuilt = _key(multiline, parser)
+        if rebuilt != key or rebuilt == (None, None):
+            return None  # another version's settings: they would not read the same
+        stages = self._compiled[key] = FileStages(
+            multiline=multiline.spec() if multiline is not None else None,
+            parse=build_parser(parser) if parser is not None else None,
+            key=key,
+        )
         return stages
 
     def _annotations(self, ctx: FileContext) -> dict[str, str] | None:
@@ -353,6 +383,15 @@ class StageChooser:
             name,
             why,
         )
+
+
+def _key(multiline: MultilineRules | None, parser: ParserConfig | None) -> tuple[Any, Any]:
+    """`FileStages.key` of a choice: the settings as JSON without their defaults, short
+    because checkpoints record it (tailing/checkpoints.py) and enough to rebuild them."""
+    return (
+        multiline.model_dump_json(exclude_defaults=True) if multiline is not None else None,
+        parser.model_dump_json(exclude_defaults=True) if parser is not None else None,
+    )
 
 
 def _parser_from_annotation(text: str) -> ParserConfig | str:

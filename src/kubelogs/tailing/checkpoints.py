@@ -19,9 +19,20 @@ disappears before it was finished.
 The `sources` table records that a source has started once, durably and before anything
 was read: `read_from` applies to that first start only.
 
-Format 2 (this one) adds `dev`, `ino`, `fp`, `anchor` and the `sources` table; a format 1
-database is upgraded in place when opened (its rows keep working, checked by size
-instead of anchor until they are next saved).
+`stages` records the multiline/parser settings the bytes after `offset` were read with,
+when they changed there: a JSON list of ``[offset, key]`` (the settings' key from
+`tailing.stages`, in force from that offset on), the first entry in force at `offset`.
+Empty when one setting covers everything after `offset` (nearly always): a restart then
+reads with the settings of the moment. When a setting changed on an open file, the
+restart re-reads the bytes after the checkpoint with the settings they were first read
+with and switches at the same offsets, so the lines are grouped as they were the first
+time (the store dropped or kept them by that grouping).
+
+Format 2 added `dev`, `ino`, `fp`, `anchor` and the `sources` table; format 3 (this
+one) adds `stages`. An older database is upgraded in place when opened (format 1 rows
+keep working, checked by size instead of anchor until they are next saved; rows
+without `stages` read as empty). An older kubelogs can still open a format 3 database:
+it names its columns, and `stages` has a default.
 Writes are batched: `save` takes many rows in one transaction, called about once a second
 and at shutdown; a key that is both saved and deleted in one call ends up saved.
 """
@@ -33,7 +44,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-FORMAT = 2
+FORMAT = 3
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS checkpoints (
@@ -48,6 +59,7 @@ CREATE TABLE IF NOT EXISTS checkpoints (
     ino INTEGER NOT NULL DEFAULT 0,
     fp TEXT NOT NULL DEFAULT '',
     anchor TEXT NOT NULL DEFAULT '',
+    stages TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (source_id, file_key)
 );
 CREATE TABLE IF NOT EXISTS sources (
@@ -73,6 +85,9 @@ class Checkpoint:
     ino: int = 0
     fp: str = ""
     anchor: str = ""
+    stages: str = ""
+    """The settings the bytes after `offset` were read with, when they changed there
+    (see the module docstring); empty otherwise."""
 
     def __post_init__(self) -> None:
         if not self.fp:
@@ -107,6 +122,9 @@ class CheckpointStore:
                 ("anchor", "TEXT NOT NULL DEFAULT ''"),
             ):
                 db.execute(f"ALTER TABLE checkpoints ADD COLUMN {name} {decl}")
+        if cols and "stages" not in cols:
+            # Format 2 (or the format 1 columns just added): rows read as empty.
+            db.execute("ALTER TABLE checkpoints ADD COLUMN stages TEXT NOT NULL DEFAULT ''")
         db.executescript(_SCHEMA)
         if cols and "anchor" not in cols:
             # A format 1 source with rows had started before.
@@ -119,12 +137,14 @@ class CheckpointStore:
 
     def load(self, source_id: str) -> dict[str, Checkpoint]:
         rows = self._db.execute(
-            "SELECT file_key, path, offset, size, finished, updated, dev, ino, fp, anchor "
-            "FROM checkpoints WHERE source_id = ?",
+            "SELECT file_key, path, offset, size, finished, updated, dev, ino, fp, anchor, "
+            "stages FROM checkpoints WHERE source_id = ?",
             (source_id,),
         ).fetchall()
         return {
-            r[0]: Checkpoint(r[0], r[1], r[2], r[3], bool(r[4]), r[5], r[6], r[7], r[8], r[9])
+            r[0]: Checkpoint(
+                r[0], r[1], r[2], r[3], bool(r[4]), r[5], r[6], r[7], r[8], r[9], r[10]
+            )
             for r in rows
         }
 
@@ -156,11 +176,13 @@ class CheckpointStore:
             )
             db.executemany(
                 "INSERT INTO checkpoints (source_id, file_key, path, offset, size, finished, "
-                "updated, dev, ino, fp, anchor) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "updated, dev, ino, fp, anchor, stages) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (source_id, file_key) DO "
                 "UPDATE SET path=excluded.path, offset=excluded.offset, size=excluded.size, "
                 "finished=excluded.finished, updated=excluded.updated, dev=excluded.dev, "
-                "ino=excluded.ino, fp=excluded.fp, anchor=excluded.anchor",
+                "ino=excluded.ino, fp=excluded.fp, anchor=excluded.anchor, "
+                "stages=excluded.stages",
                 [
                     (
                         source_id,
@@ -174,6 +196,7 @@ class CheckpointStore:
                         r.ino,
                         r.fp,
                         r.anchor,
+                        r.stages,
                     )
                     for r in rows
                 ],

@@ -9,6 +9,7 @@ and its reasoning are in `tailer`'s docstring.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import stat
@@ -23,7 +24,13 @@ from kubelogs.tailing.checkpoints import Checkpoint, CheckpointStore
 from kubelogs.tailing.discovery import ContextFactory, Match, find_matches
 from kubelogs.tailing.files import TAIL_BYTES, TailedFile, make_parser
 from kubelogs.tailing.fingerprint import ANCHOR_BYTES, anchor_hash, file_key, head_fingerprint
-from kubelogs.tailing.stages import NO_STAGES, ParseGuard, StageResolver, wrap_parser
+from kubelogs.tailing.stages import (
+    NO_STAGES,
+    FileStages,
+    ParseGuard,
+    StageResolver,
+    wrap_parser,
+)
 from kubelogs.telemetry.metrics import ComponentMetrics, Metrics
 
 log = logging.getLogger("kubelogs.tail")
@@ -81,6 +88,10 @@ class TailerCore:
         self._last_gc = 0.0
         self._stages_version = -1
         self._parse_guard = ParseGuard()
+        self._stages_changed = False
+        """A file's settings changed: checkpoints are written before its next read."""
+        self._closing = False
+        """The final checkpoints of a clean stop are being written."""
         metrics.add_collector(self._gauges)
 
     def _matches(self) -> list[Match]:
@@ -152,7 +163,9 @@ class TailerCore:
         head = os.pread(f.fd, 1, 0)
         f.parser = make_parser(f.fmt, head, self.s.max_line_size)
         f.ctx = f.factory(f.link, f.path, f.key, make_id_prefix(self.s.node_name, f.key))
-        self._choose_stages(f)
+        if row is None or not self._restore_stages(f, start, row):
+            self._choose_stages(f)
+            f.stages_from = [(start, f.stages_key)]
         self.files.append(f)
         log.debug("following %s from %d%s", f.path, start, " (rotated)" if f.rotated else "")
         self.by_inode[f.inode] = f
@@ -223,21 +236,29 @@ class TailerCore:
         """Resolve the file's multiline rule and parser; when they change on an open
         file, what its old rule held is emitted first (the batch returned).
 
-        Known limit: a restart re-reads from the checkpoint with the settings of that
-        moment. After a crash within a checkpoint interval of a change, lines read just
-        before the change can be grouped differently on re-read; a new group whose
-        first line was already stored is dropped by the store as a resend (its other
-        lines with it), and a line stored inside an old group can be stored again.
-        """
+        While the file replays the switches an earlier run recorded (`f.replay`), the
+        recorded settings apply: the resolver is asked again once the read has passed
+        the last of them (`_replay_due`)."""
         resolver = self.s.stages
-        if resolver is None or f.ctx is None:
+        if resolver is None or f.ctx is None or f.replay:
             return None
         try:
             stages = resolver.resolve(f.ctx)
         except Exception as exc:  # a resolver bug must not stop the file
             log.warning("cannot choose the parser of %s: %s", f.path, exc)
             stages = NO_STAGES
-        if stages.key == f.stages_key:
+        return self._switch_stages(f, stages)
+
+    def _switch_stages(
+        self, f: TailedFile, stages: FileStages, *, record: bool = True
+    ) -> Batch | None:
+        """Apply `stages` to `f` from the first byte not yet fed to its parser on: the
+        open groups of the old rule are emitted as they are (the batch returned), and,
+        with `record`, the switch is remembered with its offset (`f.stages_from`) and
+        made durable before any line read with the new settings leaves (`poll`), so a
+        restart re-reads the bytes in between with the settings they were read with.
+        """
+        if stages.key == f.stages_key and f.stages_from:
             return None
         batch = None
         held = getattr(f.parser, "close_groups", None)
@@ -248,7 +269,74 @@ class TailerCore:
         f.parser = wrap_parser(f.parser, stages.multiline)
         f.parse = stages.parse
         f.stages_key = stages.key
+        if record:
+            at = f.head_off if f.discarding else f.pos - len(f.carry)
+            history = f.stages_from
+            if history:
+                if history[-1][0] >= at:
+                    history.pop()  # the settings it replaces covered no byte
+                if not history or history[-1][1] != stages.key:
+                    history.append((at, stages.key))
+                f.saved = -1  # the row records the change (`save_checkpoints`)
+                self._stages_changed = True
+            else:
+                history.append((at, stages.key))  # the file's first settings
         return batch
+
+    def _replay_due(self, f: TailedFile) -> None:
+        """Apply the recorded switches the read has reached (their batches go to the
+        outbox, after the batch of the read); after the last one, the resolver's
+        current answer."""
+        if not f.replay:
+            return
+        while f.replay and f.replay[0][0] <= f.pos:
+            _, stages = f.replay.pop(0)
+            if stages is None:
+                continue  # the end of what the run before may have read
+            batch = self._switch_stages(f, stages, record=False)
+            if batch is not None:
+                self._outbox.append(batch)
+        if not f.replay:
+            batch = self._choose_stages(f)
+            if batch is not None:
+                self._outbox.append(batch)
+
+    def _restore_stages(self, f: TailedFile, start: int, row: Checkpoint) -> bool:
+        """Resume `f` with the settings `row` recorded (see tailing/checkpoints.py): the
+        one in force at `start` now, the later switches queued for `_replay_due`, and
+        the resolver asked again only once the read has passed the file's present size
+        (the run before, if it was killed, may have read and sent any line before it,
+        grouped by the recorded settings). False (nothing done) when the row records
+        nothing (a clean stop) or the settings cannot be rebuilt: then the resolver's
+        answer applies from `start`."""
+        resolver = self.s.stages
+        rebuild = getattr(resolver, "stages_for", None)
+        if not row.stages or rebuild is None:
+            return False
+        try:
+            recorded = [(int(off), _hashable(key)) for off, key in json.loads(row.stages)]
+            found = [(off, rebuild(key)) for off, key in recorded]
+        except Exception as exc:  # an unreadable record must not stop the file
+            log.warning("cannot read the recorded settings of %s: %s", f.path, exc)
+            return False
+        steps: list[tuple[int, FileStages]] = [(off, st) for off, st in found if st is not None]
+        if not steps or len(steps) < len(found):
+            log.warning(
+                "%s: the settings recorded by the previous run are no longer known; "
+                "reading with the current ones",
+                f.path,
+            )
+            return False
+        k = max(1, sum(1 for off, _ in steps if off <= start))
+        current = steps[k - 1][1]
+        f.parser = wrap_parser(f.parser, current.multiline)
+        f.parse = current.parse
+        f.stages_key = current.key
+        f.stages_from = [(start, current.key), *((off, st.key) for off, st in steps[k:])]
+        f.replay = [*steps[k:]]
+        if f.size > max(start, steps[-1][0]):
+            f.replay.append((f.size, None))
+        return True
 
     def _refresh_stages(self) -> None:
         """Re-resolve every open file's stages when the resolver's answers may have
@@ -287,6 +375,7 @@ class TailerCore:
             f.carry = b""
         f.ended_open = f.parser.open_streams
         f.parser.flush(cols)
+        f.replay = []  # switches recorded past the end of what this file held
 
     def _retire(self, f: TailedFile) -> None:
         """End `f` for good: what its parser holds is emitted as it is, and its row goes
@@ -312,7 +401,20 @@ class TailerCore:
             f.ino,
             f.fp,
             anchor_hash(f.ledger.committed_mark) if committed else "",
+            self._stages_record(f, committed, finished),
         )
+
+    def _stages_record(self, f: TailedFile, committed: int, finished: bool) -> str:
+        """What the row records of `f`'s settings: nothing for a finished file, a source
+        without per-file settings, or a clean stop with nothing in flight (then nothing
+        after the checkpoint was sent, and a restart may read it with any settings) -
+        unless the file still replays what a killed run before recorded (that run may
+        have sent lines after the checkpoint)."""
+        if finished or self.s.stages is None:
+            return ""
+        if self._closing and f.ledger.in_flight == 0 and not f.replay:
+            return ""
+        return _recorded_stages(f, committed)
 
     def _gauges(self) -> list[Any]:
         from prometheus_client.core import GaugeMetricFamily
@@ -345,6 +447,29 @@ class TailerCore:
         age.add_metric([sid], oldest)
         open_files.add_metric([sid], float(n_open))
         return [lag, age, open_files]
+
+
+def _recorded_stages(f: TailedFile, committed: int) -> str:
+    """`Checkpoint.stages` for `f` at `committed`: the settings in force at it and the
+    switches after it. Entries the checkpoint has passed are dropped from
+    `f.stages_from` here."""
+    history = f.stages_from
+    k = sum(1 for off, _ in history if off <= committed)
+    if k > 1:
+        del history[: k - 1]
+    if not history:
+        return ""
+    try:
+        return json.dumps([[off, key] for off, key in history], separators=(",", ":"))
+    except (TypeError, ValueError):
+        return ""  # a resolver whose keys are not JSON: nothing to record
+
+
+def _hashable(value: Any) -> Any:
+    """A key read back from JSON: lists are tuples again (keys are compared, hashed)."""
+    if isinstance(value, list):
+        return tuple(_hashable(v) for v in value)
+    return value
 
 
 def _holds_at(fd: int, end: int, tail: bytes) -> bool:

@@ -5,37 +5,22 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Hashable
-from typing import Protocol
+from typing import TYPE_CHECKING
 
-from kubelogs.codecs.columns import Columns
 from kubelogs.codecs.cri import CriParser
 from kubelogs.codecs.docker_json import DockerJsonParser
+from kubelogs.codecs.line_parser import LineParser as LineParser
 from kubelogs.codecs.plain import PlainParser
 from kubelogs.pipeline.acks import AckLedger
 from kubelogs.pipeline.event import Batch, FileContext
 from kubelogs.tailing.discovery import ContextFactory
 
+if TYPE_CHECKING:
+    from kubelogs.tailing.stages import FileStages
+
 TAIL_BYTES = 16
 """Bytes before the read position compared on every read: a file truncated and regrown
 past that position between two reads no longer has them there."""
-
-
-class LineParser(Protocol):
-    @property
-    def pending_offset(self) -> int | None: ...
-
-    @property
-    def open_streams(self) -> set[str]: ...
-
-    def continue_streams(self, streams: set[str]) -> None: ...
-
-    def reset(self) -> None: ...
-
-    def flush(self, cols: Columns) -> None: ...
-
-    def feed(
-        self, lines: list[bytes], offset: int, cols: Columns, truncated: bool = False
-    ) -> int: ...
 
 
 def make_parser(fmt: str, first: bytes, max_size: int) -> LineParser:
@@ -80,11 +65,13 @@ class TailedFile:
         "parser",
         "path",
         "pos",
+        "replay",
         "rotated",
         "saved",
         "seen",
         "seen_tail",
         "size",
+        "stages_from",
         "stages_key",
         "tail",
     )
@@ -138,6 +125,13 @@ class TailedFile:
         self.parse: Callable[[Batch], Batch] | None = None
         """The parser chosen for this file (tailing/stages.py), run on each batch."""
         self.stages_key: Hashable = None
+        self.stages_from: list[tuple[int, Hashable]] = []
+        """(offset, key) of the settings in force from that offset on, oldest first:
+        what a checkpoint records when they changed after its offset."""
+        self.replay: list[tuple[int, FileStages | None]] = []
+        """After a restart: (offset, `FileStages`) switches recorded by the run before,
+        applied when the read reaches their offsets, and (offset, None) where the
+        resolver is asked again (tailing/core.py `_restore_stages`)."""
         self.ctx: FileContext | None = None
         self.factory = factory
         self.fmt = fmt

@@ -11,7 +11,12 @@ Settings can change while a file is open - the pod's metadata arrives after its 
 was opened, an annotation is edited - so the resolver has a `version`; when it moves,
 every open file is resolved again and, if its choice changed, its open groups are
 emitted as they are (in offset order, nothing lost or repeated) before the new choice
-applies to the lines read after them.
+applies to the lines read after them. The offset of the switch is written with the
+file's checkpoint before any line read with the new choice leaves, so that a restart
+(also after ``kill -9``) re-reads the bytes after the checkpoint with the choice they
+were first read with and switches at the same offset: the lines are grouped as they
+were the first time, and the store, which dropped or kept events by that grouping,
+neither loses nor repeats a line (tailing/core.py `_switch_stages`).
 """
 
 from __future__ import annotations
@@ -45,6 +50,15 @@ NO_STAGES = FileStages()
 
 
 class StageResolver(Protocol):
+    """What a source gives the tailer to choose a file's stages.
+
+    A resolver may also have ``stages_for(key) -> FileStages | None``: the stages a
+    `FileStages.key` names (None when it cannot rebuild them). The tailer records the
+    keys of a file's settings with its checkpoint when they change after it, and a
+    restart uses `stages_for` to re-read those bytes with the settings they were first
+    read with; keys must then be JSON values (tuples come back as tuples). Without it,
+    a restart reads with the settings of the moment."""
+
     def version(self) -> int:
         """Changes whenever `resolve` may answer differently (e.g. the pod cache moved)."""
 

@@ -128,6 +128,11 @@ class Tailer(TailerStartup):
         for f in list(self.files):
             if f.fd < 0 or not self._may_read(f):
                 continue
+            if self._stages_changed:
+                # A file's settings changed: where, durable before a line read with
+                # the new ones leaves (a restart re-reads with the old ones up to there).
+                self._stages_changed = False
+                self.save_checkpoints()
             batch = self._read(f)
             if batch is None and f.eof:
                 batch = self._expire_groups(f)
@@ -145,7 +150,14 @@ class Tailer(TailerStartup):
         return batches
 
     def close(self) -> None:
-        """Write the final checkpoints (after sinks drained) and close every file."""
+        """Write the final checkpoints (after sinks drained) and close every file.
+        A file with nothing in flight gets a row without recorded settings: nothing
+        after its checkpoint was sent, so a restart reads on with the settings of then."""
+        self._closing = True
+        for f in self.files:
+            row = self.rows.get(f.key)
+            if row is not None and row.stages and f.ledger.in_flight == 0 and not f.replay:
+                f.saved = -1  # written again, without its record
         self.save_checkpoints()
         for f in self.files:
             f.close()
@@ -262,8 +274,16 @@ class Tailer(TailerStartup):
             # Truncated before anything was read (no bytes before the position to check).
             self._on_truncated(f)
             return None
+        want = self.s.read_chunk
+        if f.replay:
+            if f.replay[0][0] <= f.pos:
+                self._replay_due(f)  # its batches leave before anything read after it
+                return None
+            # A recorded settings switch ahead: read up to it, no further (it is the
+            # start of a line), so the lines before it are fed with the old settings.
+            want = min(want, f.replay[0][0] - f.pos)
         try:
-            data = os.pread(f.fd, self.s.read_chunk + len(tail), f.pos - len(tail))
+            data = os.pread(f.fd, want + len(tail), f.pos - len(tail))
         except OSError as exc:
             log.warning("cannot read %s: %s", f.path, exc.strerror)
             self.cm.error("read_failed", "receiving")
@@ -311,7 +331,10 @@ class Tailer(TailerStartup):
             f.discarding = True
             carry = b""
         f.carry = carry
-        return self._emit(f, cols, data, f.pos)
+        batch = self._emit(f, cols, data, f.pos)
+        if f.replay and f.replay[0][0] <= f.pos:
+            self._replay_due(f)  # its batches follow this one (`poll`)
+        return batch
 
     def _maybe_release(self, f: TailedFile) -> Batch | None:
         """A rotated or deleted file at its end: release it once nothing more can come."""

@@ -5,9 +5,11 @@ Tests, benchmarks and ``kubelogs demo`` need realistic input they can count exac
 (``<time> <stream> <P|F> <message>``) or Docker json-file format, the
 ``var/log/containers/<pod>_<ns>_<container>-<id>.log`` symlinks the agent follows, Pod
 objects (API shape) in ``kube-meta/<ns>_<pod>.json``, and ``manifest.json`` with the
-expected counts per file: ``lines`` (physical lines) and ``records`` (events after the
+expected counts per file: ``lines`` (physical lines), ``records`` (events after the
 runtime's partial lines are joined: CRI ``P`` chunks up to the ``F`` chunk, Docker chunks
-without a trailing newline; Java stack traces stay one record per line).
+without a trailing newline; each line of a Java stack trace a record of its own, as an
+agent without multiline joining stores them) and ``events`` (what an agent with
+``multiline: java`` stores: a stack trace, with the log line before it, is one event).
 
 Content mixes short text lines, JSON application logs, Java stack traces (stderr) and
 messages longer than 16 KiB that the runtime splits. Everything is a function of the
@@ -171,12 +173,15 @@ class FileCounts:
     lines: int = 0
     records: int = 0
     bytes: int = 0
+    events: int = 0
+    """Records with each Java stack trace counted once (``multiline: java``)."""
     rotated: list[str] = field(default_factory=list)
     """Rotated files still on disk (relative paths), oldest first. `lines`, `records` and
     `bytes` count everything written to the container, rotated files included."""
     deleted_lines: int = 0
     """Of `lines`, those in rotated files deleted because `max_rotated` were kept."""
     deleted_records: int = 0
+    deleted_events: int = 0
 
 
 @dataclass
@@ -188,6 +193,9 @@ class Manifest:
     records: int
     bytes: int
     files: list[FileCounts]
+    events: int = 0
+    """`records` with each Java stack trace counted once: what an agent with
+    ``multiline: java`` stores (0 in manifests written before it was counted)."""
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1)
@@ -208,6 +216,10 @@ class Line:
     message: str
     final: bool
     """False for a partial chunk (CRI ``P``, Docker without trailing newline)."""
+    last: bool = True
+    """False for a line of an event that goes on (a Java stack trace but its last line,
+    a partial chunk): the lines up to one with `last` make one ``multiline: java``
+    event."""
 
 
 def plan_containers(rng: random.Random, containers: int, pods: int) -> list[Container]:
@@ -325,9 +337,9 @@ def container_lines(
             return
         if len(ev) > left:
             ev = [("stdout", _text(rng), True)]
-        for stream, msg, final in ev:
+        for i, (stream, msg, final) in enumerate(ev):
             t += rng.randint(20_000, 900_000)
-            yield Line(t, stream, msg, final)
+            yield Line(t, stream, msg, final, i == len(ev) - 1)
         left -= len(ev)
 
 
@@ -461,6 +473,7 @@ def _write_manifest(
         records=sum(f.records for f in files),
         bytes=sum(f.bytes for f in files),
         files=files,
+        events=sum(f.events for f in files),
     )
     (root / "manifest.json").write_text(manifest.to_json())
     return manifest
@@ -492,6 +505,7 @@ def generate_tree(
                 f.write(data)
                 counts.lines += 1
                 counts.records += line.final
+                counts.events += line.last
                 counts.bytes += len(data)
         files.append(counts)
     return _write_manifest(root, fmt, seed, node, files)
@@ -528,8 +542,8 @@ def run_live(
 ) -> Manifest:
     """Append about `rate` lines per second for `duration` seconds, rotating each
     container's file at `rotate_size` bytes; write the manifest at the end. `progress`,
-    if given, is called with the lines and records written so far after each round of
-    writes (the demo's status shows them while it runs).
+    if given, is called with the lines and events (`Manifest.events`) written so far
+    after each round of writes (the demo's status shows them while it runs).
 
     Lines get the wall-clock time they are written at. Rotation happens between events,
     so a partial message is never split across two files.
@@ -564,6 +578,7 @@ def run_live(
                     files[k].bytes += len(data)
                     t += 1000
                 handles[k].flush()
+                files[k].events += 1
                 written += len(ev)
                 due -= len(ev)
                 if sizes[k] >= rotate_size:
@@ -571,7 +586,7 @@ def run_live(
                     handles[k] = _rotate(root, plan[k], files[k], max_rotated, clock(), fmt)
                     sizes[k] = 0
             if progress is not None:
-                progress(sum(f.lines for f in files), sum(f.records for f in files))
+                progress(sum(f.lines for f in files), sum(f.events for f in files))
             if elapsed >= duration:
                 break
             sleep(min(0.05, max(0.0, duration - elapsed)))
@@ -594,6 +609,7 @@ def _rotate(
         lines, records = count_file(oldest, fmt)
         counts.deleted_lines += lines
         counts.deleted_records += records
+        counts.deleted_events += count_events(oldest, fmt)
         oldest.unlink()
     return handle
 
@@ -610,3 +626,30 @@ def count_file(path: Path, fmt: Format) -> tuple[int, int]:
             else:
                 records += json.loads(raw)["log"].endswith("\n")
     return lines, records
+
+
+def count_events(path: Path, fmt: Format) -> int:
+    """``multiline: java`` events of one log file written by this module: records,
+    less the lines that continue a Java stack trace (its exception header, ``\tat``
+    frames, ``Caused by:`` and ``... N more``), each of which joins the line before it."""
+    events = 0
+    with open(path, "rb") as f:
+        for raw in f:
+            if fmt == "cri":
+                parts = raw.rstrip(b"\n").split(b" ", 3)
+                if len(parts) < 4 or parts[2] != b"F":
+                    continue
+                msg = parts[3].decode("utf-8", "replace")
+            else:
+                log = json.loads(raw)["log"]
+                if not log.endswith("\n"):
+                    continue
+                msg = log[:-1]
+            events += not _continues_trace(msg)
+    return events
+
+
+def _continues_trace(msg: str) -> bool:
+    return msg.startswith(("\tat ", "\t... ", "Caused by: ")) or any(
+        msg.startswith(f"{exc}: ") for exc, _, _ in _EXCEPTIONS
+    )

@@ -21,7 +21,17 @@ from kubelogs.codecs.timestamps import format_timestamp
 from kubelogs.pipeline.event import Batch, FileContext
 from kubelogs.store.matcher import get_field, is_missing
 
-__all__ = ["FileFields", "Template", "pop_path", "remove_path", "set_path", "to_text"]
+__all__ = [
+    "FileFields",
+    "Template",
+    "decode_members",
+    "encode_members",
+    "nests",
+    "pop_path",
+    "remove_path",
+    "set_path",
+    "to_text",
+]
 
 ROW_FIELDS = ("message", "stream", "@timestamp", "log.offset", "log.flags")
 _REF_RE = re.compile(r"\{([^{}]+)\}")
@@ -30,7 +40,8 @@ RESERVED_TOP = frozenset(
     {"@timestamp", "message", "stream", "log", "kubernetes", "host", "docker", "time"}
 )
 """Top-level names kubelogs writes itself (a parsed field by such a name is renamed
-``<name>_parsed`` in documents): paths under them stay one dotted key."""
+``<name>_parsed`` in documents): paths under them stay one dotted key, but for the
+members of a parsed ``log`` object (``log.level``, see `nests`)."""
 LOG_OWN = frozenset({"file", "offset", "flags"})
 """Members of the document's ``log`` object kubelogs writes itself; a parsed ``log``
 object's other members (``level``) are written beside them (`codecs.document`)."""
@@ -69,13 +80,18 @@ class FileFields:
             own = batch.fields.get(row)
             if own:
                 head, _, rest = path.partition(".")
-                parsed_log = own.get("log") if head == "log" and rest else None
-                if isinstance(parsed_log, dict) and rest.split(".", 1)[0] not in LOG_OWN:
-                    # a parsed `log` object is written inside the document's `log`
-                    # (`codecs.document`): `log.level` is the parser's level
-                    found = get_field(parsed_log, rest)
-                    if is_missing(found):
-                        found = own.get(path)
+                if head == "log" and rest:
+                    # A literal dotted key first, as `get_field` reads the document;
+                    # then a parsed `log` object, written inside the document's `log`
+                    # (`codecs.document`): `log.level` is the parser's level.
+                    found = own.get(path)
+                    parsed_log = own.get("log")
+                    if (
+                        is_missing(found)
+                        and isinstance(parsed_log, dict)
+                        and rest.split(".", 1)[0] not in LOG_OWN
+                    ):
+                        found = get_field(parsed_log, rest)
                 elif head in RESERVED_TOP:
                     # documents rename such parsed keys (`message` -> `message_parsed`);
                     # only a literal dotted key is found under this name
@@ -184,21 +200,36 @@ class Template:
 
 def set_path(d: dict[str, Any], path: str, value: Any, *, nested: bool | None = None) -> None:
     """Set `path` in `d` (a fresh dict), copying the dicts on the way (they may be
-    shared). A literal dotted key that exists is overwritten; otherwise a path under a
-    name kubelogs reserves (``log.level``) stays one dotted key, other paths nest."""
-    if path in d or "." not in path:
+    shared), where documents and queries read a dotted name: ``http.status`` into an
+    ``http`` object, and ``log.level`` (any ``log.*`` member but kubelogs' own
+    ``file``/``offset``/``flags``) into the parsed ``log`` object that documents write
+    inside their own ``log`` (`codecs.document`), as the parsers do. A literal dotted
+    key of that name is replaced, so the event keeps one value. Paths under another
+    name kubelogs writes itself (``kubernetes.x`` among row fields) stay one dotted key:
+    documents would rename such an object ``<name>_parsed``."""
+    if "." not in path:
         d[path] = value
         return
     if nested is None:
-        nested = path.split(".", 1)[0] not in RESERVED_TOP
+        nested = nests(path)
     if not nested:
         d[path] = value
         return
+    d.pop(path, None)
     head, _, rest = path.partition(".")
     child = d.get(head)
     child = dict(child) if isinstance(child, dict) else {}
     set_path(child, rest, value, nested=True)
     d[head] = child
+
+
+def nests(path: str) -> bool:
+    """Whether a parsed field `path` (dotted) is written as nested objects (see
+    `set_path`)."""
+    head, _, rest = path.partition(".")
+    if head not in RESERVED_TOP:
+        return True
+    return head == "log" and bool(rest) and rest.split(".", 1)[0] not in LOG_OWN
 
 
 def pop_path(d: dict[str, Any], path: str) -> Any:
@@ -209,9 +240,9 @@ def pop_path(d: dict[str, Any], path: str) -> Any:
 
 
 def remove_path(d: dict[str, Any], path: str) -> None:
-    if path in d:
-        del d[path]
-        return
+    """Remove `path` from `d` (a fresh dict, inner dicts copied): a literal dotted key
+    and the nested value both, so no value of that name is left to find."""
+    d.pop(path, None)
     head, dot, rest = path.partition(".")
     if not dot:
         return
@@ -223,3 +254,16 @@ def remove_path(d: dict[str, Any], path: str) -> None:
             d[head] = child
         else:
             del d[head]
+
+
+def decode_members(members: bytes) -> dict[str, Any]:
+    """A file's pre-encoded metadata members (`FileContext.meta_ecs`) as a dict."""
+    if not members:
+        return {}
+    value = msgspec.json.decode(b"{" + members + b"}")
+    return value if isinstance(value, dict) else {}
+
+
+def encode_members(obj: dict[str, Any]) -> bytes:
+    """`decode_members` undone: the members without their braces."""
+    return msgspec.json.encode(obj)[1:-1] if obj else b""

@@ -7,7 +7,9 @@ batch's dicts are shared with other consumers and never mutated). What the file 
 `FileContext` as pre-encoded JSON: changing it derives a new context once per file
 (`FileContext.with_meta`, cached), so adding ``cluster.name`` to every event costs
 nothing per line. The columns kubelogs writes itself (``@timestamp``, ``stream``,
-``log.*``) cannot be changed here.
+``log.file``, ``log.offset``, ``log.flags``) cannot be changed here; other ``log.*``
+members (``log.level``) are parsed fields, and every dotted target is written nested
+(``log: {level: ...}``), where the parsers put their fields and queries find them.
 
 Operations run in this order: `static`, `copy`, `rename`, `set`, `remove`. `set` values
 are templates: ``"{kubernetes.namespace}-{level}"`` (a missing field renders empty).
@@ -19,7 +21,6 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-import msgspec
 from pydantic import Field, model_validator
 
 from kubelogs.config.base import BuildContext, TransformConfig
@@ -30,6 +31,9 @@ from kubelogs.transforms.fields import (
     RESERVED_TOP,
     FileFields,
     Template,
+    decode_members,
+    encode_members,
+    nests,
     pop_path,
     remove_path,
     set_path,
@@ -37,12 +41,24 @@ from kubelogs.transforms.fields import (
 
 _META_ROOTS = frozenset({"kubernetes", "host"})
 _FIXED = ("@timestamp", "stream", "log", "time", "docker")
-"""Fields kubelogs writes per row or per schema: never a target."""
+"""Fields kubelogs writes per row or per schema: never a target (but ``log.*`` members
+other than kubelogs' own, see `_fixed`)."""
 _MAX_CONTEXTS = 4096
 
 
 def _root(path: str) -> str:
     return path.split(".", 1)[0]
+
+
+def _fixed(path: str) -> bool:
+    """Whether kubelogs writes `path` itself. ``log.level`` (any ``log.*`` member but
+    ``file``, ``offset`` and ``flags``) is a parsed field, written inside the document's
+    ``log`` object as the parsers write it; ``message.x`` would turn the message into an
+    object."""
+    root = _root(path)
+    if root == "log":
+        return not nests(path)
+    return root in _FIXED or (root == "message" and path != "message")
 
 
 @register(
@@ -77,12 +93,12 @@ class ModifyConfig(TransformConfig):
             ("rename", self.rename.values()),
         ):
             for target in targets:
-                if target == "message" or _root(target) in _FIXED or _root(target) in meta_roots:
+                if target == "message" or _fixed(target) or _root(target) in meta_roots:
                     problems.append(
                         f"{section}: {target!r} cannot be a target (use a parsed field)"
                     )
         for source in self.rename:
-            if source == "message" or _root(source) in _FIXED or _root(source) in meta_roots:
+            if source == "message" or _fixed(source) or _root(source) in meta_roots:
                 problems.append(f"rename.{source}: only parsed fields can be renamed (use copy)")
         for target, template in self.set.items():
             try:
@@ -90,7 +106,7 @@ class ModifyConfig(TransformConfig):
             except ValueError as exc:
                 problems.append(f"set.{target}: {exc}")
                 continue
-            if _root(target) in _FIXED:
+            if _fixed(target):
                 problems.append(f"set.{target}: written by kubelogs itself")
             elif _root(target) in meta_roots and not all(
                 _root(f) in meta_roots or f.startswith("log.file") for f in parsed.fields
@@ -100,7 +116,7 @@ class ModifyConfig(TransformConfig):
                     "its template may only read file fields (kubernetes.*, host.*, log.file.path)"
                 )
         for path in self.remove:
-            if path == "message" or _root(path) in _FIXED:
+            if path == "message" or _fixed(path):
                 problems.append(f"remove: {path!r} is written by kubelogs itself")
         if problems:
             raise ValueError("; ".join(problems))
@@ -163,8 +179,8 @@ class ModifyTransform:
         hit = self._contexts.get(id(ctx))
         if hit is not None and hit[0] is ctx:
             return hit[1]
-        ecs = _decode_members(ctx.meta_ecs)
-        fluentd = _decode_members(ctx.meta_fluentd)
+        ecs = decode_members(ctx.meta_ecs)
+        fluentd = decode_members(ctx.meta_fluentd)
         for path, value in self.static.items():
             set_path(ecs, path, value, nested=True)
             set_path(fluentd, path, value, nested=True)
@@ -173,7 +189,7 @@ class ModifyTransform:
             set_path(ecs, path, value, nested=True)
         for path in self.meta_remove:
             remove_path(ecs, path)
-        new = ctx.with_meta(meta_ecs=_encode_members(ecs), meta_fluentd=_encode_members(fluentd))
+        new = ctx.with_meta(meta_ecs=encode_members(ecs), meta_fluentd=encode_members(fluentd))
         if len(self._contexts) >= _MAX_CONTEXTS:
             del self._contexts[next(iter(self._contexts))]
         self._contexts[id(ctx)] = (ctx, new)
@@ -248,14 +264,3 @@ class ModifyTransform:
 
 def _one_row(ctx: FileContext) -> Batch:
     return Batch(ctx=ctx, times=[0], messages=[""], streams=[""], offsets=[0])
-
-
-def _decode_members(members: bytes) -> dict[str, Any]:
-    if not members:
-        return {}
-    value = msgspec.json.decode(b"{" + members + b"}")
-    return value if isinstance(value, dict) else {}
-
-
-def _encode_members(obj: dict[str, Any]) -> bytes:
-    return msgspec.json.encode(obj)[1:-1] if obj else b""

@@ -1,4 +1,11 @@
-"""``redact``: mask secrets in messages and chosen fields before they leave the node.
+"""``redact``: mask secrets in messages and fields before they leave the node.
+
+What is scanned: by default the message and every string value of the event - its
+parsed fields (nested objects and lists included: a redact after a `parse` step must
+mask the parsed copy of a secret too, and the JSON text of a message can hide one from
+a scan of the message, as in ``https:\\/\\/user:pw@host``) and what its file shares
+(the Kubernetes metadata, worked out once per file context). `fields` narrows that to a
+list of fields (``[]``: the message only).
 
 Built-in patterns (all on by default): ``bearer_token`` (``Authorization: Bearer ...``),
 ``basic_auth_url`` (the password of ``scheme://user:password@host``),
@@ -28,20 +35,21 @@ import hmac
 import re
 import weakref
 from bisect import bisect_right
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import accumulate
 from typing import Any, Literal
 
+import msgspec
 from prometheus_client import Counter
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from kubelogs.config.base import BuildContext, TransformConfig
 from kubelogs.config.registry import register
-from kubelogs.pipeline.event import Batch
-from kubelogs.store.matcher import get_field, is_missing
+from kubelogs.pipeline.event import Batch, FileContext
+from kubelogs.store.matcher import get_field
 from kubelogs.telemetry.metrics import Metrics
-from kubelogs.transforms.fields import set_path
+from kubelogs.transforms.fields import decode_members, encode_members
 
 Replace = Callable[[str], str]
 
@@ -105,6 +113,9 @@ class Pattern:
     and spaces and dashes as ``1`` (card numbers)."""
     exact_anchors: bool = False
     """The anchors are looked for as written, in the text itself (not lower-cased)."""
+    scan: Any = None
+    """For a user pattern: the regex that finds candidate lines in a batch's joined
+    text (multi-line, so ``^`` and ``$`` hold at every text's start and end)."""
 
     def apply(self, text: str, replace: Replace) -> tuple[str, int]:
         """`text` with the secrets masked, and how many there were."""
@@ -207,7 +218,8 @@ def compile_custom(name: str, pattern: str) -> Pattern:
             f"custom.{name}: not a valid RE2 regex ({reason}); RE2 has no backreferences "
             "or lookaround"
         ) from None
-    return Pattern(name, compiled, None, group=1 if compiled.groups else 0)
+    scan = re2.compile("(?m)" + pattern, options)
+    return Pattern(name, compiled, None, group=1 if compiled.groups else 0, scan=scan)
 
 
 def _line_of(starts: list[int], pos: int) -> int:
@@ -251,7 +263,7 @@ def candidate_lines(pattern: Pattern, text: str, low: str | None, starts: list[i
                 pos = marks.find(shape, starts[line + 1])
         return sorted(found)
     # a user pattern (RE2, never across lines): one linear scan of the whole batch
-    for m in pattern.regex.finditer(text):
+    for m in (pattern.scan or pattern.regex).finditer(text):
         found.add(_line_of(starts, m.start()))
     return sorted(found)
 
@@ -271,8 +283,11 @@ class RedactConfig(TransformConfig):
     """``name: regex`` (RE2 syntax); the match, or its first group, is masked."""
     message: bool = True
     """Scan the message."""
-    fields: list[str] = Field(default_factory=list)
-    """Parsed fields to scan as well (string values)."""
+    fields: list[str] | None = None
+    """The fields to scan besides the message. Unset (the default): every string value
+    of the event - its parsed fields, nested objects and lists included, and what its
+    file shares (the Kubernetes metadata, static fields). A list narrows it to those
+    fields, by their document names (parsed or metadata); ``[]``: the message only."""
     mode: Literal["mask", "hash"] = "mask"
     replacement: str = "[REDACTED]"
     """What replaces a secret with ``mode: mask``."""
@@ -346,21 +361,26 @@ def redaction_counter(metrics: Metrics) -> Counter:
 
 
 class RedactTransform:
+    """See the module docstring; `fields` None scans every string value of an event."""
+
     def __init__(
         self,
         patterns: Sequence[Pattern],
         replace: Replace,
         *,
         message: bool = True,
-        fields: Sequence[str] = (),
+        fields: Sequence[str] | None = None,
         count: Callable[[str, int], None] | None = None,
     ) -> None:
         self.patterns = list(patterns)
         self.replace = replace
         self.message = message
-        self.fields = list(fields)
+        self.fields = None if fields is None else list(fields)
         self._count = count
         self.masked: dict[str, int] = {}
+        self._contexts: dict[int, tuple[FileContext, FileContext]] = {}
+        self._prefilter = all(p.anchors is not None or p.shapes for p in self.patterns)
+        """Every pattern is found by substrings that JSON leaves as they are."""
 
     async def start(self) -> None:
         return None
@@ -372,10 +392,12 @@ class RedactTransform:
         """`text` with every pattern's secrets masked (one value: a field)."""
         return self.redact_all([text])[0]
 
-    def redact_all(self, texts: list[str]) -> list[str]:
+    def redact_all(self, texts: list[str], *, counted: bool = True) -> list[str]:
         """`texts` masked; the same list when nothing was found. The texts are joined
         once so that each pattern finds its candidate lines with a few C-level scans
-        of the whole batch; only those lines are searched with the pattern."""
+        of the whole batch; only those lines are searched with the pattern. With
+        `counted` false, what is masked is not counted (a second copy of values that
+        were)."""
         if not texts:
             return texts
         joined = "\n".join(texts)
@@ -392,6 +414,8 @@ class RedactTransform:
                     if out is texts:
                         out = list(texts)
                     out[i] = new
+                    if not counted:
+                        continue
                     self.masked[p.name] = self.masked.get(p.name, 0) + n
                     if self._count is not None:
                         self._count(p.name, n)
@@ -403,27 +427,193 @@ class RedactTransform:
             redacted = self.redact_all(batch.messages)
             if redacted is not batch.messages:
                 changes["messages"] = redacted
-        if self.fields and batch.fields:
-            fields = dict(batch.fields)
-            touched = False
-            for row, own in batch.fields.items():
-                new = self._redact_fields(own)
-                if new is not own:
-                    fields[row] = new
-                    touched = True
-            if touched:
+        if batch.fields and self.fields != []:
+            fields = (
+                self._redact_every_string(batch.fields)
+                if self.fields is None
+                else self._redact_listed(batch.fields, self.fields)
+            )
+            if fields is not None:
                 changes["fields"] = fields
+        if self.fields != []:
+            ctx = self._context(batch.ctx)
+            if ctx is not batch.ctx:
+                changes["ctx"] = ctx
         return batch.derive(**changes) if changes else batch
 
-    def _redact_fields(self, own: dict[str, Any]) -> dict[str, Any]:
-        out = own
-        for path in self.fields:
-            value = get_field(out, path)
-            if is_missing(value) or not isinstance(value, str):
+    # -- parsed fields ------------------------------------------------------------------
+
+    def _redact_every_string(
+        self, fields: dict[int, dict[str, Any]]
+    ) -> dict[int, dict[str, Any]] | None:
+        """Every string value of every row's fields, scanned together as one batch
+        text (`redact_all`); only rows with a secret are rebuilt (new dicts: the
+        batch's are shared).
+
+        Cost: with built-in patterns only, the rows' fields are first encoded as JSON
+        lines in one C call and the patterns' substring scans run over that text: every
+        built-in pattern's anchors and digit shapes hold no character JSON escapes, so
+        a string that can match shows them in its encoding too. Only the rows found
+        there are walked in Python. A user pattern can hold anything (quotes, ``^``), so
+        with one, every row is walked."""
+        rows = [row for row, own in fields.items() if own]
+        if self._prefilter and rows:
+            try:
+                text = _encode_lines([fields[row] for row in rows]).decode()
+            except (TypeError, ValueError, UnicodeDecodeError):
+                pass  # not JSON-encodable (user code put something else there): walk all
+            else:
+                rows = [rows[i] for i in self._candidates(text, len(rows))]
+        strings: list[str] = []
+        bounds: list[tuple[int, int]] = []
+        for row in rows:
+            start = len(strings)
+            _strings(fields[row], strings)
+            bounds.append((row, start))
+        if not strings:
+            return None
+        redacted = self.redact_all(strings)
+        if redacted is strings:
+            return None
+        out = dict(fields)
+        ends = [b[1] for b in bounds[1:]] + [len(strings)]
+        for (row, start), end in zip(bounds, ends, strict=True):
+            if any(redacted[k] is not strings[k] for k in range(start, end)):
+                out[row] = _replaced(fields[row], iter(redacted[start:end]))
+        return out
+
+    def _redact_listed(
+        self, fields: dict[int, dict[str, Any]], paths: list[str]
+    ) -> dict[int, dict[str, Any]] | None:
+        """The string values at `paths` (found as `kubelogs search` finds them)."""
+        strings: list[str] = []
+        where: list[tuple[int, str]] = []
+        for row, own in fields.items():
+            if not own:
+                continue
+            for path in paths:
+                value = get_field(own, path)
+                if isinstance(value, str):
+                    strings.append(value)
+                    where.append((row, path))
+        if not strings:
+            return None
+        redacted = self.redact_all(strings)
+        if redacted is strings:
+            return None
+        out = dict(fields)
+        for (row, path), old, new in zip(where, strings, redacted, strict=True):
+            if new is not old:
+                replaced = replace_found(out[row], path, new)
+                if replaced is not None:
+                    out[row] = replaced
+        return out
+
+    def _candidates(self, text: str, n: int) -> list[int]:
+        """The lines of `text` (`n` lines, ``\n``-separated) where a pattern may match."""
+        lowered = text.lower()
+        low = lowered if len(lowered) == len(text) else None  # else offsets would shift
+        lengths = map(len, text.split("\n", n - 1)[:-1])
+        starts = list(accumulate(map((1).__add__, lengths), initial=0))
+        found: set[int] = set()
+        for p in self.patterns:
+            found.update(candidate_lines(p, text, low, starts))
+        return sorted(found)
+
+    # -- what the file shares -----------------------------------------------------------
+
+    def _context(self, ctx: FileContext) -> FileContext:
+        """`ctx` with secrets in its metadata masked, worked out once per file context
+        (so a secret there is counted once per file, not per event)."""
+        hit = self._contexts.get(id(ctx))
+        if hit is not None and hit[0] is ctx:
+            return hit[1]
+        new = ctx
+        if ctx.meta_ecs or ctx.meta_fluentd:
+            ecs = decode_members(ctx.meta_ecs)
+            fluentd = decode_members(ctx.meta_fluentd)
+            if self.fields is None:
+                # Both layouts hold the same values: masks are counted in one.
+                ecs2 = self._every_string_of(ecs)
+                fluentd2 = self._every_string_of(fluentd, counted=False)
+            else:
+                ecs2, fluentd2 = self._listed_of(ecs, fluentd, self.fields)
+            if ecs2 is not ecs or fluentd2 is not fluentd:
+                new = ctx.with_meta(
+                    meta_ecs=encode_members(ecs2), meta_fluentd=encode_members(fluentd2)
+                )
+        if len(self._contexts) >= _MAX_CONTEXTS:
+            del self._contexts[next(iter(self._contexts))]
+        self._contexts[id(ctx)] = (ctx, new)
+        return new
+
+    def _every_string_of(self, doc: dict[str, Any], *, counted: bool = True) -> dict[str, Any]:
+        strings: list[str] = []
+        _strings(doc, strings)
+        redacted = self.redact_all(strings, counted=counted)
+        return doc if redacted is strings else _replaced(doc, iter(redacted))
+
+    def _listed_of(
+        self, ecs: dict[str, Any], fluentd: dict[str, Any], paths: list[str]
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The listed (ECS) paths masked; in the fluentd layout, which names the same
+        values otherwise, every string equal to a masked one."""
+        masked: dict[str, str] = {}
+        for path in paths:
+            value = get_field(ecs, path)
+            if not isinstance(value, str):
                 continue
             new = self.redact(value)
-            if new != value:
-                if out is own:
-                    out = dict(own)
-                set_path(out, path, new)
+            if new is not value:
+                masked[value] = new
+                ecs = replace_found(ecs, path, new) or ecs
+        if masked and fluentd:
+            strings: list[str] = []
+            _strings(fluentd, strings)
+            fluentd = _replaced(fluentd, iter([masked.get(v, v) for v in strings]))
+        return ecs, fluentd
+
+
+_MAX_CONTEXTS = 4096
+_encode_lines = msgspec.json.Encoder().encode_lines
+
+
+def _strings(value: dict[str, Any] | list[Any], out: list[str]) -> None:
+    """Append every string value in `value` (nested dicts and lists), depth first."""
+    for v in value.values() if isinstance(value, dict) else value:
+        if isinstance(v, str):
+            out.append(v)
+        elif isinstance(v, dict | list):
+            _strings(v, out)
+
+
+def _replaced(value: Any, new: Iterator[str]) -> Any:
+    """A copy of `value` with its strings, in `_strings` order, taken from `new`."""
+    if isinstance(value, dict):
+        return {k: _replaced(v, new) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_replaced(v, new) for v in value]
+    if isinstance(value, str):
+        return next(new)
+    return value
+
+
+def replace_found(d: dict[str, Any], path: str, new: Any) -> dict[str, Any] | None:
+    """A copy of `d` with the value at `path` replaced where `store.matcher.get_field`
+    finds it (a literal dotted key first, then nested objects); None when it has none."""
+    if path in d:
+        out = dict(d)
+        out[path] = new
         return out
+    head, dot, rest = path.partition(".")
+    while dot:
+        inner = d.get(head)
+        if isinstance(inner, dict):
+            replaced = replace_found(inner, rest, new)
+            if replaced is not None:
+                out = dict(d)
+                out[head] = replaced
+                return out
+        nxt, dot, rest = rest.partition(".")
+        head = f"{head}.{nxt}"
+    return None

@@ -317,3 +317,43 @@ class TestParserChoice:
         assert ("json", "json") == (first, again)
         assert 1 == len(caplog.records)
         assert "annotation kubelogs.io/parser ignored" in caplog.records[0].getMessage()
+
+
+class TestRecordedKeys:
+    """A key the tailer recorded in a checkpoint (as JSON) names the same stages in the
+    next process: `stages_for` rebuilds them from the key alone."""
+
+    def test_a_key_read_back_from_json_rebuilds_the_same_stages(self, tmp_path: Path) -> None:
+        import json
+
+        from kubelogs.parsing import ParserSetting
+        from kubelogs.tailing.core import _hashable
+        from kubelogs.tailing.stages import NO_STAGES
+
+        def chooser() -> Any:
+            return stage_chooser(
+                multiline=SETTING.validate_python(
+                    {"start_pattern": "^\\[", "timeout": "2s", "max_lines": 7}
+                ),
+                parser=TypeAdapter(ParserSetting).validate_python(
+                    {"type": "logfmt", "level_key": "sev"}
+                ),
+                overrides=[],
+                cx=build_cx(tmp_path),
+                annotations=False,
+            )
+
+        key = chooser().resolve(ctx()).key
+        fresh = chooser()  # the next process: nothing compiled yet
+        stages = fresh.stages_for(_hashable(json.loads(json.dumps(key))))
+
+        assert stages is not None
+        assert key == stages.key
+        assert stages.multiline is not None
+        assert (7, 2.0) == (stages.multiline.max_lines, stages.multiline.timeout)
+        rule = stages.multiline.rule
+        assert (rule.step(0, "[x") < 0, rule.step(0, "x") >= 0) == (True, True)
+        assert stages.parse is not None
+        assert NO_STAGES is fresh.stages_for(None)
+        assert None is fresh.stages_for(("{}", None))  # not settings of this version
+        assert None is fresh.stages_for("java")

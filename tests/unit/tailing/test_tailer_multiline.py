@@ -39,6 +39,11 @@ class Resolver:
         self.resolved.append(ctx.path)
         return FileStages(multiline=self.spec, key="java") if self.on else NO_STAGES
 
+    def stages_for(self, key: object) -> FileStages | None:
+        if key == "java":
+            return FileStages(multiline=self.spec, key="java")
+        return NO_STAGES if key is None else None
+
 
 def cri(clock: Clock, stream: str, msg: str) -> bytes:
     return f"{format_timestamp(clock.ns)} {stream} F {msg}\n".encode()
@@ -201,3 +206,124 @@ class TestTailerMultiline:
         node.pump()
 
         assert ["\n".join(tb), "INFO next"] == node.messages()
+
+
+class TestSettingsChangeAndCrash:
+    """A setting changes on an open file, the store keeps batches whose checkpoint is
+    not written yet, and the agent is killed: the restart re-reads those lines with the
+    setting they were first read with, so none is lost or stored twice. (A resolver
+    without `stages_for` gets the behaviour from before settings were recorded: these
+    tests fail with it.)"""
+
+    @staticmethod
+    def read(node: Node, *, ack: bool = True) -> None:
+        """One pass of the engine, as the run loop makes between two checkpoint writes:
+        its batches reach the store; with `ack`, their acknowledgements reach the
+        source too (else they are still on their way when the agent dies)."""
+        t = node.tailer
+        assert t is not None
+        for batch in list(t.poll(scan=True)):
+            node.deliver(batch if ack else batch.derive(ack=None))
+
+    @staticmethod
+    def lines(node: Node) -> list[str]:
+        return [line for m in node.messages() for line in m.split("\n")]
+
+    def finish(self, node: Node, clock: Clock) -> None:
+        node.start()
+        node.pump()
+        clock.ns += 5 * 10**9
+        node.pump()
+        node.stop()
+
+    def test_joining_turned_off_a_stored_trace_is_not_stored_again(self, tmp_path: Path) -> None:
+        """The trace is stored (its ack not back yet), joining is turned off, and the
+        agent dies before anything else is stored: without the record, the restart (no
+        joining) stores the trace's lines 2 and 3 again - the store kept the trace under
+        the offset of its first line only."""
+        node, clock, resolver, path = setup(tmp_path)
+        write(path, clock, [*TRACE, "INFO x"])
+        t = node.start()
+        self.read(node, ack=False)
+        assert ["\n".join(TRACE)] == node.messages()  # "INFO x" opened a group
+        resolver.on = False
+        write(path, clock, ["INFO y"])
+        lost_in_flight = list(t.poll(scan=True))
+        assert lost_in_flight
+        node.kill()
+
+        self.finish(node, clock)
+
+        assert ["\n".join(TRACE), "INFO x", "INFO y"] == node.messages()
+
+    def test_joining_turned_on_no_line_read_before_is_lost(self, tmp_path: Path) -> None:
+        """Lines 1-2 stored one by one (their acks not back yet), then joining is turned
+        on and line 3 opens a group: without the record, the restart joins lines 1-3
+        into one event under the offset of line 1, which the store already has - line
+        3 would be lost."""
+        node, clock, resolver, path = setup(tmp_path, on=False)
+        write(path, clock, TRACE[:2])
+        node.start()
+        self.read(node, ack=False)
+        resolver.on = True
+        write(path, clock, TRACE[2:])
+        self.read(node, ack=False)
+        assert TRACE[:2] == node.messages()
+        node.kill()
+
+        self.finish(node, clock)
+
+        assert TRACE == node.messages()
+
+    def test_switches_back_and_forth_before_a_crash(self, tmp_path: Path) -> None:
+        """Each trace's first line is read before joining is turned on and its other
+        lines after; then joining goes off again. The restart replays every switch."""
+        node, clock, resolver, path = setup(tmp_path, on=False)
+        node.start()
+        for _ in range(3):
+            write(path, clock, TRACE[:1])
+            self.read(node, ack=False)
+            resolver.on = True
+            write(path, clock, [*TRACE[1:], "INFO sep"])
+            self.read(node, ack=False)
+            resolver.on = False
+            self.read(node, ack=False)
+        write(path, clock, TRACE[:1])
+        self.read(node, ack=False)
+        resolver.on = True
+        write(path, clock, TRACE[1:])
+        self.read(node, ack=False)
+        node.kill()
+
+        self.finish(node, clock)
+
+        trace = ["ERROR failed", "\n".join(TRACE[1:])]  # the switch split each one
+        assert [*trace, "INFO sep"] * 3 + trace == node.messages()
+        assert sorted(TRACE * 4 + ["INFO sep"] * 3) == sorted(self.lines(node))
+
+    def test_the_record_keeps_what_the_checkpoint_has_not_passed(self, tmp_path: Path) -> None:
+        from kubelogs.tailing.checkpoints import CheckpointStore
+
+        node, clock, resolver, path = setup(tmp_path, on=False)
+        write(path, clock, ["INFO a"])
+        t = node.start()
+        held = list(t.poll(scan=True))  # on their way to the store
+        resolver.on = True
+        self.read(node)
+
+        (row,) = CheckpointStore(tmp_path / "checkpoints.db").load("t").values()
+        assert row.offset == 0
+        assert row.stages == f'[[0,null],[{path.stat().st_size},"java"]]'
+
+        for batch in held:
+            node.deliver(batch)
+        node.pump()  # acknowledged up to the end, checkpoint written
+        write(path, clock, ["INFO b"])
+        node.pump()
+        (row,) = CheckpointStore(tmp_path / "checkpoints.db").load("t").values()
+        assert row.offset == path.stat().st_size - len(cri(clock, "stdout", "INFO b"))
+        assert row.stages == f'[[{row.offset},"java"]]'  # the group "INFO b" opened
+
+        node.stop()  # nothing in flight: a restart may read on with any settings
+        (row,) = CheckpointStore(tmp_path / "checkpoints.db").load("t").values()
+        assert row.stages == ""

@@ -152,3 +152,73 @@ class TestCheckpointStore:
 
         assert first is second
         assert tmp_path / "checkpoints.db" == first.path
+
+
+FORMAT_2 = """
+CREATE TABLE checkpoints (
+    source_id TEXT NOT NULL, file_key TEXT NOT NULL, path TEXT NOT NULL,
+    offset INTEGER NOT NULL, size INTEGER NOT NULL, finished INTEGER NOT NULL DEFAULT 0,
+    updated REAL NOT NULL, dev INTEGER NOT NULL DEFAULT 0, ino INTEGER NOT NULL DEFAULT 0,
+    fp TEXT NOT NULL DEFAULT '', anchor TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (source_id, file_key)
+);
+CREATE TABLE sources (source_id TEXT PRIMARY KEY, started REAL NOT NULL);
+INSERT INTO checkpoints VALUES ('logs', '1:2:ab', '/var/log/x.log', 10, 20, 0, 0, 1, 2, 'ab', 'h');
+INSERT INTO sources VALUES ('logs', 0);
+PRAGMA user_version=2;
+"""
+
+
+class TestRecordedSettings:
+    def test_settings_round_trip(self, store: CheckpointStore) -> None:
+        row = cp("a", 10)
+        row.stages = '[[10,"java"],[30,null]]'
+        store.save("logs", [row], [])
+
+        assert '[[10,"java"],[30,null]]' == store.load("logs")["a"].stages
+
+    def test_a_format_2_database_is_upgraded_and_its_rows_load(self, db_path: Path) -> None:
+        import sqlite3
+
+        db_path.parent.mkdir(parents=True)
+        old = sqlite3.connect(db_path)
+        old.executescript(FORMAT_2)
+        old.close()
+
+        store = CheckpointStore(db_path)
+        (row,) = store.load("logs").values()
+        loaded = (row.offset, row.anchor, row.dev, row.ino, row.stages)
+        row.stages = '[[10,"java"]]'
+        store.save("logs", [row], [])
+        again = store.load("logs")["1:2:ab"]
+        started = store.has_started("logs")
+        store.close()
+
+        assert (10, "h", 1, 2, "") == loaded
+        assert started
+        assert '[[10,"java"]]' == again.stages
+        version = sqlite3.connect(db_path).execute("PRAGMA user_version").fetchone()[0]
+        assert 3 == version
+
+    def test_an_older_kubelogs_can_still_write_and_read_the_database(self, db_path: Path) -> None:
+        """A rollback: format 2 code names its columns; `stages` has a default."""
+        import sqlite3
+
+        store = CheckpointStore(db_path)
+        row = cp("a", 10)
+        row.stages = '[[10,"java"]]'
+        store.save("logs", [row], [])
+        store.close()
+        old = sqlite3.connect(db_path)
+        old.execute(
+            "INSERT INTO checkpoints (source_id, file_key, path, offset, size, finished, "
+            "updated, dev, ino, fp, anchor) VALUES ('logs', 'b', '/b', 5, 5, 0, 0, 0, 0, '', '')"
+        )
+        old.commit()
+        got = old.execute(
+            "SELECT file_key, offset FROM checkpoints WHERE source_id = 'logs' ORDER BY 1"
+        ).fetchall()
+        old.close()
+
+        assert [("a", 10), ("b", 5)] == got
+        assert "" == CheckpointStore(db_path).load("logs")["b"].stages

@@ -204,3 +204,60 @@ class TestRealisticContent:
         assert ("search-indexer", "search") in where
         assert ("coredns", "kube-system") in where
         assert all(ns != "payments" or "pay" in app or "billing" in app for app, ns in where)
+
+
+def _java_events(path: Path, fmt: Format) -> int:
+    """Events the agent's own ``multiline: java`` stage makes of a file: the runtime's
+    parser, then the java preset (per stream), everything flushed at the end."""
+    from kubelogs.codecs.columns import Columns
+    from kubelogs.codecs.multiline import MultilineParser, MultilineSpec
+    from kubelogs.codecs.multiline_rules import preset_rule
+    from kubelogs.tailing.files import make_parser
+
+    data = path.read_bytes()
+    inner = make_parser(fmt if fmt == "cri" else "auto", data[:1], 1 << 20)
+    # Lines are stamped microseconds apart: the timeout never splits a trace here.
+    stage = MultilineParser(inner, MultilineSpec(rule=preset_rule("java"), timeout=3600.0))
+    cols = Columns()
+    stage.feed(data.rstrip(b"\n").split(b"\n"), 0, cols)
+    stage.flush(cols)
+    return len(cols.messages)
+
+
+@pytest.mark.parametrize("fmt", ["cri", "docker"])
+def test_events_count_each_stack_trace_once_as_the_java_preset_joins_it(
+    tmp_path: Path, fmt: Format
+) -> None:
+    from kubelogs.testing.generate import count_events
+
+    manifest = generate_tree(tmp_path, lines=8000, containers=3, fmt=fmt, seed=5)
+
+    assert 0 < manifest.events < manifest.records  # traces were joined
+    for f in manifest.files:
+        path = tmp_path / f.path
+        assert f.events == _java_events(path, fmt)
+        assert f.events == count_events(path, fmt)
+    assert sum(f.events for f in manifest.files) == manifest.events
+
+
+def test_live_mode_counts_events_in_rotated_and_deleted_files(tmp_path: Path) -> None:
+    from kubelogs.testing.generate import count_events
+
+    t = FakeTime()
+    manifest = run_live(
+        tmp_path,
+        rate=1000,
+        duration=20,
+        containers=2,
+        rotate_size=150_000,
+        max_rotated=1,
+        clock=t.clock,
+        sleep=t.sleep,
+    )
+
+    for f in manifest.files:
+        files = [tmp_path / r for r in f.rotated] + [tmp_path / f.path]
+        assert f.deleted_events > 0
+        assert f.events == sum(_java_events(p, "cri") for p in files) + f.deleted_events
+        assert f.events == sum(count_events(p, "cri") for p in files) + f.deleted_events
+    assert 0 < manifest.events < manifest.records
