@@ -60,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
 
     from kubelogs.cli import allocator, errors
     from kubelogs.config.loader import load_effective_config
+    from kubelogs.pipeline.gc_pause import collector_tuned
     from kubelogs.telemetry.logging import setup_logging
 
     allocator.tune()
@@ -93,7 +94,8 @@ def run(args: argparse.Namespace) -> int:
         )
 
     try:
-        rc = loop.run_until_complete(serve(cfg, args.config, apply_logging))
+        with collector_tuned():  # per-line objects in flight (`pipeline.gc_pause`)
+            rc = loop.run_until_complete(serve(cfg, args.config, apply_logging))
     except SystemExit:
         raise
     except BaseException as exc:

@@ -41,6 +41,8 @@ DEFAULT_LEVEL_KEYS = ("level", "lvl", "severity", "loglevel", "levelname")
 
 _MISSING: Any = object()
 _LOG_OBJECTS = {level: {"level": level} for level in NORMAL_LEVELS}
+_LOG_BY_RAW: dict[Any, dict[str, str]] = {raw: _LOG_OBJECTS[lv] for raw, lv in LEVELS.items()}
+"""A raw level in a usual spelling -> its shared ``log`` object: one lookup per row."""
 
 Parsed = tuple[list[int], list[dict[str, Any]]]
 """A line parser's result: the rows it parsed (ascending) and their fields."""
@@ -83,18 +85,22 @@ class Finisher:
         rows, values = parsed
         times = tstrs = None
         if values:
-            levels = self._levels(values) if self.level_keys else None
+            logs = self._logs(values) if self.level_keys else None
             if self.time_path and self.time_parser is not None:
                 times, tstrs = self._times(batch, rows, values)
             values = self._placed(values)
-            if levels is not None and levels.count(None) < len(levels):
+            if logs is not None:
                 # The rows' roots have no `log` key here (it is a clashing key, moved
                 # under the parser's name, and a `target` root has only its target).
                 # One shared `{"level": ...}` per level: batches and their fields are
                 # immutable once built (`pipeline.event`), and a small dict per row
                 # would cost more than the rest of this step.
-                logs = map(_LOG_OBJECTS.__getitem__, filter(None, levels))
-                deque(map(setitem, compress(values, levels), repeat("log"), logs), 0)
+                if not all(logs):
+                    deque(
+                        map(setitem, compress(values, logs), repeat("log"), filter(None, logs)), 0
+                    )
+                else:
+                    deque(map(setitem, values, repeat("log"), logs), 0)
         flags = batch.flags
         if len(rows) < n:
             failed = range(n) if not rows else set(range(n)).difference(rows)
@@ -114,15 +120,22 @@ class Finisher:
 
     # -- steps ----------------------------------------------------------------------
 
+    def _logs(self, values: list[dict[str, Any]]) -> list[dict[str, str] | None] | None:
+        """Each row's shared ``log`` object (None: no level), or None for no row."""
+        try:  # the usual case: every row has the first key, in a known spelling
+            logs = list(map(_LOG_BY_RAW.get, map(methodcaller("get", self.level_keys[0]), values)))
+        except TypeError:  # an unhashable value (a list or object) somewhere
+            logs = [None]
+        if all(logs):  # no None (the log objects are not empty)
+            return logs
+        levels = self._levels(values)
+        if levels.count(None) == len(levels):
+            return None
+        return [_LOG_OBJECTS[lv] if lv is not None else None for lv in levels]
+
     def _levels(self, values: list[dict[str, Any]]) -> list[str | None]:
         keys = self.level_keys
         first = methodcaller("get", keys[0])
-        try:  # the usual case: every row has the first key, in a known spelling
-            levels: list[str | None] = list(map(LEVELS.get, map(first, values)))
-        except TypeError:  # an unhashable value (a list or object) somewhere
-            levels = [None]
-        if None not in levels:
-            return levels
         raw = list(map(first, values))
         for key in keys[1:]:
             if None not in raw:

@@ -53,3 +53,36 @@ class TestRunAppliesIt:
             run_command.run(args)
 
         assert ["tune"] == calls
+
+
+class TestRunTunesTheCollector:
+    def test_the_pipeline_runs_with_the_agent_gc_threshold(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The per-line objects of a parsed batch are in flight between stages; the
+        pipeline runs with `AGENT_THRESHOLD` (pipeline.gc_pause) and the process's own
+        thresholds come back when `run` returns."""
+        import gc
+
+        from kubelogs.pipeline.gc_pause import AGENT_THRESHOLD
+
+        config = tmp_path / "kubelogs.yaml"
+        config.write_text(
+            f"data_dir: {tmp_path / 'data'}\n"
+            f"sources:\n  in: {{type: file, paths: ['{tmp_path}/*.log']}}\n"
+            "sinks:\n  out: {type: blackhole, inputs: [in]}\n"
+        )
+        seen: list[tuple[int, int, int]] = []
+
+        async def serve(*args: object) -> int:
+            seen.append(gc.get_threshold())
+            return 0
+
+        monkeypatch.setattr(run_command, "serve", serve)
+        before = gc.get_threshold()
+        args = argparse.Namespace(config=str(config), log_format=None, log_level=None)
+
+        assert 0 == run_command.run(args)
+
+        assert [AGENT_THRESHOLD] == seen
+        assert before == gc.get_threshold()

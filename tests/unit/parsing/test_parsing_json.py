@@ -48,6 +48,19 @@ class TestJsonParser:
         assert ["error", "warn", "warn", "error", "info", None, None] == levels
         assert "ERROR" == out.fields[0]["level"]  # the application's own key is kept
 
+    def test_levels_of_a_batch_where_every_row_or_no_row_has_one(self) -> None:
+        every = ['{"level":"info","n":1}', '{"level":"E","log":"own"}', '{"level":30}']
+        none = ['{"n":1}', '{"level":"chatty"}', '{"level":{"x":1}}']
+
+        out = build_parser("json")(make_batch(every))
+        quiet = build_parser("json")(make_batch(none))
+
+        assert out.fields is not None
+        assert quiet.fields is not None
+        assert ["info", "error", "info"] == [out.fields[i]["log"]["level"] for i in range(3)]
+        assert {"log": "own"} == out.fields[1]["json"]  # the line's own `log` moved
+        assert all("log" not in quiet.fields[i] for i in range(3))
+
     def test_level_key_names_the_field(self) -> None:
         parser = build_parser(ParserConfig(type="json", level_key="sev"))
 
