@@ -32,8 +32,16 @@ _MAX_RESPONSE = 1 << 20
 
 async def close_writer(writer: asyncio.StreamWriter, timeout: float = 1.0) -> None:  # noqa: ASYNC109
     """Close a connection; when a TLS close handshake does not finish in `timeout`
-    seconds (the peer is gone), abort it so that no socket is left open."""
-    writer.close()
+    seconds (the peer is gone) or the caller is cancelled meanwhile, abort it so that
+    no socket is left open.
+
+    Why `close` is called only once: asyncio's TLS transport drops its link to the
+    protocol on a *second* `close()` (Python 3.11-3.13), after which `abort()` is a
+    no-op - the socket underneath then stays open until the garbage collector finds
+    it (a ResourceWarning). `ClientConnection._fail` has usually closed already.
+    """
+    if not writer.transport.is_closing():
+        writer.close()
     try:
         await asyncio.wait_for(writer.wait_closed(), timeout)
     except Exception:
@@ -139,7 +147,8 @@ class ClientConnection:
             if not fut.done():
                 fut.set_exception(ConnectionError(f"{self.name}: {exc}"))
                 fut.exception()  # retrieved: nobody may be waiting any more
-        self._writer.close()
+        if not self._writer.transport.is_closing():
+            self._writer.close()  # once: see close_writer
 
     @property
     def closed(self) -> bool:

@@ -32,6 +32,7 @@ from typing import Any
 
 import msgpack
 
+from kubelogs.forward.client import close_writer
 from kubelogs.forward.handshake import HandshakeError, ServerAuth, helo, new_nonce
 from kubelogs.forward.protocol import (
     ForwardMessage,
@@ -175,9 +176,9 @@ class ForwardServer:
             pass
         finally:
             self._tasks.discard(task)
-            writer.close()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(writer.wait_closed(), 1.0)
+            # aborts a TLS close the peer does not answer: no socket left to the GC
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await close_writer(writer)
 
     async def _serve(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: str
