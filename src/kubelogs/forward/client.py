@@ -19,6 +19,7 @@ import base64
 import contextlib
 import os
 import ssl
+from collections.abc import Callable
 from typing import Any
 
 import msgpack
@@ -68,6 +69,7 @@ class ClientConnection:
         self._unpacker = new_unpacker(_MAX_RESPONSE)
         self._task: asyncio.Task[None] | None = None
         self._error: BaseException | None = None
+        self._on_close: list[Callable[[], None]] = []
 
     @classmethod
     async def open(
@@ -139,9 +141,17 @@ class ClientConnection:
         except (Exception, asyncio.CancelledError) as exc:
             self._fail(exc if isinstance(exc, Exception) else ConnectionError("closed"))
 
+    def add_close_callback(self, fn: Callable[[], None]) -> None:
+        """Call `fn` once the connection is closed or lost (by either side): a sender
+        idle on it learns that the server closed it (e.g. its `idle_timeout`)."""
+        self._on_close.append(fn)
+
     def _fail(self, exc: BaseException) -> None:
         if self._error is None:
             self._error = exc
+        callbacks, self._on_close = self._on_close, []
+        for fn in callbacks:
+            fn()
         pending, self._pending = self._pending, {}
         for fut in pending.values():
             if not fut.done():

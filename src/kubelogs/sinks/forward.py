@@ -373,11 +373,21 @@ class ForwardSink:
         loop = asyncio.get_running_loop()
         require_ack = cfg.require_ack
         inflight, waiting = lane.inflight, lane.waiting
+        conn.add_close_callback(lane.wakeup.set)
+        used = False
         try:
             for c in inflight:
                 self._send(conn, c, lane, loop.time())
             while True:
                 lane.wakeup.clear()
+                if not inflight and conn.closed:
+                    if used:
+                        # the server closed an idle connection (its idle_timeout): not
+                        # a failure; what is waiting goes on a new connection at once
+                        return
+                    # closed before carrying anything (e.g. the server is at its
+                    # max_connections): a failure, retried with backoff
+                    raise ConnectionError(f"{conn.name} closed the connection at once")
                 sent = False
                 while waiting and len(inflight) < lane.window:
                     c = waiting.popleft()
@@ -393,6 +403,7 @@ class ForwardSink:
                         c.ack.result()  # raises ConnectionError when the connection failed
                     inflight.popleft()
                     self._delivered(c)
+                    used = True
                 if not inflight and ((lane.closed and not waiting) or not cfg.keepalive):
                     return
                 if any(_acked(c) and c.ack and c.ack.exception() for c in inflight):
