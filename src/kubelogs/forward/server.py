@@ -129,6 +129,8 @@ class ForwardServer:
         self._tasks: set[asyncio.Task[None]] = set()
         self.port = settings.port
         self.received_bytes = 0
+        self.accepted = 0
+        """Connections accepted since the start (including those refused at once)."""
 
     @property
     def connections(self) -> int:
@@ -143,16 +145,30 @@ class ForwardServer:
         sock = self._server.sockets[0]
         self.port = int(sock.getsockname()[1])
         if s.heartbeat:
-            loop = asyncio.get_running_loop()
-            try:
-                transport, _ = await loop.create_datagram_endpoint(
-                    _Heartbeat, local_addr=(s.host, self.port)
-                )
-                self._udp = transport
-            except OSError as exc:
-                log.warning(
-                    "forward: UDP heartbeat not available on %s:%d (%s)", s.host, self.port, exc
-                )
+            await self.answer_heartbeats(True)
+
+    async def answer_heartbeats(self, on: bool) -> None:
+        """Start or stop answering UDP heartbeats. Stopped, senders with heartbeats
+        take this server out of rotation while its connections keep working - e.g. to
+        let them move away before a planned stop."""
+        s = self.settings
+        if not on:
+            if self._udp is not None:
+                self._udp.close()
+                self._udp = None
+            return
+        if self._udp is not None:
+            return
+        loop = asyncio.get_running_loop()
+        try:
+            transport, _ = await loop.create_datagram_endpoint(
+                _Heartbeat, local_addr=(s.host, self.port)
+            )
+            self._udp = transport
+        except OSError as exc:
+            log.warning(
+                "forward: UDP heartbeat not available on %s:%d (%s)", s.host, self.port, exc
+            )
 
     async def close(self) -> None:
         if self._server is not None:
@@ -171,6 +187,7 @@ class ForwardServer:
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
+        self.accepted += 1
         peername = writer.get_extra_info("peername")
         peer = f"{peername[0]}:{peername[1]}" if isinstance(peername, tuple) else str(peername)
         if len(self._tasks) >= self.settings.max_connections:
