@@ -149,7 +149,8 @@ class HeartbeatMonitor:
             while True:
                 for peer in self.peers:
                     self._judge(peer)
-                    await self._send(peer)
+                # at once: one server's slow name lookup must not silence the others
+                await asyncio.gather(*(self._send(peer) for peer in self.peers))
                 await asyncio.sleep(self.config.interval)
         finally:
             self.close()
