@@ -53,6 +53,18 @@ async def close_writer(writer: asyncio.StreamWriter, timeout: float = 1.0) -> No
         raise
 
 
+async def wait_event(event: asyncio.Event, timeout: float | None) -> None:  # noqa: ASYNC109
+    """Wait for `event`, at most `timeout` seconds (None: no limit).
+
+    Why `asyncio.timeout` and not `wait_for`: on Python 3.11 `wait_for` loses a
+    cancellation that arrives while the event is being set; a sink lane or a handler
+    thread cancelled at shutdown then waits on (seen: a test teardown hanging until the
+    test timeout)."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(timeout):
+            await event.wait()
+
+
 def new_chunk_id() -> str:
     """A chunk id as Fluentd makes them: base64 of 16 random bytes."""
     return base64.b64encode(os.urandom(16)).decode()

@@ -50,12 +50,13 @@ from kubelogs.config.addresses import parse_listen
 from kubelogs.config.base import BuildContext, SinkConfig
 from kubelogs.config.registry import register
 from kubelogs.config.units import Duration, Size
-from kubelogs.forward.client import ClientConnection, new_chunk_id
+from kubelogs.forward.client import ClientConnection, new_chunk_id, wait_event
 from kubelogs.forward.columnar import encode_batch
 from kubelogs.forward.handshake import ClientAuth, HandshakeError
 from kubelogs.forward.heartbeat import HeartbeatConfig, HeartbeatMonitor, Peer
 from kubelogs.forward.protocol import ProtocolError, event_time_ext, gzip_compress, packb
 from kubelogs.forward.tls import ClientTlsConfig
+from kubelogs.pipeline.acks import AckToken
 from kubelogs.pipeline.event import Batch
 from kubelogs.pipeline.runtime import Input
 from kubelogs.sinks.retry import Backoff
@@ -175,7 +176,9 @@ class _Server:
 
 @dataclass
 class _Chunk:
-    batches: list[Batch]
+    acks: list[AckToken]
+    """The ack tokens of its batches - not the batches: once encoded, the payload is
+    all a resend needs, and a batch's Python objects take ~1.5x its encoded size."""
     payload: bytes
     chunk_id: str
     events: int
@@ -219,7 +222,7 @@ class _Lane:
     @property
     def full(self) -> bool:
         """Two encoded chunks ready behind the window keep it busy; more would only
-        hold memory (each chunk keeps its batches until acked)."""
+        hold memory (each chunk keeps its payload until acked)."""
         return len(self.waiting) >= 2
 
 
@@ -280,33 +283,42 @@ class ForwardSink:
                     await monitor
 
     async def _run_lanes(self, inp: Input, lanes: list[_Lane], n: int) -> None:
-        cfg = self.config
         async with asyncio.TaskGroup() as tg:
             for lane in lanes:
                 # lane: sends its chunks in order, resends after failures
                 tg.create_task(self._run_lane(lane), name=f"forward-lane:{lane.home}")
             try:
                 async for first in inp:
-                    group = [first]
-                    events = len(first)
-                    while events < cfg.max_chunk_events:
-                        nxt = inp.receive_nowait()
-                        if nxt is None:
-                            break
-                        group.append(nxt)
-                        events += len(nxt)
-                    for lane_no, batches in self._by_lane(group, n).items():
+                    by_lane = self._by_lane(self._gather(inp, first), n)
+                    del first  # no batch outlives its encoding here (memory)
+                    while by_lane:
+                        lane_no, batches = by_lane.popitem()
                         lane = lanes[lane_no]
+                        # encode only once the lane has room: an encoded chunk waiting
+                        # for room would hold its batches and its payload at once
+                        while lane.full:
+                            lane.space.clear()
+                            await lane.space.wait()
                         for chunk in self._chunks(batches):
-                            while lane.full:
-                                lane.space.clear()
-                                await lane.space.wait()
                             lane.waiting.append(chunk)
-                            lane.wakeup.set()
+                        del batches
+                        lane.wakeup.set()
             finally:
                 for lane in lanes:
                     lane.closed = True
                     lane.wakeup.set()
+
+    def _gather(self, inp: Input, first: Batch) -> list[Batch]:
+        """`first` and the batches waiting behind it, up to `max_chunk_events`."""
+        group = [first]
+        events = len(first)
+        while events < self.config.max_chunk_events:
+            nxt = inp.receive_nowait()
+            if nxt is None:
+                break
+            group.append(nxt)
+            events += len(nxt)
+        return group
 
     @staticmethod
     def _by_lane(group: list[Batch], n: int) -> dict[int, list[Batch]]:
@@ -346,7 +358,8 @@ class ForwardSink:
         chunk_id = new_chunk_id()
         if self.config.require_ack:
             option["chunk"] = chunk_id
-        return _Chunk(batches, packb([self.config.tag, stream, option]), chunk_id, events)
+        acks = [b.ack for b in batches if b.ack is not None]
+        return _Chunk(acks, packb([self.config.tag, stream, option]), chunk_id, events)
 
     def _pick(self, lane: _Lane, avoid: _Server | None) -> _Server | None:
         """The lane's home server if it is up, else the next one up (not `avoid`, the
@@ -380,8 +393,7 @@ class ForwardSink:
                 pending = [s.down_until for s in self._servers if s.alive and s.down_until > now]
                 timeout = max(0.05, min(pending) - now) if pending else None
                 self._changed.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._changed.wait(), timeout)
+                await wait_event(self._changed, timeout)
                 continue
             try:
                 conn = await ClientConnection.open(
@@ -482,10 +494,7 @@ class ForwardSink:
                     timeout = inflight[0].sent_at + cfg.ack_timeout - loop.time()
                     if timeout <= 0:
                         raise _SendFailed("ack_timeout", f"sent no ack within {cfg.ack_timeout:g}s")
-                try:
-                    await asyncio.wait_for(lane.wakeup.wait(), timeout)
-                except TimeoutError:
-                    pass
+                await wait_event(lane.wakeup, timeout)
         except (ConnectionError, OSError) as exc:
             raise _SendFailed("connection", f"lost the connection ({exc})") from None
 
@@ -496,9 +505,8 @@ class ForwardSink:
             chunk.ack.add_done_callback(lambda _f: lane.wakeup.set())
 
     def _delivered(self, chunk: _Chunk) -> None:
-        for b in chunk.batches:
-            if b.ack is not None:
-                b.ack.resolve()
+        for ack in chunk.acks:
+            ack.resolve()
         self.metrics.received_events.inc(chunk.events)
         self.metrics.sent_events.inc(chunk.events)
         self.metrics.sent_bytes.inc(len(chunk.payload))
