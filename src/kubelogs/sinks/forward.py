@@ -106,8 +106,9 @@ class ForwardSinkConfig(SinkConfig):
     keepalive: bool = True
     """Keep connections open between chunks; off, every chunk gets its own connection."""
     max_in_flight: int = Field(4, ge=1, le=1024)
-    """Chunks sent and not yet acked at once (over all servers). Their events stay in
-    memory until acked: this times `max_chunk_events` bounds the sink's memory."""
+    """Chunks sent and not yet acked at once (over all servers). Their encoded payloads
+    stay in memory until acked (for a resend; the batches are freed once encoded): this
+    plus two waiting per lane, times `max_chunk_bytes`, bounds the sink's memory."""
     max_chunk_events: int = Field(10_000, ge=1)
     """Events per chunk at most."""
     max_chunk_bytes: Size = Field(4 << 20, ge=1 << 10, le=256 << 20)
@@ -520,8 +521,10 @@ class ForwardSink:
             self._network.server_up.labels(self.component_id, server.name).set(up)
 
     def _heartbeat_changed(self, peer: Peer, alive: bool, why: str) -> None:
-        server = next(s for s in self._servers if s.name == peer.name)
-        server.alive = alive
+        same = [s for s in self._servers if s.name == peer.name]  # listed twice: one server
+        for s in same:
+            s.alive = alive
+        server = same[0]
         self._publish(server)
         if alive:
             log.warning(
