@@ -54,7 +54,13 @@ from kubelogs.forward.client import ClientConnection, new_chunk_id, wait_event
 from kubelogs.forward.columnar import encode_batch
 from kubelogs.forward.handshake import ClientAuth, HandshakeError
 from kubelogs.forward.heartbeat import HeartbeatConfig, HeartbeatMonitor, Peer
-from kubelogs.forward.protocol import ProtocolError, event_time_ext, gzip_compress, packb
+from kubelogs.forward.protocol import (
+    ProtocolError,
+    event_time_ext,
+    forward_message,
+    gzip_parts,
+    packb,
+)
 from kubelogs.forward.tls import ClientTlsConfig
 from kubelogs.pipeline.acks import AckToken
 from kubelogs.pipeline.event import Batch
@@ -351,16 +357,16 @@ class ForwardSink:
         return out
 
     def _chunk(self, batches: list[Batch], parts: list[bytes], events: int) -> _Chunk:
-        stream = b"".join(parts)
         option: dict[str, Any] = {"size": events}
         if self.config.compress == "gzip":
-            stream = gzip_compress(stream)
+            parts = gzip_parts(parts)
             option["compressed"] = "gzip"
         chunk_id = new_chunk_id()
         if self.config.require_ack:
             option["chunk"] = chunk_id
         acks = [b.ack for b in batches if b.ack is not None]
-        return _Chunk(acks, packb([self.config.tag, stream, option]), chunk_id, events)
+        payload = forward_message(self.config.tag, parts, option)
+        return _Chunk(acks, payload, chunk_id, events)
 
     def _pick(self, lane: _Lane, avoid: _Server | None) -> _Server | None:
         """The lane's home server if it is up, else the next one up (not `avoid`, the
@@ -453,6 +459,7 @@ class ForwardSink:
         try:
             for c in inflight:
                 self._send(conn, c, lane, loop.time())
+                await conn.drain()
             while True:
                 lane.wakeup.clear()
                 if not server.alive:
@@ -474,6 +481,10 @@ class ForwardSink:
                     inflight.append(c)
                     self._send(conn, c, lane, loop.time())
                     sent = True
+                    lane.space.set()  # the next chunk can be encoded meanwhile
+                    # one chunk at a time into the transport: on Python 3.11 it copies
+                    # what the socket does not take at once into its own buffer
+                    await conn.drain()
                 lane.space.set()
                 if sent or not require_ack:
                     await conn.drain()
