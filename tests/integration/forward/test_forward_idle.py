@@ -209,3 +209,23 @@ async def test_unacked_chunks_keep_their_payload_not_their_batches() -> None:
         assert len([r for r in refs if r() is not None]) <= 1
         out.resolve_all()
         await wait_until(lambda: len(done) == len(refs))
+
+
+async def test_fluent_logger_loses_nothing_when_its_idle_connection_is_closed() -> None:
+    """fluent-logger (fire and forget, one persistent socket) notices the server's close
+    before its next write and keeps the record for the new connection."""
+    from fluent import sender
+
+    async with running_source(idle_timeout="300ms") as (src, out, metrics):
+        s = sender.FluentSender("app", port=src.port)
+        try:
+            assert await asyncio.to_thread(s.emit, "x", {"message": "before"})
+            await out.wait_events(1)
+            await wait_until(lambda: idle_closed(metrics) == 1)
+            await asyncio.to_thread(s.emit, "x", {"message": "after the idle close"})
+            await asyncio.to_thread(s.emit, "x", {"message": "and one more"})
+        finally:
+            await asyncio.to_thread(s.close)  # sends what is still pending
+        await out.wait_events(3)
+
+    assert ["before", "after the idle close", "and one more"] == out.messages
