@@ -24,37 +24,22 @@ defaults), the "without" figure.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import re
-import resource
 import shutil
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
-GEN = HERE.parent.parent / "shared" / "bench" / "gen_logs.py"
-
-
-def sent_events(port: int, sink: str) -> float:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
-        text = r.read().decode()
-    pat = re.compile(
-        r'^kubelogs_component_sent_events_total\{component_id="'
-        + re.escape(sink)
-        + r'"[^}]*\} (\S+)$',
-        re.M,
-    )
-    m = pat.search(text)
-    return float(m.group(1)) if m else 0.0
+from harness import (
+    agent_config,
+    containers_source,
+    run_until_sent,
+    tree_for,
+    tree_parser,
+)
 
 
 def run_once(
@@ -67,26 +52,18 @@ def run_once(
     profile: Path | None = None,
     parse: str | None = None,
 ) -> dict[str, float]:
-    data_dir = work / "data"
-    shutil.rmtree(data_dir, ignore_errors=True)
     last = "k8s" if extra_transform else "containers"
     sink_cfg: dict = {"type": sink, "inputs": ["parse" if parse else last]}
     if sink == "local":
         sink_cfg["path"] = str(work / "store")
         shutil.rmtree(work / "store", ignore_errors=True)
-    cfg = {
-        "data_dir": str(data_dir),
-        "node_name": "node-bench-1",
-        "api": {"listen": "127.0.0.1:0"},
-        "log": {"level": "warning"},
-        "sources": {
-            "containers": {
-                "type": "kubernetes_logs",
-                "include": [str(root / "var/log/containers/*.log")],
-            }
-        },
-        "sinks": {"out": sink_cfg},
-    }
+    data_dir = work / "data"
+    shutil.rmtree(data_dir, ignore_errors=True)
+    cfg = agent_config(
+        data_dir,
+        sources={"containers": containers_source(root)},
+        sinks={"out": sink_cfg},
+    )
     transforms: dict[str, Any] = {}
     if extra_transform:
         transforms["k8s"] = extra_transform
@@ -96,53 +73,21 @@ def run_once(
         transforms["parse"] = {"type": "parse", "inputs": [last], "parser": parse}
     if transforms:
         cfg["transforms"] = transforms
-    import yaml
-
-    cfg_path = work / "bench.yaml"
-    cfg_path.write_text(yaml.safe_dump(cfg))
-    log_path = work / "agent.log"
     env = {
         k: v
         for k, v in os.environ.items()
         if k not in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "KUBELOGS_MALLOC_TUNING")
     }
     env.update(env_extra)
-    t0 = time.monotonic()
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                *(["-m", "cProfile", "-o", str(profile)] if profile else []),
-                "-m",
-                "kubelogs",
-                "run",
-                "-c",
-                str(cfg_path),
-            ],
-            stderr=log,
-            stdout=subprocess.DEVNULL,
-            env=env,
-        )
-    # The API port is printed at info level only; find it via /proc instead.
-    port = None
-    deadline = time.monotonic() + 60
-    while port is None and time.monotonic() < deadline:
-        port = _listening_port(proc.pid)
-        time.sleep(0.05)
-    if port is None:
-        proc.kill()
-        raise SystemExit(f"agent did not open its API port; see {log_path}")
-    startup_cpu = _process_cpu(proc.pid)
-    expected = manifest["records_expected"]
-    while sent_events(port, "out") < expected:
-        if proc.poll() is not None:
-            raise SystemExit(f"agent exited early; see {log_path}")
-        time.sleep(0.2)
-    wall = time.monotonic() - t0
-    drained_cpu = _process_cpu(proc.pid)
-    proc.send_signal(signal.SIGTERM)
-    usage = _wait_with_rusage(proc, 120)
-    cpu = usage.ru_utime + usage.ru_stime
+    run = run_until_sent(
+        cfg,
+        work,
+        manifest["records_expected"],
+        config_name="bench",
+        env=env,
+        python_args=["-m", "cProfile", "-o", str(profile)] if profile else [],
+    )
+    cpu = run.cpu_s
     lines = manifest["lines"]
     store_bytes = (
         sum(f.stat().st_size for f in (work / "store").rglob("*") if f.is_file())
@@ -162,34 +107,13 @@ def run_once(
         "lines_per_cpu_s": lines / cpu,
         "cpu_s_per_1M_lines": cpu / (lines / 1e6),
         "cpu_s_per_GB": cpu / (manifest["bytes"] / 1e9),
-        "startup_cpu_s": startup_cpu,
-        "drain_cpu_s_per_1M_lines": (drained_cpu - startup_cpu) / (lines / 1e6),
-        "wall_s": wall,
-        "lines_per_wall_s": lines / wall,
-        "peak_rss_mib": usage.ru_maxrss / 1024,
-        "minor_faults": float(usage.ru_minflt),
+        "startup_cpu_s": run.startup_cpu_s,
+        "drain_cpu_s_per_1M_lines": (run.drained_cpu_s - run.startup_cpu_s) / (lines / 1e6),
+        "wall_s": run.wall_s,
+        "lines_per_wall_s": lines / run.wall_s,
+        "peak_rss_mib": run.peak_rss_mib,
+        "minor_faults": float(run.usage.ru_minflt),
     }
-
-
-def _process_cpu(pid: int) -> float:
-    """user+sys seconds of a running process so far (/proc/PID/stat fields 14 and 15)."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _wait_with_rusage(proc: subprocess.Popen[bytes], timeout: float) -> resource.struct_rusage:
-    """Reap the agent with wait4(): the rusage of exactly that process, from outside."""
-    deadline = time.monotonic() + timeout
-    while True:
-        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-        if pid == proc.pid:
-            proc.returncode = os.waitstatus_to_exitcode(status)
-            return usage
-        if time.monotonic() > deadline:
-            proc.kill()
-            raise SystemExit("agent did not stop within the timeout")
-        time.sleep(0.05)
 
 
 def start_apiserver(root: Path, work: Path) -> tuple[Any, dict[str, Any]]:
@@ -219,52 +143,10 @@ def start_apiserver(root: Path, work: Path) -> tuple[Any, dict[str, Any]]:
     return _Stop(), transform
 
 
-def _listening_port(pid: int) -> int | None:
-    try:
-        inodes = set()
-        for fd in os.listdir(f"/proc/{pid}/fd"):
-            try:
-                link = os.readlink(f"/proc/{pid}/fd/{fd}")
-            except OSError:
-                continue
-            if link.startswith("socket:["):
-                inodes.add(link[8:-1])
-        with open(f"/proc/{pid}/net/tcp") as f:
-            next(f)
-            for line in f:
-                parts = line.split()
-                if parts[3] == "0A" and parts[9] in inodes:
-                    return int(parts[1].split(":")[1], 16)
-    except OSError:
-        return None
-    return None
-
-
-def generate_tree(root: Path, lines: int, containers: int, *extra: str) -> dict[str, Any]:
-    """Write a node log tree with `../shared/bench/gen_logs.py` (more of its flags in
-    `extra`) and return its manifest: every benchmark measures the same kind of tree."""
-    subprocess.run(
-        [
-            *(sys.executable, str(GEN), "--root", str(root)),
-            *("--lines", str(lines), "--containers", str(containers), *extra),
-        ],
-        check=True,
-        stdout=subprocess.DEVNULL,
-    )
-    manifest: dict[str, Any] = json.loads((root / "manifest.json").read_text())
-    return manifest
-
-
 def main() -> int:
-    ap = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    ap.add_argument("--root", type=Path, help="reuse an existing generated tree")
-    ap.add_argument("--lines", type=int, default=2_000_000)
-    ap.add_argument("--containers", type=int, default=20)
+    ap = tree_parser(__doc__, 2_000_000)
     ap.add_argument("--format", choices=["cri", "docker"], default="cri")
     ap.add_argument("--sink", choices=["blackhole", "local"], default="blackhole")
-    ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument(
         "--metadata",
         action="store_true",
@@ -302,11 +184,7 @@ def main() -> int:
     if a.profile:
         a.repeat = 1
     work = Path(tempfile.mkdtemp(prefix="kubelogs-bench-"))
-    root = a.root or work / "tree"
-    if a.root is None:
-        manifest = generate_tree(root, a.lines, a.containers, "--format", a.format)
-    else:
-        manifest = json.loads((root / "manifest.json").read_text())
+    root, manifest = tree_for(a, work, "--format", a.format)
     malloc = "off" if a.no_malloc_env else a.malloc
     env_extra = {
         "self": {},

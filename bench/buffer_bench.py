@@ -14,28 +14,16 @@ Target (issue 14): the disk buffer adds at most 1 CPU-s per 1M lines.
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from agent_bench import (
-    _listening_port,
-    _process_cpu,
-    _wait_with_rusage,
-    generate_tree,
-    sent_events,
-)
+from harness import agent_config, containers_source, run_until_sent, tree_for, tree_parser
 
 
 def run_once(
@@ -49,70 +37,27 @@ def run_once(
         sink_cfg["path"] = str(work / "store")
     if disk:
         sink_cfg["buffer"] = {"type": "disk", "max_size": "8GiB"}
-    cfg = {
-        "data_dir": str(data_dir),
-        "node_name": "node-bench-1",
-        "api": {"listen": "127.0.0.1:0"},
-        "log": {"level": "warning"},
-        "sources": {
-            "containers": {
-                "type": "kubernetes_logs",
-                "include": [str(root / "var/log/containers/*.log")],
-            }
-        },
-        "sinks": {"out": sink_cfg},
-    }
-    cfg_path = work / "bench.yaml"
-    cfg_path.write_text(yaml.safe_dump(cfg))
-    t0 = time.monotonic()
-    with open(work / "agent.log", "w") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "kubelogs", "run", "-c", str(cfg_path)],
-            stderr=log,
-            stdout=subprocess.DEVNULL,
-        )
-    port = None
-    deadline = time.monotonic() + 60
-    while port is None and time.monotonic() < deadline:
-        port = _listening_port(proc.pid)
-        time.sleep(0.05)
-    if port is None:
-        proc.kill()
-        raise SystemExit(f"agent did not open its API port; see {work / 'agent.log'}")
-    startup = _process_cpu(proc.pid)
-    while sent_events(port, "out") < manifest["records_expected"]:
-        if proc.poll() is not None:
-            raise SystemExit(f"agent exited early; see {work / 'agent.log'}")
-        time.sleep(0.2)
-    wall = time.monotonic() - t0
-    drained = _process_cpu(proc.pid)
-    proc.send_signal(signal.SIGTERM)
-    usage = _wait_with_rusage(proc, 120)
+    cfg = agent_config(
+        data_dir,
+        sources={"containers": containers_source(root)},
+        sinks={"out": sink_cfg},
+    )
+    run = run_until_sent(cfg, work, manifest["records_expected"], config_name="bench")
     lines = manifest["lines"] / 1e6
     return {
-        "cpu_s_per_1M_lines": (usage.ru_utime + usage.ru_stime) / lines,
-        "drain_cpu_s_per_1M_lines": (drained - startup) / lines,
-        "wall_s": wall,
-        "peak_rss_mib": usage.ru_maxrss / 1024,
+        "cpu_s_per_1M_lines": run.cpu_s / lines,
+        "drain_cpu_s_per_1M_lines": (run.drained_cpu_s - run.startup_cpu_s) / lines,
+        "wall_s": run.wall_s,
+        "peak_rss_mib": run.peak_rss_mib,
     }
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    ap.add_argument("--root", type=Path, help="reuse an existing generated tree")
-    ap.add_argument("--lines", type=int, default=1_000_000)
-    ap.add_argument("--containers", type=int, default=20)
+    ap = tree_parser(__doc__, 1_000_000)
     ap.add_argument("--sink", choices=["blackhole", "local"], default="blackhole")
-    ap.add_argument("--repeat", type=int, default=3)
     a = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="kubelogs-buffer-bench-"))
-    root = a.root or work / "tree"
-    if a.root is None:
-        manifest = generate_tree(root, a.lines, a.containers)
-    else:
-        manifest = json.loads((root / "manifest.json").read_text())
+    root, manifest = tree_for(a, work)
     runs: dict[str, list[dict[str, float]]] = {"memory": [], "disk": []}
     for _ in range(a.repeat):  # interleaved: machine noise hits both alike
         runs["memory"].append(run_once(root, manifest, a.sink, work, disk=False))

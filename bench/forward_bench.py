@@ -19,16 +19,12 @@ Medians of `--repeat` runs; the machine is shared and noisy: compare within one 
 
 from __future__ import annotations
 
-import argparse
 import base64
 import json
 import os
-import resource
 import shutil
-import signal
 import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -36,86 +32,38 @@ from pathlib import Path
 from typing import Any
 
 import msgpack
-import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from agent_bench import GEN, _listening_port, _wait_with_rusage, sent_events
+from harness import (
+    Agent,
+    agent_config,
+    containers_source,
+    process_cpu,
+    start_agent,
+    stop_agent,
+    tree_for,
+    tree_parser,
+    wait_sent,
+)
 
 from kubelogs.forward.protocol import encode_packed_forward, pack_entry
 
-STARTUP_CPU: dict[int, float] = {}
-"""pid -> CPU seconds the process had used when its API port opened (start-up)."""
 
-
-def start(cfg: dict[str, Any], work: Path, name: str) -> tuple[subprocess.Popen[bytes], int]:
-    path = work / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    log = open(work / f"{name}.log", "w")  # noqa: SIM115 (lives as long as the process)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "kubelogs", "run", "-c", str(path)],
-        stderr=log,
-        stdout=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 60
-    port = None
-    while time.monotonic() < deadline:
-        port = _api_port(proc.pid, cfg)
-        if port:
-            break
-        if proc.poll() is not None:
-            raise SystemExit(f"{name} exited; see {work / name}.log")
-        time.sleep(0.05)
-    if not port:
-        proc.kill()
-        raise SystemExit(f"{name} did not open its API port")
-    STARTUP_CPU[proc.pid] = _cpu(proc.pid)
-    return proc, port
-
-
-def _api_port(pid: int, cfg: dict[str, Any]) -> int | None:
-    """The API port: the listening port that is not the forward source's."""
+def start(cfg: dict[str, Any], work: Path, name: str) -> Agent:
+    """Start `kubelogs run` on `cfg`; its API port is the listening port that is not the
+    forward source's."""
     fwd = {
         int(s["address"].rsplit(":", 1)[1])
         for s in cfg.get("sources", {}).values()
         if s.get("type") == "forward"
     }
-    try:
-        inodes = set()
-        for fd in os.listdir(f"/proc/{pid}/fd"):
-            try:
-                link = os.readlink(f"/proc/{pid}/fd/{fd}")
-            except OSError:
-                continue
-            if link.startswith("socket:["):
-                inodes.add(link[8:-1])
-        with open(f"/proc/{pid}/net/tcp") as f:
-            next(f)
-            for line in f:
-                parts = line.split()
-                port = int(parts[1].split(":")[1], 16)
-                if parts[3] == "0A" and parts[9] in inodes and port not in fwd:
-                    return port
-    except OSError:
-        return None
-    return None if fwd else _listening_port(pid)
+    return start_agent(cfg, work, name, exclude_ports=fwd)
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def stop(proc: subprocess.Popen[bytes]) -> resource.struct_rusage:
-    proc.send_signal(signal.SIGTERM)
-    return _wait_with_rusage(proc, 120)
-
-
-def wait_sent(proc: subprocess.Popen[bytes], port: int, sink: str, n: int) -> None:
-    while sent_events(port, sink) < n:
-        if proc.poll() is not None:
-            raise SystemExit(f"{sink} process exited early")
-        time.sleep(0.2)
 
 
 def intake(events: int, work: Path) -> dict[str, float]:
@@ -127,7 +75,7 @@ def intake(events: int, work: Path) -> dict[str, float]:
         "sources": {"fwd": {"type": "forward", "address": f"127.0.0.1:{fport}"}},
         "sinks": {"out": {"type": "blackhole", "inputs": ["fwd"]}},
     }
-    proc, api = start(cfg, work, "intake")
+    agent = start(cfg, work, "intake")
     per_chunk = 1000
     entries = [
         pack_entry(
@@ -142,7 +90,7 @@ def intake(events: int, work: Path) -> dict[str, float]:
     ]
     chunks = events // per_chunk
     t0 = time.monotonic()
-    cpu0 = _cpu(proc.pid)
+    cpu0 = process_cpu(agent.proc.pid)
     with socket.create_connection(("127.0.0.1", fport)) as s:
         unpacker = msgpack.Unpacker(raw=False)
         inflight = 0
@@ -159,9 +107,9 @@ def intake(events: int, work: Path) -> dict[str, float]:
                 acked += 1
                 inflight -= 1
     wall = time.monotonic() - t0
-    cpu = _cpu(proc.pid) - cpu0
-    wait_sent(proc, api, "out", chunks * per_chunk)
-    usage = stop(proc)
+    cpu = process_cpu(agent.proc.pid) - cpu0
+    wait_sent(agent, chunks * per_chunk)
+    usage = stop_agent(agent)
     n = chunks * per_chunk
     return {
         "events_per_cpu_s": n / cpu,
@@ -171,38 +119,26 @@ def intake(events: int, work: Path) -> dict[str, float]:
     }
 
 
-def _cpu(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def hop(root: Path, manifest: dict[str, Any], work: Path, fmt: str | None) -> dict[str, float]:
     """fmt None: one process into the store; else agent + aggregator with that format."""
     for d in ("agent-data", "agg-data", "store"):
         shutil.rmtree(work / d, ignore_errors=True)
-    containers = {
-        "type": "kubernetes_logs",
-        "include": [str(root / "var/log/containers/*.log")],
-    }
+    containers = containers_source(root)
     store = {"type": "local", "path": str(work / "store")}
     expected = manifest["records_expected"]
     lines = manifest["lines"]
     t0 = time.monotonic()
     if fmt is None:
-        cfg = {
-            "data_dir": str(work / "agent-data"),
-            "node_name": "node-bench-1",
-            "api": {"listen": "127.0.0.1:0"},
-            "log": {"level": "warning"},
-            "sources": {"containers": containers},
-            "sinks": {"out": {**store, "inputs": ["containers"]}},
-        }
-        proc, api = start(cfg, work, "single")
-        startup = STARTUP_CPU[proc.pid]
-        wait_sent(proc, api, "out", expected)
+        cfg = agent_config(
+            work / "agent-data",
+            sources={"containers": containers},
+            sinks={"out": {**store, "inputs": ["containers"]}},
+        )
+        single = start(cfg, work, "single")
+        startup = single.startup_cpu_s
+        wait_sent(single, expected)
         wall = time.monotonic() - t0
-        u = stop(proc)
+        u = stop_agent(single)
         cpu = u.ru_utime + u.ru_stime
         return {
             "cpu_s_per_1M_lines": cpu / (lines / 1e6),
@@ -212,21 +148,16 @@ def hop(root: Path, manifest: dict[str, Any], work: Path, fmt: str | None) -> di
             "peak_rss_mib": u.ru_maxrss / 1024,
         }
     fport = free_port()
-    agg_cfg = {
-        "data_dir": str(work / "agg-data"),
-        "node_name": "aggregator",
-        "api": {"listen": "127.0.0.1:0"},
-        "log": {"level": "warning"},
-        "sources": {"fwd": {"type": "forward", "address": f"127.0.0.1:{fport}"}},
-        "sinks": {"out": {**store, "inputs": ["fwd"]}},
-    }
-    agent_cfg = {
-        "data_dir": str(work / "agent-data"),
-        "node_name": "node-bench-1",
-        "api": {"listen": "127.0.0.1:0"},
-        "log": {"level": "warning"},
-        "sources": {"containers": containers},
-        "sinks": {
+    agg_cfg = agent_config(
+        work / "agg-data",
+        "aggregator",
+        sources={"fwd": {"type": "forward", "address": f"127.0.0.1:{fport}"}},
+        sinks={"out": {**store, "inputs": ["fwd"]}},
+    )
+    agent_cfg = agent_config(
+        work / "agent-data",
+        sources={"containers": containers},
+        sinks={
             "agg": {
                 "type": "forward",
                 "inputs": ["containers"],
@@ -234,18 +165,18 @@ def hop(root: Path, manifest: dict[str, Any], work: Path, fmt: str | None) -> di
                 "format": fmt,
             }
         },
-    }
-    agg, agg_api = start(agg_cfg, work, f"aggregator-{fmt}")
-    agent, agent_api = start(agent_cfg, work, f"agent-{fmt}")
-    wait_sent(agent, agent_api, "agg", expected)
-    wait_sent(agg, agg_api, "out", expected)
+    )
+    agg = start(agg_cfg, work, f"aggregator-{fmt}")
+    agent = start(agent_cfg, work, f"agent-{fmt}")
+    wait_sent(agent, expected, "agg")
+    wait_sent(agg, expected)
     wall = time.monotonic() - t0
-    ua = stop(agent)
-    ug = stop(agg)
+    ua = stop_agent(agent)
+    ug = stop_agent(agg)
     cpu_agent = ua.ru_utime + ua.ru_stime
     cpu_agg = ug.ru_utime + ug.ru_stime
     cpu = cpu_agent + cpu_agg
-    startup = STARTUP_CPU[agent.pid] + STARTUP_CPU[agg.pid]
+    startup = agent.startup_cpu_s + agg.startup_cpu_s
     return {
         "cpu_s_per_1M_lines": cpu / (lines / 1e6),
         "drain_cpu_s_per_1M_lines": (cpu - startup) / (lines / 1e6),
@@ -263,14 +194,8 @@ def median(runs: list[dict[str, float]]) -> dict[str, float]:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    ap = tree_parser(__doc__, 1_000_000)
     ap.add_argument("--events", type=int, default=1_000_000)
-    ap.add_argument("--lines", type=int, default=1_000_000)
-    ap.add_argument("--containers", type=int, default=20)
-    ap.add_argument("--root", type=Path, help="reuse an existing generated tree")
-    ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--only", choices=["intake", "hop"])
     ap.add_argument(
         "--formats", default="kubelogs,records", help="sink formats for the hop, comma-separated"
@@ -285,16 +210,7 @@ def main() -> int:
             )
             print(json.dumps(results, indent=2), flush=True)
         if args.only in (None, "hop"):
-            root = args.root or work / "tree"
-            if args.root is None:
-                gen = [sys.executable, str(GEN), "--root", str(root), "--lines", str(args.lines)]
-                gen += ["--containers", str(args.containers)]
-                subprocess.run(
-                    gen,
-                    check=True,
-                    stdout=subprocess.DEVNULL,
-                )
-            manifest = json.loads((root / "manifest.json").read_text())
+            root, manifest = tree_for(args, work)
             formats = [f for f in args.formats.split(",") if f]
             runs: dict[str, list[dict[str, float]]] = {f: [] for f in ["single", *formats]}
             for _ in range(args.repeat):  # interleaved: load changes hit all alike

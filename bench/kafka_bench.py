@@ -10,82 +10,83 @@ has sent every record (polled from /metrics); CPU is that process's user+sys fro
 ``wait4`` (librdkafka's threads included), peak RSS its ``ru_maxrss``. Reported per
 pipeline: CPU-s per 1M lines, lines per CPU-second and peak RSS (median of `--repeat`),
 and the producer-side cost of the hop: CPU-s per 1M lines of agent -> Kafka minus agent
--> blackhole (the target is at most +2). Without `--bootstrap` the test broker
+-> blackhole, and minus agent -> local store (the issue's target: at most +2 over
+the local store). Without `--bootstrap` the test broker
 (`tests/support/kafka_broker.py`) is started and stopped.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
+import os
 import shutil
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from pathlib import Path
 from typing import Any
 
-import yaml
-from agent_bench import _listening_port, _process_cpu, _wait_with_rusage, generate_tree, sent_events
+from harness import (
+    agent_config,
+    containers_source,
+    run_until_sent,
+    tree_for,
+    tree_parser,
+)
 
 HERE = Path(__file__).resolve().parent
 
 
+def thread_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds so far of a running process's threads, summed by kind: librdkafka's
+    (named ``rdk:...``) and the interpreter's (the event loop and any worker threads)."""
+    out: dict[str, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            text = (task / "stat").read_text()
+        except OSError:
+            continue  # the thread ended meanwhile
+        comm = text[text.index("(") + 1 : text.rindex(")")]
+        fields = text.rsplit(")", 1)[1].split()
+        kind = "librdkafka" if comm.startswith("rdk:") else "python"
+        out[kind] = out.get(kind, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
 def run_pipeline(work: Path, name: str, cfg: dict[str, Any], records: int) -> dict[str, float]:
-    """Run one `kubelogs run` until its sink ``out`` sent `records`; its CPU and RSS."""
+    """Run one `kubelogs run` until its sink ``out`` sent `records`; its CPU and RSS (and
+    the CPU of librdkafka's threads at that point, ``rdk_cpu_s``)."""
     data_dir = work / f"data-{name}"
     shutil.rmtree(data_dir, ignore_errors=True)
-    cfg = {
-        "data_dir": str(data_dir),
-        "node_name": "node-bench-1",
-        "api": {"listen": "127.0.0.1:0"},
-        "log": {"level": "warning"},
-        **cfg,
+    threads: dict[str, float] = {}
+    run = run_until_sent(
+        agent_config(data_dir, **cfg),
+        work,
+        records,
+        name,
+        on_drained=lambda pid: threads.update(thread_cpu(pid)),
+    )
+    return {
+        "cpu_s": run.cpu_s,
+        "startup_cpu_s": run.startup_cpu_s,
+        "rdk_cpu_s": threads.get("librdkafka", 0.0),
+        "wall_s": run.wall_s,
+        "rss": run.peak_rss_mib,
     }
-    cfg_path = work / f"{name}.yaml"
-    cfg_path.write_text(yaml.safe_dump(cfg))
-    log_path = work / f"{name}.log"
-    t0 = time.monotonic()
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "kubelogs", "run", "-c", str(cfg_path)],
-            stderr=log,
-            stdout=subprocess.DEVNULL,
-        )
-    port = None
-    deadline = time.monotonic() + 60
-    while port is None and time.monotonic() < deadline:
-        port = _listening_port(proc.pid)
-        time.sleep(0.05)
-    if port is None:
-        proc.kill()
-        raise SystemExit(f"{name}: no API port; see {log_path}")
-    startup = _process_cpu(proc.pid)
-    while sent_events(port, "out") < records:
-        if proc.poll() is not None:
-            raise SystemExit(f"{name} exited early; see {log_path}")
-        time.sleep(0.2)
-    wall = time.monotonic() - t0
-    proc.send_signal(signal.SIGTERM)
-    usage = _wait_with_rusage(proc, 120)
-    cpu = usage.ru_utime + usage.ru_stime
-    return {"cpu_s": cpu, "startup_cpu_s": startup, "wall_s": wall, "rss": usage.ru_maxrss / 1024}
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    ap.add_argument("--root", type=Path, help="reuse an existing generated tree")
-    ap.add_argument("--lines", type=int, default=1_000_000)
-    ap.add_argument("--containers", type=int, default=20)
-    ap.add_argument("--repeat", type=int, default=3)
+    ap = tree_parser(__doc__, 1_000_000)
     ap.add_argument("--bootstrap")
     ap.add_argument("--compression", default="lz4")
+    ap.add_argument(
+        "--sink-options",
+        default="{}",
+        metavar="JSON",
+        help="more settings of the kafka sink, e.g. '{\"event_id_header\": true}'",
+    )
     ap.add_argument(
         "--only",
         default="agent_blackhole,agent_local,agent_kafka,kafka_local",
@@ -93,11 +94,7 @@ def main() -> int:
     )
     a = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="kubelogs-kafka-bench-"))
-    root = a.root or work / "tree"
-    if a.root is None:
-        manifest = generate_tree(root, a.lines, a.containers)
-    else:
-        manifest = json.loads((root / "manifest.json").read_text())
+    root, manifest = tree_for(a, work)
     records, lines = manifest["records_expected"], manifest["lines"]
     broker = None
     bootstrap = a.bootstrap
@@ -107,12 +104,7 @@ def main() -> int:
 
         broker = KafkaBroker(home=work / "kafka", log_path=work / "kafka.log").prepare().start()
         bootstrap = broker.bootstrap
-    tail = {
-        "containers": {
-            "type": "kubernetes_logs",
-            "include": [str(root / "var/log/containers/*.log")],
-        }
-    }
+    tail = {"containers": containers_source(root)}
     runs: dict[str, list[dict[str, float]]] = {}
     try:
         for rep in range(a.repeat):
@@ -148,6 +140,7 @@ def main() -> int:
                                 "bootstrap_servers": [bootstrap],
                                 "topic": topic,
                                 "compression": a.compression,
+                                **json.loads(a.sink_options),
                             }
                         },
                     },
@@ -191,12 +184,21 @@ def main() -> int:
             "peak_rss_mib": round(statistics.median(r["rss"] for r in rs), 1),
             "wall_s": round(statistics.median(r["wall_s"] for r in rs), 1),
         }
+        if any(r["rdk_cpu_s"] for r in rs):
+            rdk = statistics.median(r["rdk_cpu_s"] for r in rs)
+            out[name]["librdkafka_threads_cpu_s_per_1M_lines"] = round(rdk / (lines / 1e6), 2)
     if "agent_kafka" in runs and "agent_blackhole" in runs:
         hop = [
             (k["cpu_s"] - b["cpu_s"]) / (lines / 1e6)
             for k, b in zip(runs["agent_kafka"], runs["agent_blackhole"], strict=True)
         ]
         out["kafka_hop_producer_cpu_s_per_1M_lines"] = round(statistics.median(hop), 2)
+    if "agent_kafka" in runs and "agent_local" in runs:
+        hop = [
+            (k["cpu_s"] - b["cpu_s"]) / (lines / 1e6)
+            for k, b in zip(runs["agent_kafka"], runs["agent_local"], strict=True)
+        ]
+        out["kafka_hop_vs_local_store_cpu_s_per_1M_lines"] = round(statistics.median(hop), 2)
     print(json.dumps(out, indent=1))
     if a.root is None:
         shutil.rmtree(work, ignore_errors=True)

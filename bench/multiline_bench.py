@@ -16,99 +16,56 @@ median of `--repeat` runs is reported per mode, runs alternating between the mod
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
-from typing import Any
 
-from agent_bench import _listening_port, _process_cpu, _wait_with_rusage, generate_tree, sent_events
+from harness import (
+    agent_config,
+    containers_source,
+    run_until_sent,
+    tree_for,
+    tree_parser,
+)
+
+STALL_TIMEOUT = 900.0
+"""Seconds a run may take to send every expected event (a wrong count never gets there)."""
 
 
 def run_once(
     root: Path, expected: int, lines: int, work: Path, multiline: bool
 ) -> dict[str, float]:
-    import yaml
-
     data_dir = work / "data"
     shutil.rmtree(data_dir, ignore_errors=True)
-    source: dict[str, Any] = {
-        "type": "kubernetes_logs",
-        "include": [str(root / "var/log/containers/*.log")],
-    }
+    source = containers_source(root)
     if multiline:
         source["multiline"] = "java"
-    cfg = {
-        "data_dir": str(data_dir),
-        "node_name": "node-bench-1",
-        "api": {"listen": "127.0.0.1:0"},
-        "log": {"level": "warning"},
-        "sources": {"containers": source},
-        "sinks": {"out": {"type": "blackhole", "inputs": ["containers"]}},
-    }
-    cfg_path = work / "bench.yaml"
-    cfg_path.write_text(yaml.safe_dump(cfg))
-    log_path = work / "agent.log"
-    t0 = time.monotonic()
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "kubelogs", "run", "-c", str(cfg_path)],
-            stderr=log,
-            stdout=subprocess.DEVNULL,
-        )
-    port = None
-    deadline = time.monotonic() + 60
-    while port is None and time.monotonic() < deadline:
-        port = _listening_port(proc.pid)
-        time.sleep(0.05)
-    if port is None:
-        proc.kill()
-        raise SystemExit(f"agent did not open its API port; see {log_path}")
-    startup = _process_cpu(proc.pid)
-    deadline = time.monotonic() + 900
-    while sent_events(port, "out") < expected:
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise SystemExit(f"agent exited or stalled before {expected} events; see {log_path}")
-        time.sleep(0.2)
-    wall = time.monotonic() - t0
-    drained = _process_cpu(proc.pid)
-    sent = sent_events(port, "out")
-    proc.send_signal(signal.SIGTERM)
-    usage = _wait_with_rusage(proc, 120)
-    cpu = usage.ru_utime + usage.ru_stime
+    cfg = agent_config(
+        data_dir,
+        sources={"containers": source},
+        sinks={"out": {"type": "blackhole", "inputs": ["containers"]}},
+    )
+    run = run_until_sent(cfg, work, expected, config_name="bench", timeout=STALL_TIMEOUT)
+    cpu = run.cpu_s
     return {
-        "events_sent": sent,
+        "events_sent": run.sent,
         "lines_per_cpu_s": lines / cpu,
         "cpu_s_per_1M_lines": cpu / (lines / 1e6),
-        "drain_cpu_s_per_1M_lines": (drained - startup) / (lines / 1e6),
-        "wall_s": wall,
-        "peak_rss_mib": usage.ru_maxrss / 1024,
+        "drain_cpu_s_per_1M_lines": (run.drained_cpu_s - run.startup_cpu_s) / (lines / 1e6),
+        "wall_s": run.wall_s,
+        "peak_rss_mib": run.peak_rss_mib,
     }
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    ap.add_argument("--root", type=Path, help="reuse an existing generated tree")
-    ap.add_argument("--lines", type=int, default=2_000_000)
-    ap.add_argument("--containers", type=int, default=20)
+    ap = tree_parser(__doc__, 2_000_000)
     ap.add_argument("--w-java", type=float, default=0.0085, help="event weight of Java traces")
-    ap.add_argument("--repeat", type=int, default=3)
     a = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="kubelogs-mlbench-"))
-    root = a.root or work / "tree"
-    if a.root is None:
-        manifest = generate_tree(root, a.lines, a.containers, "--w-java", str(a.w_java))
-    else:
-        manifest = json.loads((root / "manifest.json").read_text())
+    root, manifest = tree_for(a, work, "--w-java", str(a.w_java))
     lines = manifest["lines"]
     results: dict[str, list[dict[str, float]]] = {"without": [], "java": []}
     for _ in range(a.repeat):

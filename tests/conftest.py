@@ -18,6 +18,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+pytest_plugins = ["support.es_fixtures"]  # real search nodes, one per flavour per session
+
 ASYNC_TEST_TIMEOUT = 30.0
 
 

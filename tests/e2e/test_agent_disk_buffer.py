@@ -27,6 +27,8 @@ import pytest
 
 from support.agent import FAST_TAIL, Agent, node_agent_config, read_docs, write_config
 from support.podlogs import PodLog
+from support.small_fs import fill, small_tmpfs
+from support.store_probe import stored_count, stored_messages
 from support.waiting import wait_for
 
 LINES = 300_000
@@ -35,24 +37,8 @@ LINES = 300_000
 @pytest.fixture
 def small_fs(tmp_path: Path) -> Iterator[Path]:
     """A 160 MiB tmpfs for the sink's output (room for the documents, once emptied)."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root; tests/unit/buffer covers the buffer")
-    mnt = tmp_path / "small"
-    mnt.mkdir()
-    r = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=160m", "tmpfs", str(mnt)],
-        capture_output=True,
-        text=True,
-    )
-    if r.returncode != 0:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"cannot mount a tmpfs as root: {r.stderr.strip()}")
-        pytest.skip(f"cannot mount a tmpfs: {r.stderr.strip()}")
-    try:
+    with small_tmpfs(tmp_path, "160m", "tests/unit/buffer covers the buffer") as mnt:
         yield mnt
-    finally:
-        if subprocess.run(["umount", str(mnt)], capture_output=True).returncode != 0:
-            subprocess.run(["umount", "-l", str(mnt)], check=True)
 
 
 def write_lines(path: Path, n: int) -> None:
@@ -60,17 +46,6 @@ def write_lines(path: Path, n: int) -> None:
     with open(path, "w") as f:
         for i in range(n):
             f.write(f"line {i:07d} of the backlog\n")
-
-
-def fill(path: Path) -> None:
-    """Write `path` until its filesystem is full."""
-    with open(path, "wb") as f:
-        try:
-            while True:
-                f.write(b"\0" * 65536)
-                f.flush()
-        except OSError:
-            pass
 
 
 def metric(port: int, name: str, **labels: str) -> float:
@@ -202,8 +177,6 @@ def test_kill9_loop_with_a_disk_buffered_store_keeps_every_line_exactly_once(
     """kill -9 at random moments (some in the middle of a buffer write) while pods write
     and rotate: after a last clean run every line is in the local store exactly once (the
     store recognises resends from the buffer by their file identity and offset)."""
-    from kubelogs.store.errors import StoreError
-    from kubelogs.store.reader import StoreReader
     from support.chaos import RotatingWriter, kill9_cycles
 
     node = tmp_path / "node"
@@ -217,20 +190,11 @@ def test_kill9_loop_with_a_disk_buffered_store_keeps_every_line_exactly_once(
         sinks={"store": {"buffer": {"type": "disk", "max_size": "64MiB"}}},
     )
 
-    def stored() -> int:
-        if not (store / "index.sqlite").exists():
-            return 0
-        try:
-            with StoreReader(store) as reader:
-                return reader.count("")
-        except StoreError:
-            return 0
-
     with RotatingWriter(pods, seed=23) as writer:
-        kill9_cycles(cfg, tmp_path, stored, cycles=8, seed=29, spread=2000)
+        kill9_cycles(cfg, tmp_path, lambda: stored_count(store), cycles=8, seed=29, spread=2000)
     written = writer.written
     with Agent(cfg, tmp_path / "final.log") as agent:
-        wait_for(lambda: stored() >= len(written), timeout=120, what="all lines")
+        wait_for(lambda: stored_count(store) >= len(written), timeout=120, what="all lines")
         assert agent.stop() == 0, agent.stderr()
     r = subprocess.run(
         ["kubelogs", "search", "--store", str(store), "--limit", "0", "--output", "json"],
@@ -252,8 +216,6 @@ def test_aggregator_outage_is_absorbed_by_the_agents_disk_buffer(tmp_path: Path)
     (the issue's figure is 60 s; default 3 s after the backlog is buffered)."""
     import time
 
-    from kubelogs.store.errors import StoreError
-    from kubelogs.store.reader import StoreReader
     from support.intake import free_port
 
     n = 300_000
@@ -299,15 +261,6 @@ def test_aggregator_outage_is_absorbed_by_the_agents_disk_buffer(tmp_path: Path)
         },
     )
 
-    def stored() -> int:
-        if not (store / "index.sqlite").exists():
-            return 0
-        try:
-            with StoreReader(store) as reader:
-                return reader.count("")
-        except StoreError:
-            return 0
-
     with Agent(agent_cfg, tmp_path / "agent.log") as agent:
         aport = agent.api_port
         wait_for(
@@ -327,14 +280,15 @@ def test_aggregator_outage_is_absorbed_by_the_agents_disk_buffer(tmp_path: Path)
         assert rss_mib(agent) - rss_half < 15, (rss_half, rss_mib(agent))
         assert metric(aport, "kubelogs_buffer_events", component_id="aggregator") >= n - 5000
         with Agent(agg_cfg, tmp_path / "aggregator.log") as aggregator:
-            wait_for(lambda: stored() >= n, timeout=180, what="every line at the aggregator")
+            wait_for(
+                lambda: stored_count(store) >= n, timeout=180, what="every line at the aggregator"
+            )
             wait_for(
                 lambda: metric(aport, "kubelogs_buffer_events", component_id="aggregator") == 0,
                 what="the agent's buffer empty",
             )
             assert 0 == agent.stop(), agent.stderr()
             assert 0 == aggregator.stop(), aggregator.stderr()
-    with StoreReader(store) as reader:
-        got = Counter(json.loads(h.doc)["message"] for h in reader.search("", limit=0))
+    got = Counter(stored_messages(store))
     assert [] == [m for m, c in got.items() if c != 1]
     assert n == len(got)

@@ -16,8 +16,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
-import sys
 import urllib.request
 from collections import Counter
 from collections.abc import Iterator
@@ -30,35 +28,20 @@ import yaml
 from kubelogs.testing.generate import MARKER
 from support.agent import FAST_TAIL, Agent, count_lines, generate_tree, read_docs, write_config
 from support.podlogs import PodLog
+from support.small_fs import fill, small_tmpfs
+from support.store_probe import search
 from support.waiting import wait_for
 
 
 @pytest.fixture
 def small_fs(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Path]:
     """A tmpfs of ``request.param`` (e.g. ``"2m"``) mounted in the test's directory."""
-    size = getattr(request, "param", "2m")
-    if os.geteuid() != 0:
-        pytest.skip(
-            "mounting a small tmpfs needs root; the injected-ENOSPC unit tests "
-            "(tests/unit/store/test_store_full_disk.py, tests/unit/sinks) cover this path"
-        )
-    mnt = tmp_path / "small"
-    mnt.mkdir()
-    r = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mnt)],
-        capture_output=True,
-        text=True,
+    covered_by = (
+        "the injected-ENOSPC unit tests (tests/unit/store/test_store_full_disk.py, "
+        "tests/unit/sinks) cover this path"
     )
-    if r.returncode != 0:
-        message = f"cannot mount a tmpfs as root: {r.stderr.strip()}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    try:
+    with small_tmpfs(tmp_path, getattr(request, "param", "2m"), covered_by) as mnt:
         yield mnt
-    finally:
-        if subprocess.run(["umount", str(mnt)], capture_output=True).returncode != 0:
-            subprocess.run(["umount", "-l", str(mnt)], check=True)
 
 
 @pytest.fixture(scope="module")
@@ -121,28 +104,8 @@ def running_metric(agent: Agent, port: int, name: str, **labels: str) -> float:
         return -1.0
 
 
-def fill(path: Path) -> None:
-    """Write `path` until the filesystem is full."""
-    with open(path, "wb") as f:
-        try:
-            while True:
-                f.write(b"\0" * 65536)
-                f.flush()
-        except OSError:
-            pass
-
-
 def segments_size(store: Path) -> int:
     return sum(p.stat().st_size for p in (store / "segments").glob("*.seg"))
-
-
-def search(store: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "kubelogs", "search", "--store", str(store), *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 def check_stored(store: Path, manifest: dict[str, Any], node: Path) -> list[dict[str, Any]]:

@@ -5,18 +5,15 @@ and joined. Lines are stamped with the real clock, as a container runtime stamps
 
 from __future__ import annotations
 
-import json
 import random
-import subprocess
-import sys
 import threading
 from collections import Counter
 from pathlib import Path
-from typing import Any
 
 from support.agent import Agent, node_agent_config
 from support.chaos import kill9_cycles
 from support.podlogs import LivePodLog, PodLog
+from support.store_probe import stored_count, stored_docs
 from support.waiting import wait_for
 
 
@@ -81,31 +78,6 @@ def config(tmp: Path, node: Path) -> Path:
         source={"multiline": {"preset": "java", "timeout": "2s"}},
         store=tmp / "store",
     )
-
-
-def stored_count(store: Path) -> int:
-    from kubelogs.store.errors import StoreError
-    from kubelogs.store.reader import StoreReader
-
-    if not (store / "index.sqlite").exists():
-        return 0
-    try:
-        with StoreReader(store) as reader:
-            return reader.count("")
-    except StoreError:
-        return 0
-
-
-def stored_docs(store: Path) -> list[dict[str, Any]]:
-    argv = [sys.executable, "-m", "kubelogs", "search", "--store", str(store)]
-    r = subprocess.run(
-        [*argv, "--limit", "0", "--output", "json"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert 0 == r.returncode, r.stderr
-    return [json.loads(line) for line in r.stdout.splitlines()]
 
 
 def test_kill9_while_traces_are_written_stores_each_trace_once_and_joined(

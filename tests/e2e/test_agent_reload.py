@@ -69,31 +69,66 @@ def assert_exactly_once(out: Path, written: int) -> None:
     assert set(messages) == expected
 
 
+KINDS = ("sink", "transform-added", "transform", "transform-removed", "source", "sink-added")
+KINDS += ("sink-removed", "whole")
+
+
+def _change(data: dict[str, Any], tmp: Path, i: int) -> str:
+    """Apply the i-th change of a cycle through every kind of reload to `data`."""
+    kind = KINDS[i % len(KINDS)]
+    if kind == "sink":
+        data["sinks"]["out"]["fsync"] = not data["sinks"]["out"].get("fsync", False)
+    elif kind in ("transform-added", "transform"):
+        data["transforms"] = {
+            "keep": {"type": "filter", "inputs": ["logs"], "condition": f"not r{i}x"}
+        }
+        data["sinks"]["out"]["inputs"] = ["keep"]
+    elif kind == "transform-removed":
+        del data["transforms"]
+        data["sinks"]["out"]["inputs"] = ["logs"]
+    elif kind == "source":
+        data["sources"]["logs"]["poll_interval"] = f"{20 + i % 7}ms"
+    elif kind == "sink-added":
+        data["sinks"]["copy"] = {"type": "file", "inputs": ["logs"], "path": str(tmp / "c.nd")}
+    elif kind == "sink-removed":
+        del data["sinks"]["copy"]
+    else:
+        data["log"] = {"summary_interval": f"{60 + i}s"}
+    return kind
+
+
 def test_sighup_reloads_repeatedly_while_lines_are_written_every_line_exactly_once(
     tmp_path: Path,
 ) -> None:
+    """Every kind of change (a sink, a transform added, changed and removed, the source,
+    a sink added and removed, a whole-pipeline restart) while a file is written."""
     log_file, out = tmp_path / "app.log", tmp_path / "out.ndjson"
     log_file.touch()
     cfg = tmp_path / "kubelogs.yaml"
     write_config(cfg, file_config(tmp_path, log_file, out))
-    rounds = int(os.environ.get("KUBELOGS_RELOAD_ROUNDS", "6"))
+    rounds = int(os.environ.get("KUBELOGS_RELOAD_ROUNDS", "16"))
+    kinds = []
+    data = file_config(tmp_path, log_file, out)
     with Agent(cfg, tmp_path / "agent.log") as agent:
         agent.wait_ready()
         with Writer(log_file) as writer:
-            for i in range(1, rounds + 1):
-                # A real change each time (the summary interval), so each SIGHUP reloads.
-                summary = {"summary_interval": f"{60 + i}s"}
-                changed = file_config(tmp_path, log_file, out, log=summary)
-                write_config(cfg, changed)
+            for i in range(rounds):
+                kinds.append(_change(data, tmp_path, i))
+                write_config(cfg, data)
                 target = 200 * i
                 wait_for(lambda t=target: writer.written > t, what="the writer to make progress")
                 assert agent.proc is not None
                 agent.proc.send_signal(signal.SIGHUP)
-                wait_for(lambda i=i: reloads(agent) >= i, timeout=60, what=f"reload {i}")
+                wait_for(lambda i=i: reloads(agent) > i, timeout=60, what=f"reload {i}")
         written = writer.written
         wait_for(lambda: count_lines(out) >= written, timeout=60, what="every line in the sink")
         assert 0 == agent.stop()
     assert reloads(agent) == rounds
+    log = agent.stderr()
+    # the source keeps running unless it changed (and the sink, unless it changed)
+    assert log.count("kept running: logs") == sum(k not in ("whole", "source") for k in kinds)
+    assert log.count("; kept running: out") == kinds.count("source")
+    assert log.count("draining the running pipeline") == kinds.count("whole")
     assert_exactly_once(out, written)
 
 
@@ -220,6 +255,9 @@ def test_reloads_while_pods_write_and_rotate_keep_every_line_exactly_once(
         wait_for(lambda: count_lines(out) >= len(written), timeout=120, what="every line")
         assert 0 == agent.stop()
     assert "changed: keep, out" in agent.stderr()
+    # only the filter and the sink restart: the source keeps its files and positions
+    assert "draining the running pipeline" not in agent.stderr()
+    assert agent.stderr().count("kept running: logs") == rounds
     got = Counter(d["message"] for d in read_docs(out))
     assert [m for m in written if got[m] == 0] == []
     assert {m: n for m, n in got.items() if n > 1} == {}

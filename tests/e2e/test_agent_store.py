@@ -9,10 +9,10 @@ import sys
 import threading
 from collections import Counter
 from pathlib import Path
-from typing import Any
 
 from support.agent import Agent, node_agent_config
 from support.podlogs import PodLog
+from support.store_probe import search, stored_count, stored_docs
 from support.waiting import wait_for
 
 
@@ -23,36 +23,6 @@ def store_config(tmp: Path, node: Path) -> Path:
         node=node,
         store=tmp / "store",
     )
-
-
-def search(store: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "kubelogs", "search", "--store", str(store), *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
-def stored_count(store: Path) -> int:
-    """Documents in the store, read in-process (a cheap progress probe while the agent
-    writes); the final checks go through the `kubelogs search` command."""
-    from kubelogs.store.errors import StoreError
-    from kubelogs.store.reader import StoreReader
-
-    if not (store / "index.sqlite").exists():
-        return 0
-    try:
-        with StoreReader(store) as reader:
-            return reader.count("")
-    except StoreError:
-        return 0
-
-
-def stored_docs(store: Path) -> list[dict[str, Any]]:
-    r = search(store, "--limit", "0", "--output", "json")
-    assert 0 == r.returncode, r.stderr
-    return [json.loads(line) for line in r.stdout.splitlines()]
 
 
 def test_kill9_loop_into_the_store_keeps_every_line_exactly_once(tmp_path: Path) -> None:

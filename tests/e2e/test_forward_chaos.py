@@ -12,7 +12,6 @@ aggregator is restarted: every record delivered exactly once.
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import socket
@@ -22,10 +21,10 @@ import textwrap
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any
 
 from support.agent import Agent, node_agent_config, write_config
 from support.podlogs import PodLog
+from support.store_probe import stored_count, stored_docs
 from support.waiting import wait_for
 
 CYCLES = int(os.environ.get("KUBELOGS_FORWARD_CHAOS_CYCLES", "6"))
@@ -78,32 +77,6 @@ def agent_config(tmp: Path, node: Path, port: int) -> Path:
             }
         },
     )
-
-
-def stored_count(store: Path) -> int:
-    from kubelogs.store.errors import StoreError
-    from kubelogs.store.reader import StoreReader
-
-    if not (store / "index.sqlite").exists():
-        return 0
-    try:
-        with StoreReader(store) as reader:
-            return reader.count("")
-    except StoreError:
-        return 0
-
-
-def stored_docs(store: Path) -> list[dict[str, Any]]:
-    argv = [sys.executable, "-m", "kubelogs", "search", "--store", str(store)]
-    argv += ["--limit", "0", "--output", "json"]
-    r = subprocess.run(
-        argv,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert 0 == r.returncode, r.stderr
-    return [json.loads(line) for line in r.stdout.splitlines()]
 
 
 def test_kill9_agent_and_aggregator_in_turns_keeps_every_line_exactly_once(

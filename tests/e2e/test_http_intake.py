@@ -6,7 +6,6 @@ sets the number of records (default 20,000; the issue's figure is 100,000)."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -16,15 +15,13 @@ from pathlib import Path
 
 from support.agent import Agent, write_config
 from support.intake import free_port
+from support.store_probe import stored_count, stored_messages
 from support.waiting import wait_for
 
 RECORDS = int(os.environ.get("KUBELOGS_HANDLER_RECORDS", "20000"))
 
 
 def test_handler_in_a_child_process_through_aggregator_restarts(tmp_path: Path) -> None:
-    from kubelogs.store.errors import StoreError
-    from kubelogs.store.reader import StoreReader
-
     port = free_port()
     store = tmp_path / "store"
     cfg = write_config(
@@ -53,15 +50,6 @@ def test_handler_in_a_child_process_through_aggregator_restarts(tmp_path: Path) 
     )
     env = {"INTAKE_TOKEN": "s3cret"}
 
-    def count() -> int:
-        if not (store / "index.sqlite").exists():
-            return 0
-        try:
-            with StoreReader(store) as reader:
-                return reader.count("")
-        except StoreError:
-            return 0
-
     app = textwrap.dedent(
         f"""
         import logging, sys
@@ -86,15 +74,15 @@ def test_handler_in_a_child_process_through_aggregator_restarts(tmp_path: Path) 
         [sys.executable, "-c", app], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     try:
-        wait_for(lambda: count() > RECORDS // 5, timeout=120, what="a fifth stored")
+        wait_for(lambda: stored_count(store) > RECORDS // 5, timeout=120, what="a fifth stored")
         assert 0 == agg.stop(), agg.stderr()
         agg = Agent(cfg, tmp_path / "agg2.log", env=env).start()
-        wait_for(lambda: count() > RECORDS // 2, timeout=120, what="half stored")
+        wait_for(lambda: stored_count(store) > RECORDS // 2, timeout=120, what="half stored")
         agg.kill9()
         agg = Agent(cfg, tmp_path / "agg3.log", env=env).start()
         out, err = child.communicate(timeout=300)
         assert 0 == child.returncode, (out, err)
-        wait_for(lambda: count() >= RECORDS, timeout=120, what="every record stored")
+        wait_for(lambda: stored_count(store) >= RECORDS, timeout=120, what="every record stored")
         assert 0 == agg.stop(), agg.stderr()
     finally:
         if child.poll() is None:
@@ -102,7 +90,6 @@ def test_handler_in_a_child_process_through_aggregator_restarts(tmp_path: Path) 
             child.communicate()
         if agg.proc is not None and agg.proc.poll() is None:
             agg.kill9()
-    with StoreReader(store) as reader:
-        got = Counter(json.loads(h.doc)["message"] for h in reader.search("", limit=0))
+    got = Counter(stored_messages(store))
     assert [] == [m for m, c in got.items() if c != 1]
     assert {f"record {i}" for i in range(RECORDS)} == set(got)

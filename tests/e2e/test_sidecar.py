@@ -12,6 +12,7 @@ import threading
 from pathlib import Path
 from typing import IO
 
+from support.store_probe import stored_count, stored_messages
 from support.waiting import wait_for
 
 
@@ -131,14 +132,38 @@ def test_print_config_and_usage_errors(tmp_path: Path) -> None:
     )
     assert 1 == r.returncode
     assert "not allowed with argument" in r.stderr
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "kubelogs",
+            "sidecar",
+            "--path",
+            "x",
+            "--forward",
+            "a:1",
+            "--forward",
+            "aggregator",
+            "--buffer-size",
+            "12xb",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    # Named by the flags typed, not by the config keys they become (sinks.out.servers).
+    assert 1 == r.returncode
+    assert r.stderr.splitlines() == [
+        "kubelogs sidecar: --buffer-size: '12xb' is not a size like 512MiB, 64KiB or 1GB",
+        "kubelogs sidecar: --forward: 'aggregator' has no port; write host:port, like "
+        "127.0.0.1:24231, 0.0.0.0:24231 or [::1]:24231",
+    ]
 
 
 def test_forward_sidecar_to_an_aggregator_store_exactly_once(tmp_path: Path) -> None:
     """sidecar --forward -> aggregator (`kubelogs run`: forward source -> local store):
     every line once, across a sidecar kill -9 and restart (event ids travel with the
     lines; the sidecar's disk buffer and checkpoints resume where they stopped)."""
-    from kubelogs.store.errors import StoreError
-    from kubelogs.store.reader import StoreReader
     from support.agent import Agent, write_config
     from support.intake import free_port
 
@@ -161,15 +186,6 @@ def test_forward_sidecar_to_an_aggregator_store_exactly_once(tmp_path: Path) -> 
         },
     )
 
-    def stored() -> list[str]:
-        if not (store / "index.sqlite").exists():
-            return []
-        try:
-            with StoreReader(store) as reader:
-                return [json.loads(h.doc)["message"] for h in reader.search("", limit=0)]
-        except StoreError:
-            return []
-
     logs = tmp_path / "app-logs"
     logs.mkdir()
     with open(logs / "app.log", "w") as f:
@@ -177,7 +193,7 @@ def test_forward_sidecar_to_an_aggregator_store_exactly_once(tmp_path: Path) -> 
     with Agent(cfg, tmp_path / "aggregator.log") as aggregator:
         aggregator.api_port  # noqa: B018 (waits until it listens)
         side = start(tmp_path, "--path", str(logs / "*.log"), "--forward", f"127.0.0.1:{port}")
-        wait_for(lambda: len(stored()) >= 500, timeout=90, what="first lines stored")
+        wait_for(lambda: stored_count(store) >= 500, timeout=90, what="first lines stored")
         side.kill()
         side.wait(30)
         assert side.stdout is not None
@@ -185,12 +201,12 @@ def test_forward_sidecar_to_an_aggregator_store_exactly_once(tmp_path: Path) -> 
         with open(logs / "app.log", "a") as f:
             f.writelines(f"second {i}\n" for i in range(1000))
         side = start(tmp_path, "--path", str(logs / "*.log"), "--forward", f"127.0.0.1:{port}")
-        wait_for(lambda: len(stored()) >= 3000, timeout=90, what="every line stored")
+        wait_for(lambda: stored_count(store) >= 3000, timeout=90, what="every line stored")
         side.send_signal(signal.SIGTERM)
         assert 0 == side.wait(60)
         assert side.stdout is not None
         side.stdout.close()
         assert 0 == aggregator.stop(), aggregator.stderr()
-    got = stored()
+    got = stored_messages(store)
     expected = [f"first {i}" for i in range(2000)] + [f"second {i}" for i in range(1000)]
     assert sorted(expected) == sorted(got)

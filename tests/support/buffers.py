@@ -3,7 +3,6 @@ was given and acknowledges when told to."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from pathlib import Path
 
@@ -108,15 +107,3 @@ def buffered(
         shared={} if shared is None else shared,
     )
     return DiskBufferedSink(sink, config, cx, segment_size=segment_size)  # type: ignore[arg-type]
-
-
-async def until(condition: Callable[[], object], what: str, seconds: float = 30) -> None:
-    """Wait on `condition` with a deadline, letting the buffer's tasks run meanwhile."""
-    try:
-        async with asyncio.timeout(seconds):
-            while True:
-                if condition():
-                    return
-                await asyncio.sleep(0.005)
-    except TimeoutError:
-        raise AssertionError(f"timed out waiting for {what}") from None

@@ -1,8 +1,8 @@
 """Real OpenSearch 2.19 and Elasticsearch 8.19 nodes for tests, from Maven Central jars.
 
 Why this way: no distribution download site is reachable from the test machines, but
-Maven Central is, and the machine has a JDK 17 and Maven. The jars are resolved by the
-small poms in ``tests/integration/elasticsearch/servers`` into ``~/.m2``; a launcher
+Maven Central is (`jvm_server`, shared with the Kafka broker). The jars are resolved by
+the small poms in ``tests/integration/elasticsearch/servers`` into ``~/.m2``; a launcher
 (one short Java file per server, beside the poms) is compiled once and cached under
 ``~/.cache/kubelogs-test`` with the classpath Maven printed, outside the repository.
 
@@ -18,22 +18,18 @@ Start-up speed: each JVM gets ``-Xmx512m -XX:TieredStopAtLevel=1`` and a dynamic
 class-data archive: the first run writes it at exit (``-XX:ArchiveClassesAtExit``), later
 runs map it (``-XX:SharedArchiveFile``), which roughly halves OpenSearch's start.
 
-Resource handling: a `SearchServer` owns its JVM (started directly, not through a shell,
-so its pid is the JVM's); `stop` sends SIGTERM to that pid and waits, then SIGKILL.
-Logs go to a file in the directory the caller gives (the test session's tmp dir).
+Resource handling: a `SearchServer` owns its JVM (`jvm_server.JvmServer`: started
+directly, so its pid is the JVM's; `stop` sends SIGTERM to that pid and waits, then
+SIGKILL). Logs go to a file in the directory the caller gives (the test session's tmp dir).
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
-import time
 import urllib.error
 import urllib.request
 import zipfile
@@ -41,10 +37,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from support.jvm_server import (
+    CACHE_DIR,
+    JvmServer,
+    ServerStartError,
+    class_data_flags,
+    digest,
+    free_port,
+    java,
+)
+from support.jvm_server import resolve_classpath as _resolve_pom
+
+__all__ = ["CACHE_DIR", "Flavour", "SearchServer", "ServerStartError", "free_port"]
+
 Flavour = Literal["opensearch", "elasticsearch"]
 
 SERVERS_DIR = Path(__file__).resolve().parents[1] / "integration" / "elasticsearch" / "servers"
-CACHE_DIR = Path(os.environ.get("KUBELOGS_TEST_CACHE", Path.home() / ".cache" / "kubelogs-test"))
 START_TIMEOUT = 180.0
 """Seconds a node may take to answer health: ~6-25 s is usual on 2 busy cores."""
 JVM_FLAGS = ["-Xms512m", "-Xmx512m", "-XX:TieredStopAtLevel=1", "-Xlog:cds=off", "-Xlog:all=off"]
@@ -55,52 +63,15 @@ _POMS: dict[Flavour, str] = {
 _LAUNCHERS: dict[Flavour, str] = {"opensearch": "OsLauncher", "elasticsearch": "EsLauncher"}
 
 
-class ServerStartError(RuntimeError):
-    """A node could not be prepared or did not become healthy; the message says why."""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _digest(*paths: Path) -> str:
-    h = hashlib.sha256()
-    for p in paths:
-        h.update(p.read_bytes())
-    return h.hexdigest()[:12]
-
-
 def resolve_classpath(flavour: Flavour) -> list[str]:
     """The jars of `flavour`, resolved by Maven into ~/.m2 (cached by the pom's hash)."""
-    pom = SERVERS_DIR / _POMS[flavour]
-    out = CACHE_DIR / f"{flavour}-{_digest(pom)}.classpath"
-    if out.exists():
-        jars = out.read_text().strip().split(os.pathsep)
-        if jars and all(os.path.exists(j) for j in jars):
-            return jars
-    mvn = shutil.which("mvn")
-    if mvn is None:
-        raise ServerStartError("mvn is not installed; it resolves the server jars")
-    CACHE_DIR.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp")
-    r = subprocess.run(
-        [mvn, "-q", "-B", "-f", str(pom), "dependency:build-classpath", f"-Dmdep.outputFile={tmp}"],
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    if r.returncode != 0 or not tmp.exists():
-        raise ServerStartError(f"mvn could not resolve {pom.name}: {(r.stdout + r.stderr)[-800:]}")
-    tmp.replace(out)
-    return out.read_text().strip().split(os.pathsep)
+    return _resolve_pom(SERVERS_DIR / _POMS[flavour], flavour)
 
 
 def _compile_launcher(flavour: Flavour, jars: list[str]) -> Path:
     """The launcher as a jar (class-data archives refuse class directories)."""
     src = SERVERS_DIR / f"{_LAUNCHERS[flavour]}.java"
-    jar = CACHE_DIR / f"{flavour}-launcher-{_digest(src, SERVERS_DIR / _POMS[flavour])}.jar"
+    jar = CACHE_DIR / f"{flavour}-launcher-{digest(src, SERVERS_DIR / _POMS[flavour])}.jar"
     if jar.exists():
         return jar
     javac, jar_tool = shutil.which("javac"), shutil.which("jar")
@@ -131,7 +102,7 @@ def _is_netty(jar: str) -> bool:
 
 
 @dataclass
-class SearchServer:
+class SearchServer(JvmServer):
     """One running node; `url` is its HTTP address on the loopback interface."""
 
     flavour: Flavour
@@ -147,24 +118,21 @@ class SearchServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.http_port}"
 
+    @property
+    def label(self) -> str:
+        return self.flavour
+
     # -- life cycle ----------------------------------------------------------------------
 
     def prepare(self) -> SearchServer:
         jars = resolve_classpath(self.flavour)
         launcher = _compile_launcher(self.flavour, jars)
-        archive = launcher.with_suffix(".jsa")
-        cds = (
-            [f"-XX:SharedArchiveFile={archive}"]
-            if archive.exists()
-            else [f"-XX:ArchiveClassesAtExit={archive}"]
-        )
-        java = shutil.which("java")
-        if java is None:
-            raise ServerStartError("java (JDK 17) is not installed")
+        cds = class_data_flags(launcher.with_suffix(".jsa"))
+        java_path = java()
         self.home.mkdir(parents=True, exist_ok=True)
         if self.flavour == "opensearch":
             self._cmd = [
-                java,
+                java_path,
                 *JVM_FLAGS,
                 *cds,
                 "-cp",
@@ -184,7 +152,7 @@ class SearchServer:
                     link.symlink_to(jar)
             (module / "plugin-descriptor.properties").write_text(_netty_descriptor(netty))
             self._cmd = [
-                java,
+                java_path,
                 *JVM_FLAGS,
                 *cds,
                 "--module-path",
@@ -203,52 +171,14 @@ class SearchServer:
     def start(self, timeout: float = START_TIMEOUT) -> SearchServer:
         """Start the JVM and wait until the cluster health is green or yellow."""
         assert self._cmd, "prepare() first"
-        began = time.monotonic()
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                self._cmd,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=self.home,
-            )
-        deadline = began + timeout
-        while True:
-            if self.proc.poll() is not None:
-                raise ServerStartError(
-                    f"{self.flavour} exited with {self.proc.returncode} while starting; "
-                    f"log {self.log_path}:\n{self.log_tail()}"
-                )
-            health = self.health()
-            if health in ("green", "yellow"):
-                break
-            if time.monotonic() > deadline:
-                self.stop()
-                raise ServerStartError(
-                    f"{self.flavour} not healthy after {timeout:.0f}s (health {health!r}); "
-                    f"log {self.log_path}:\n{self.log_tail()}"
-                )
-            time.sleep(0.25)
-        self.startup_seconds = time.monotonic() - began
+        self._launch(self._cmd, timeout)
         return self
 
-    def stop(self, timeout: float = 60.0) -> None:
-        """SIGTERM our own JVM (by its pid) and wait; SIGKILL if it does not exit."""
-        proc = self.proc
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(30)
+    def ready(self) -> bool:
+        return self.health() in ("green", "yellow")
 
-    def log_tail(self, n: int = 4000) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-n:]
-        except OSError:
-            return ""
+    def not_ready_detail(self) -> str:
+        return f" (health {self.health()!r})"
 
     # -- small HTTP helpers for tests ------------------------------------------------------
 

@@ -1,8 +1,8 @@
 """A real Apache Kafka 4.1 broker (KRaft, single node) for tests, from Maven Central jars.
 
 Why this way: as for the search servers (`es_servers`), no distribution download site is
-reachable from the test machines but Maven Central is, and the machine has a JDK 17 and
-Maven. ``tests/integration/kafka/servers/kafka-pom.xml`` resolves ``kafka_2.13`` (runtime
+reachable from the test machines but Maven Central is (`jvm_server`).
+``tests/integration/kafka/servers/kafka-pom.xml`` resolves ``kafka_2.13`` (runtime
 scope) and a log4j binding for its slf4j logging into ``~/.m2``; the classpath Maven
 prints is cached under ``~/.cache/kubelogs-test`` (outside the repository).
 
@@ -15,9 +15,9 @@ Start-up speed: ``-Xmx512m -XX:TieredStopAtLevel=1`` and a dynamic class-data ar
 (written at the first clean exit, mapped by later runs): 17-26 s cold on 2 busy cores,
 5-8 s with the archive.
 
-Resource handling: a `KafkaBroker` owns its JVM (started directly, not through a shell,
-so its pid is the JVM's); `stop` sends SIGTERM to that pid and waits, then SIGKILL.
-Logs go to a file in the directory the caller gives.
+Resource handling: a `KafkaBroker` owns its JVM (`jvm_server.JvmServer`: started
+directly, so its pid is the JVM's; `stop` sends SIGTERM to that pid and waits, then
+SIGKILL). Logs go to a file in the directory the caller gives.
 """
 
 from __future__ import annotations
@@ -25,16 +25,21 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
-import shutil
-import signal
 import socket
 import subprocess
-import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from support.es_servers import CACHE_DIR, ServerStartError, free_port
+from support.jvm_server import (
+    CACHE_DIR,
+    JvmServer,
+    ServerStartError,
+    class_data_flags,
+    free_port,
+    java,
+)
+from support.jvm_server import resolve_classpath as _resolve_pom
 
 POM = Path(__file__).resolve().parents[1] / "integration" / "kafka" / "servers" / "kafka-pom.xml"
 START_TIMEOUT = 180.0
@@ -54,36 +59,7 @@ JVM_FLAGS = [
 
 def resolve_classpath() -> list[str]:
     """The broker's jars, resolved by Maven into ~/.m2 (cached by the pom's hash)."""
-    digest = hashlib.sha256(POM.read_bytes()).hexdigest()[:12]
-    out = CACHE_DIR / f"kafka-{digest}.classpath"
-    if out.exists():
-        jars = out.read_text().strip().split(os.pathsep)
-        if jars and all(os.path.exists(j) for j in jars):
-            return jars
-    mvn = shutil.which("mvn")
-    if mvn is None:
-        raise ServerStartError("mvn is not installed; it resolves the Kafka jars")
-    CACHE_DIR.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(f".tmp{os.getpid()}")
-    r = subprocess.run(
-        [
-            mvn,
-            "-q",
-            "-B",
-            "-f",
-            str(POM),
-            "dependency:build-classpath",
-            "-DincludeScope=runtime",
-            f"-Dmdep.outputFile={tmp}",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    if r.returncode != 0 or not tmp.exists():
-        raise ServerStartError(f"mvn could not resolve {POM.name}: {(r.stdout + r.stderr)[-800:]}")
-    tmp.replace(out)
-    return out.read_text().strip().split(os.pathsep)
+    return _resolve_pom(POM, "kafka", "-DincludeScope=runtime")
 
 
 def _cluster_id() -> str:
@@ -92,7 +68,7 @@ def _cluster_id() -> str:
 
 
 @dataclass
-class KafkaBroker:
+class KafkaBroker(JvmServer):
     """One running KRaft node; `bootstrap` is its PLAINTEXT address on loopback."""
 
     home: Path
@@ -104,6 +80,10 @@ class KafkaBroker:
     proc: subprocess.Popen[bytes] | None = None
     startup_seconds: float = 0.0
     _classpath: list[str] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        return "kafka"
 
     @property
     def bootstrap(self) -> str:
@@ -119,8 +99,7 @@ class KafkaBroker:
 
     def prepare(self) -> KafkaBroker:
         """Resolve the jars, write ``server.properties`` and format the log directory."""
-        if shutil.which("java") is None:
-            raise ServerStartError("java (JDK 17) is not installed")
+        java()  # no JDK: say so before Maven fetches anything
         self._classpath = resolve_classpath()
         self.home.mkdir(parents=True, exist_ok=True)
         data = self.home / "data"
@@ -170,7 +149,7 @@ class KafkaBroker:
         if not (data / "meta.properties").exists():
             r = subprocess.run(
                 [
-                    "java",
+                    java(),
                     *JVM_FLAGS,
                     "-cp",
                     os.pathsep.join(self._classpath),
@@ -196,16 +175,10 @@ class KafkaBroker:
 
     def _command(self) -> list[str]:
         digest = hashlib.sha256(os.pathsep.join(self._classpath).encode()).hexdigest()[:12]
-        archive = CACHE_DIR / f"kafka-{digest}.jsa"
-        cds = (
-            [f"-XX:SharedArchiveFile={archive}"]
-            if archive.exists()
-            else [f"-XX:ArchiveClassesAtExit={archive}"]
-        )
         return [
-            "java",
+            java(),
             *JVM_FLAGS,
-            *cds,
+            *class_data_flags(CACHE_DIR / f"kafka-{digest}.jsa"),
             "-cp",
             os.pathsep.join(self._classpath),
             "kafka.Kafka",
@@ -215,29 +188,7 @@ class KafkaBroker:
     def start(self, timeout: float = START_TIMEOUT) -> KafkaBroker:
         """Start the JVM and wait until the broker answers a metadata request."""
         assert self._classpath, "prepare() first"
-        began = time.monotonic()
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                self._command(),
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=self.home,
-            )
-        deadline = began + timeout
-        while not self.ready():
-            if self.proc.poll() is not None:
-                raise ServerStartError(
-                    f"kafka exited with {self.proc.returncode} while starting; "
-                    f"log {self.log_path}:\n{self.log_tail()}"
-                )
-            if time.monotonic() > deadline:
-                self.stop()
-                raise ServerStartError(
-                    f"kafka not ready after {timeout:.0f}s; log {self.log_path}:\n{self.log_tail()}"
-                )
-            time.sleep(0.25)
-        self.startup_seconds = time.monotonic() - began
+        self._launch(self._command(), timeout)
         return self
 
     def ready(self) -> bool:
@@ -256,28 +207,6 @@ class KafkaBroker:
         except Exception:
             return False
         return bool(md.brokers)
-
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def stop(self, timeout: float = 60.0) -> None:
-        """SIGTERM our own JVM (by its pid) and wait; SIGKILL if it does not exit."""
-        proc = self.proc
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(30)
-
-    def log_tail(self, n: int = 4000) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-n:]
-        except OSError:
-            return ""
 
     # -- helpers for tests ---------------------------------------------------------------
 

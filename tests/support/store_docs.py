@@ -11,12 +11,13 @@ from __future__ import annotations
 import json
 import random
 from dataclasses import dataclass
+from typing import Any
 
 from kubelogs.codecs.document import Schema, encode_documents
 from kubelogs.kubernetes.document_meta import ContainerMeta, PodMeta, encode_meta
 from kubelogs.pipeline.event import Batch, FileContext, make_id_prefix
 from kubelogs.sinks.local import labels_from_meta, layout_for
-from kubelogs.store import WriteGroup
+from kubelogs.store import StoreReader, WriteGroup
 from kubelogs.testing.generate import container_lines, plan_containers
 
 
@@ -128,3 +129,17 @@ def groups_of(batches: list[Batch], schema: Schema = "ecs") -> list[WriteGroup]:
 def make_dataset(**kwargs: int) -> Dataset:
     batches = make_batches(**kwargs)
     return Dataset(batches, groups_of(batches), [d for b in batches for d in encode_documents(b)])
+
+
+def counting_reads(reader: StoreReader) -> list[int]:
+    """Record the id of every block `reader` decodes from now on, in the returned list:
+    what the pruning tests count (a query must read only the blocks that can match)."""
+    reads: list[int] = []
+    original = reader._read_block
+
+    def read(ref: Any, text: Any) -> Any:
+        reads.append(ref.id)
+        return original(ref, text)
+
+    reader._read_block = read  # type: ignore[method-assign]
+    return reads

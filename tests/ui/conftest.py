@@ -84,11 +84,14 @@ def artifacts() -> Path:
 class UiServer:
     """`kubelogs ui` as a user runs it, on a free port; `url` is what it printed."""
 
-    def __init__(self, store: Path, log: Path, *extra: str) -> None:
+    def __init__(self, store: Path | str, log: Path, *extra: str) -> None:
+        """`store`: a store directory, or an Elasticsearch URL (then `extra` may hold
+        ``--index PATTERN``)."""
         self.log = log
         self._out = open(log, "wb")  # noqa: SIM115 (closed in stop())
+        where = ["--store", str(store)] if isinstance(store, Path) else ["--es", store]
         self.proc = subprocess.Popen(
-            [*UI_COMMAND, "--store", str(store), "--listen", "127.0.0.1:0", *extra],
+            [*UI_COMMAND, *where, "--listen", "127.0.0.1:0", *extra],
             stdout=self._out,
             stderr=subprocess.STDOUT,
             env={**os.environ, "KUBELOGS_UI_TOKEN": ""},
@@ -117,7 +120,7 @@ class UiServer:
 def ui_server_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     servers: list[UiServer] = []
 
-    def start(store: Path, *extra: str) -> UiServer:
+    def start(store: Path | str, *extra: str) -> UiServer:
         log = tmp_path_factory.mktemp("ui-log") / "ui.log"
         server = UiServer(store, log, *extra)
         servers.append(server)
@@ -126,3 +129,32 @@ def ui_server_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]
     yield start
     for server in servers:
         server.stop()
+
+
+@pytest.fixture
+def watched(page: Page) -> Iterator[dict[str, Any]]:
+    """The page, with every dialog and page error recorded (none may happen)."""
+    seen: dict[str, Any] = {"dialogs": [], "errors": [], "console": []}
+
+    def on_dialog(dialog: Any) -> None:
+        seen["dialogs"].append(dialog.message)
+        dialog.dismiss()
+
+    page.on("dialog", on_dialog)
+    page.on("pageerror", lambda exc: seen["errors"].append(str(exc)))
+    # A CSP violation, a failed request or a script error is reported here.
+    page.on(
+        "console",
+        lambda m: seen["console"].append(m.text) if m.type == "error" else None,
+    )
+    page.set_viewport_size({"width": 1400, "height": 900})
+    yield seen
+    assert [] == seen["dialogs"]
+    assert [] == seen["errors"]
+    assert [] == [m for m in seen["console"] if not expected_console(m)]
+
+
+def expected_console(message: str) -> bool:
+    """Console errors a test causes on purpose: the 400 of a query that does not parse,
+    and the 401s of the token test."""
+    return "400 (Bad Request)" in message or "401 (Unauthorized)" in message

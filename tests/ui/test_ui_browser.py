@@ -14,10 +14,10 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from playwright.sync_api import Page, expect
+from ui_helpers import open_page, query_of, total_of, wait_total
 
 from kubelogs.codecs.document import format_timestamp
 from support.agent import Agent, generate_tree, node_agent_config
@@ -94,53 +94,6 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
 @pytest.fixture(scope="module")
 def server(world: World, ui_server_factory: Any) -> Any:
     return ui_server_factory(world.store)
-
-
-@pytest.fixture
-def watched(page: Page) -> Iterator[dict[str, Any]]:
-    """The page, with every dialog and page error recorded (none may happen)."""
-    seen: dict[str, Any] = {"dialogs": [], "errors": [], "console": []}
-
-    def on_dialog(dialog: Any) -> None:
-        seen["dialogs"].append(dialog.message)
-        dialog.dismiss()
-
-    page.on("dialog", on_dialog)
-    page.on("pageerror", lambda exc: seen["errors"].append(str(exc)))
-    # A CSP violation, a failed request or a script error is reported here.
-    page.on(
-        "console",
-        lambda m: seen["console"].append(m.text) if m.type == "error" else None,
-    )
-    page.set_viewport_size({"width": 1400, "height": 900})
-    yield seen
-    assert [] == seen["dialogs"]
-    assert [] == seen["errors"]
-    assert [] == [m for m in seen["console"] if not expected_console(m)]
-
-
-def expected_console(message: str) -> bool:
-    """Console errors a test causes on purpose: the 400 of a query that does not parse,
-    and the 401s of the token test."""
-    return "400 (Bad Request)" in message or "401 (Unauthorized)" in message
-
-
-def open_page(page: Page, url: str) -> None:
-    page.goto(url)
-    expect(page.locator("body")).to_have_attribute("data-ready", "true", timeout=30_000)
-
-
-def total_of(page: Page) -> int:
-    expect(page.locator("#total")).not_to_have_attribute("data-total", "", timeout=30_000)
-    return int(page.locator("#total").get_attribute("data-total") or "-1")
-
-
-def wait_total(page: Page, expected: int) -> None:
-    expect(page.locator("#total")).to_have_attribute("data-total", str(expected), timeout=30_000)
-
-
-def query_of(page: Page) -> dict[str, list[str]]:
-    return parse_qs(urlsplit(page.url).query)
 
 
 def test_counts_agree_with_the_cli_and_back_forward_restores_them(

@@ -155,3 +155,9 @@ def test_stats_give_retries_and_lag() -> None:
 
     assert 7 == broker_retries(stats)
     assert {("t", 0): 12, ("t", 1): 5, ("t", 3): 4} == consumer_lags(stats)
+
+
+def test_event_id_header_is_off_by_default_and_can_be_set() -> None:
+    """The id travels in the value (`event.id`); the header is opt-in."""
+    assert False is sink().event_id_header
+    assert True is sink(event_id_header=True).event_id_header

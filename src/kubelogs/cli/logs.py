@@ -19,11 +19,13 @@ import sys
 from typing import Any
 
 from kubelogs.cli.search import (
+    add_config_argument,
     add_time_arguments,
     add_zone_arguments,
     follow,
     format_time,
     open_reader,
+    range_hint,
     time_bounds,
 )
 
@@ -53,7 +55,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("--timestamps", action="store_true", help="begin each line with its time")
     add_zone_arguments(p)
-    p.add_argument("--store", metavar="DIR", help="default: $KUBELOGS_STORE, else the config's")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--store", metavar="DIR", help="default: $KUBELOGS_STORE, else the config's")
+    add_config_argument(where, short=False)
     p.set_defaults(func=run)
 
 
@@ -74,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     if isinstance(bounds, str):
         print(bounds, file=err)
         return 1
-    reader = open_reader("logs", args.store)
+    reader = open_reader("logs", args.store, args.config)
     if isinstance(reader, int):
         return reader
     try:
@@ -86,8 +90,9 @@ def run(args: argparse.Namespace) -> int:
             prepared = reader.prepare(And(tuple(terms)), since_ns=bounds[0], until_ns=bounds[1])
             containers = reader.label_values(prepared, container_field)
             if not containers:
+                hint = range_hint(reader, prepared.lo, prepared.hi)
                 missing = _not_found(reader, namespace, pod, args.container, ns_field, pod_field)
-                print(missing, file=err)
+                print(f"kubelogs logs: {hint}" if hint else missing, file=err)
                 return 1
             position = reader.last_block()
             prepared.until_block = position
@@ -106,9 +111,14 @@ def run(args: argparse.Namespace) -> int:
                 if args.tail > 0
                 else []
             )
+            shown = 0
             for hit in hits:
                 out(hit.time_ns, hit.doc)
+                shown += 1
             sys.stdout.flush()
+            hint = range_hint(reader, prepared.lo, prepared.hi) if not shown else ""
+            if hint:
+                print(f"kubelogs logs: {hint}", file=err)
             if args.follow:
                 return follow(reader, prepared, position, out)
             return 0

@@ -209,8 +209,9 @@ async def serve(
             listen = cfg.root.api.listen
             raise ListenError(f"api.listen: cannot listen on {listen}: {reason}") from None
     log.info(
-        "kubelogs running: %d components, data in %s%s",
+        "kubelogs running: %d components from %s, data in %s%s",
         len(first.nodes),
+        cfg.source,  # which config: `run` without -c may not use the file you think
         cfg.root.data_dir,
         f", API on {api.host}:{api.port}" if api else "",
     )

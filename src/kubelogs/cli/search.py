@@ -26,7 +26,7 @@ import argparse
 import os
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
 
@@ -95,6 +95,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     where.add_argument(
         "--store", metavar="DIR", help="default: $KUBELOGS_STORE, else the config's store"
     )
+    add_config_argument(where)
     where.add_argument("--es", metavar="URL", help="search Elasticsearch/OpenSearch instead")
     p.add_argument(
         "--index", metavar="PATTERN", help="with --es (default: logstash-*,logs-kubernetes-*)"
@@ -110,6 +111,19 @@ def add_time_arguments(p: argparse.ArgumentParser) -> None:
         help="only events newer than DUR ago (15m, 2h, 7d) or an RFC 3339 time",
     )
     p.add_argument("--until", metavar="T", help="only events up to T (RFC 3339, or DUR ago)")
+
+
+def add_config_argument(
+    p: argparse.ArgumentParser | argparse._MutuallyExclusiveGroup, *, short: bool = True
+) -> None:
+    """``-c FILE``: the store of that config's `local` sink, so that ``kubelogs run -c
+    kubelogs.yaml`` is followed by ``kubelogs search -c kubelogs.yaml`` (shared with
+    `kubelogs logs`, where ``-c`` is the container, as in kubectl: ``--config`` only)."""
+    p.add_argument(
+        *(("-c", "--config") if short else ("--config",)),
+        metavar="FILE",
+        help="search the store of this config's local sink (instead of --store)",
+    )
 
 
 def add_zone_arguments(p: argparse.ArgumentParser) -> None:
@@ -224,7 +238,7 @@ def run(args: argparse.Namespace) -> int:
         from kubelogs.cli.search_es import run_es
 
         return run_es(args, node, bounds, lambda k, f: _printer(k, f, local=args.local))
-    reader = open_reader("search", args.store)
+    reader = open_reader("search", args.store, args.config)
     if isinstance(reader, int):
         return reader
     try:
@@ -288,19 +302,27 @@ def run(args: argparse.Namespace) -> int:
         return 2
 
 
-def open_reader(command: str, explicit: str | None) -> Any:
+def open_reader(command: str, explicit: str | None, config: str | None = None) -> Any:
     """A `StoreReader` on the store the user means, or the exit code after a one-line
-    error (1: no store or another format; 2: a damaged index)."""
+    error (1: no store, another format, or a config without a local sink; 2: a damaged
+    index)."""
     from kubelogs.store import StoreError, StoreNotFound, StoreReader, StoreVersionError
 
     err = sys.stderr
-    store = _store_path(explicit)
+    if config is not None:
+        found = config_store_path(config)
+        if isinstance(found, str):
+            print(f"kubelogs {command}: {found}", file=err)
+            return 1
+        store = found
+    else:
+        store = _store_path(explicit)
     try:
         return StoreReader(store)
     except StoreNotFound:
         print(
             f"kubelogs {command}: no store at {store} (nothing stored there yet?); "
-            "use --store DIR or set KUBELOGS_STORE",
+            "use --store DIR, -c CONFIG or set KUBELOGS_STORE",
             file=err,
         )
         return 1
@@ -346,6 +368,49 @@ def _sharded(reader: Any, prepared: Any, workers: int, work: Callable[[Any, Any]
     return run_sharded(reader.path, shard_work, shards)
 
 
+def config_store_path(config: str) -> Path | str:
+    """The store of `config`'s `local` sink (its `path`, else ``<data_dir>/store``), or
+    why there is none. A config that does not load raises its `ConfigError` (one line
+    naming the file and the problem, via `cli.errors`)."""
+    from kubelogs.config.errors import ConfigError
+    from kubelogs.config.loader import load_config
+
+    try:
+        cfg = load_config(Path(config))
+    except ConfigError as exc:
+        # The agent's config names `${NODE_NAME}`, tokens and hosts that the shell one
+        # searches from lacks; they do not change where the store is. Unset variables
+        # read as empty here; a config still invalid then raises its own problems.
+        try:
+            cfg = load_config(Path(config), env=_EnvOrEmpty())
+        except ConfigError:
+            raise exc from None
+    stores = [
+        (cid, getattr(comp, "path", None) or cfg.root.data_dir / "store")
+        for cid, comp in cfg.components.items()
+        if comp.type == "local"
+    ]
+    if not stores:
+        return f"{config} has no sink of type local (search its sink's own store instead)"
+    return Path(stores[0][1])
+
+
+class _EnvOrEmpty(Mapping[str, str]):
+    """`os.environ` in which every unset variable reads as empty."""
+
+    def __getitem__(self, key: str) -> str:
+        return os.environ.get(key, "")
+
+    def __contains__(self, key: object) -> bool:
+        return True
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(os.environ)
+
+    def __len__(self) -> int:
+        return len(os.environ)
+
+
 def _store_path(explicit: str | None) -> Path:
     if explicit:
         return Path(explicit)
@@ -363,10 +428,34 @@ def _count(reader: Any, prepared: Any) -> Any:
 
 def warn_unknown_fields(command: str, reader: Any, prepared: Any) -> None:
     """Name on stderr each field of the query that no document in range has, with the
-    closest known one: a typo otherwise answers 0 without a word."""
+    closest known one: a typo otherwise answers 0 without a word. A time range outside
+    everything stored is said instead (`--since 15m` on a store of last week)."""
+    hint = range_hint(reader, prepared.lo, prepared.hi)
+    if hint:
+        print(f"kubelogs {command}: {hint}", file=sys.stderr)
+        return
     for name, close in reader.unknown_fields(prepared):
         hint = f"; did you mean {close}?" if close else ""
         print(f"kubelogs {command}: no document has field {name}{hint}", file=sys.stderr)
+
+
+def range_hint(reader: Any, lo: int | None, hi: int | None) -> str:
+    """Why a time range finds nothing when the store holds events only outside it
+    (with their span, so the user knows what `--since`/`--until` to give), else ''."""
+    stats = reader.stats()
+    if not stats.docs or stats.min_time is None or stats.max_time is None:
+        return ""
+    below = lo is not None and stats.max_time < lo
+    above = hi is not None and stats.min_time > hi
+    if not (below or above):
+        return ""
+    first = format_time(stats.min_time)
+    last = format_time(stats.max_time)
+    flag = "--since" if below else "--until"
+    return (
+        f"no events in the time range: the store holds events from {first} to {last} "
+        f"(widen or drop {flag})"
+    )
 
 
 def _stderr_is_terminal() -> bool:

@@ -83,11 +83,13 @@ class _Client:
             raise EsSearchError(f"{self.base}: the answer to {path} is not JSON") from None
 
 
-def _query(node: Any, since_ns: int | None, until_ns: int | None) -> dict[str, Any]:
+def _query(
+    node: Any, since_ns: int | None, until_ns: int | None, message_field: str = "message"
+) -> dict[str, Any]:
     from kubelogs.codecs.timestamps import format_timestamp
     from kubelogs.store.compile_es import compile_es
 
-    query = compile_es(node, store_words=True)
+    query = compile_es(node, message_field=message_field, store_words=True)
     bounds: dict[str, str] = {}
     if since_ns is not None:
         bounds["gte"] = format_timestamp(since_ns)

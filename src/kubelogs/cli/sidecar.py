@@ -95,8 +95,44 @@ def sidecar_config(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+_FLAGS = (
+    ("sinks.out.servers", "--forward"),
+    ("sinks.out.buffer", "--buffer-size"),
+    ("sources.files.paths", "--path"),
+    ("sources.files.read_from", "--read-from"),
+    ("api.listen", "--api-listen"),
+    ("data_dir", "--data-dir"),
+)
+"""Where each flag lands in the built config: a problem is named by the flag the user
+typed, not by a config key they never wrote (``sinks.out.servers``)."""
+
+
+def _flag_problems(data: dict[str, Any]) -> list[str]:
+    """The built config's problems, each starting with the flag at fault."""
+    from kubelogs.config.errors import ConfigInvalid
+    from kubelogs.config.loader import config_from_data
+
+    try:
+        config_from_data(data, "<kubelogs sidecar>")
+    except ConfigInvalid as exc:
+        out = []
+        for problem in exc.problems:
+            for key, flag in _FLAGS:
+                if problem.startswith(key) and ": " in problem:
+                    problem = flag + problem[problem.index(": ") :]
+                    break
+            out.append(problem)
+        return out
+    return []
+
+
 def sidecar(args: argparse.Namespace) -> int:
     data = sidecar_config(args)
+    problems = _flag_problems(data)
+    if problems:
+        for problem in problems:
+            print(f"kubelogs sidecar: {problem}", file=sys.stderr)
+        return 1
     if args.print_config:
         import yaml
 

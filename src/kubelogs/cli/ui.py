@@ -31,6 +31,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--store", metavar="DIR", help="default: $KUBELOGS_STORE, else the config's store"
     )
     where.add_argument("--es", metavar="URL", help="explore Elasticsearch/OpenSearch instead")
+    from kubelogs.cli.search import add_config_argument
+
+    add_config_argument(where)
     p.add_argument(
         "--index", metavar="PATTERN", help="with --es (default: logstash-*,logs-kubernetes-*)"
     )
@@ -107,13 +110,22 @@ def _backend(args: argparse.Namespace) -> Any:
     from kubelogs.store import StoreError, StoreNotFound
     from kubelogs.ui.backend import StoreBackend
 
-    path = _store_path(args.store)
+    if args.config is not None:
+        from kubelogs.cli.search import config_store_path
+
+        found = config_store_path(args.config)
+        if isinstance(found, str):
+            print(f"kubelogs ui: {found}", file=err)
+            return 1
+        path = found
+    else:
+        path = _store_path(args.store)
     try:
         return StoreBackend(path)
     except StoreNotFound:
         print(
             f"kubelogs ui: no store at {path} (nothing stored there yet?); "
-            "use --store DIR or set KUBELOGS_STORE",
+            "use --store DIR, -c CONFIG or set KUBELOGS_STORE",
             file=err,
         )
         return 1

@@ -43,9 +43,10 @@ from bisect import bisect_left
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from itertools import compress, groupby, repeat
-from typing import Any, Protocol
+from typing import Any
 
 from kubelogs.codecs.columns import Columns
+from kubelogs.codecs.line_parser import LineParser
 from kubelogs.codecs.multiline_rules import FINAL, Rule
 
 _NEVER = 1 << 80
@@ -68,26 +69,6 @@ line)."""
 
 def _clocks() -> tuple[int, float]:
     return time.time_ns(), time.monotonic()
-
-
-class InnerParser(Protocol):
-    """The line parser behind this stage (tailing/files.py `LineParser`)."""
-
-    @property
-    def pending_offset(self) -> int | None: ...
-
-    @property
-    def open_streams(self) -> set[str]: ...
-
-    def continue_streams(self, streams: set[str]) -> None: ...
-
-    def reset(self) -> None: ...
-
-    def flush(self, cols: Columns) -> None: ...
-
-    def feed(
-        self, lines: list[bytes], offset: int, cols: Columns, truncated: bool = False
-    ) -> int: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,11 +103,11 @@ def _size(msg: str) -> int:
 
 
 class MultilineParser:
-    """A `LineParser` (tailing/files.py) that joins the rows of `inner` into groups."""
+    """A `LineParser` that joins the rows of `inner` into groups."""
 
     __slots__ = ("_deadline", "_held", "_n", "_open", "_spans", "_spec", "inner")
 
-    def __init__(self, inner: InnerParser, spec: MultilineSpec) -> None:
+    def __init__(self, inner: LineParser, spec: MultilineSpec) -> None:
         self.inner = inner
         self._spec = spec
         self._open: dict[str, Group] = {}

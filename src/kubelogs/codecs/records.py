@@ -24,8 +24,10 @@ offset.
 
 from __future__ import annotations
 
+import operator
 import time
 from collections.abc import Mapping, Sequence
+from itertools import islice
 from typing import Any
 
 import msgspec
@@ -36,8 +38,10 @@ from kubelogs.kubernetes.document_meta import ContainerMeta, PodMeta, encode_met
 from kubelogs.pipeline.event import Batch, FileContext, make_id_prefix
 
 __all__ = [
+    "KubelogsDocument",
     "RecordDecoder",
     "batch_to_records",
+    "decode_kubelogs_document",
     "file_key_for_prefix",
     "split_event_id",
 ]
@@ -66,6 +70,57 @@ def batch_to_records(batch: Batch, schema: Schema = "ecs") -> list[dict[str, Any
         ev["id"] = f"{prefix}-{offsets[i]:x}"
         out.append(rec)
     return out
+
+
+class _DocFile(msgspec.Struct, forbid_unknown_fields=True):
+    path: str
+
+
+class _DocLog(msgspec.Struct, forbid_unknown_fields=True):
+    file: _DocFile
+    offset: int = 0
+    flags: list[str] = []
+
+
+class _DocEvent(msgspec.Struct, forbid_unknown_fields=True):
+    id: str
+
+
+class KubelogsDocument(
+    msgspec.Struct, forbid_unknown_fields=True, rename={"timestamp": "@timestamp"}
+):
+    """A kubelogs ECS document with its ``event.id`` and nothing else (no parsed
+    fields): what the `kafka` sink sends for a plain log line, decoded by msgspec into
+    typed fields in C. The metadata stays raw JSON (`msgspec.Raw`): the decoder parses
+    it once per distinct value, not once per record. Anything else (parsed fields, the
+    fluentd layout, foreign maps) fails to decode and takes the general path."""
+
+    timestamp: str
+    message: str
+    log: _DocLog
+    event: _DocEvent
+    stream: str = ""
+    host: msgspec.Raw = msgspec.Raw(b"")
+    kubernetes: msgspec.Raw = msgspec.Raw(b"")
+
+
+_decode_document = msgspec.json.Decoder(KubelogsDocument).decode
+_SECONDS: dict[str, int] = {}
+"""``YYYY-mm-ddTHH:MM:SS`` -> nanoseconds since the epoch, for `KubelogsDocument`
+timestamps (bounded: a few per second of log time)."""
+
+
+def decode_kubelogs_document(value: bytes) -> KubelogsDocument | None:
+    """`value` as a `KubelogsDocument`, or None if it is anything else (then decode it
+    as a map for `RecordDecoder.decode`). ~1.6 us a record where the map costs ~5 us
+    and its conversion to columns ~5 us more (700-byte documents)."""
+    try:
+        doc = _decode_document(value)
+    except msgspec.DecodeError:  # also a ValidationError: another shape
+        return None
+    if split_event_id(doc.event.id) is None:
+        return None
+    return doc
 
 
 def split_event_id(text: object) -> tuple[str, int] | None:
@@ -131,7 +186,7 @@ class _Origin:
     def batch(self) -> Batch:
         offsets = self.offsets
         order = None
-        if any(offsets[i] >= offsets[i + 1] for i in range(len(offsets) - 1)):
+        if any(map(operator.ge, offsets, islice(offsets, 1, None))):  # C, not per row
             # Out of order, or the same event twice: a resend that arrived in the same
             # read as the original (a Kafka poll holds both after the sender restarted).
             # The store drops resends by a high-water mark *between* writes, so within a
@@ -180,6 +235,12 @@ class RecordDecoder:
         self._contexts: dict[tuple[str, str, bytes], FileContext] = {}
         self._last_offset = 0
         self._infos: dict[bytes, _Info] = {}
+        self._doc_infos: dict[tuple[bytes, bytes], tuple[_Info, dict[str, Any]]] = {}
+        """`KubelogsDocument` metadata (raw ``kubernetes``, raw ``host``) -> its parsed
+        form and what of it stays a field (a ``host`` with more than a name)."""
+        self._last_doc_meta: (
+            tuple[msgspec.Raw, msgspec.Raw, tuple[_Info, dict[str, Any]]] | None
+        ) = None
 
     def _next_offset(self) -> int:
         """A foreign record's offset: unique and increasing within this process and
@@ -189,15 +250,89 @@ class RecordDecoder:
         return self._last_offset
 
     def decode(
-        self, records: Sequence[tuple[int | None, Mapping[str, Any]]], origin: str
+        self,
+        records: Sequence[tuple[int | None, Mapping[str, Any] | KubelogsDocument]],
+        origin: str,
     ) -> list[Batch]:
         """Batches of `records` (each ``(time_ns or None, record)``) in arrival order of
         their first record. `origin` names the foreign stream (a forward tag, an HTTP
-        path, a Kafka topic) for records without a kubelogs ``event.id``."""
+        path, a Kafka topic) for records without a kubelogs ``event.id``. A record may
+        be a `KubelogsDocument` (`decode_kubelogs_document`): the same event as its
+        map, taken without the map's per-record work."""
         groups: dict[tuple[str, str, bytes], _Origin] = {}
         for t, rec in records:
-            self._add(groups, t, rec, origin)
+            if type(rec) is KubelogsDocument:
+                self._add_document(groups, t, rec)
+            else:
+                self._add(groups, t, rec, origin)  # type: ignore[arg-type]
         return [g.batch() for g in groups.values()]
+
+    def _add_document(
+        self,
+        groups: dict[tuple[str, str, bytes], _Origin],
+        t: int | None,
+        doc: KubelogsDocument,
+    ) -> None:
+        """`_add` for a `KubelogsDocument`: the same event, fields taken by attribute."""
+        ident = split_event_id(doc.event.id)
+        assert ident is not None  # checked by decode_kubelogs_document
+        id_prefix, offset = ident
+        log_obj = doc.log
+        path = log_obj.file.path
+        last = self._last_doc_meta
+        if last is not None and doc.kubernetes == last[0] and doc.host == last[1]:
+            known = last[2]  # the same file as the record before: compared, not hashed
+        else:
+            meta_key = (bytes(doc.kubernetes), bytes(doc.host))
+            found = self._doc_infos.get(meta_key)
+            if found is None:
+                rec: dict[str, Any] = {}
+                if meta_key[0]:
+                    rec["kubernetes"] = _decode(meta_key[0])
+                if meta_key[1]:
+                    rec["host"] = _decode(meta_key[1])
+                found = (_context_info(rec, self._infos), rec)
+                if len(self._doc_infos) >= 4096:
+                    self._doc_infos.clear()
+                self._doc_infos[meta_key] = found
+            known = found
+            self._last_doc_meta = (doc.kubernetes, doc.host, known)
+        ctx_info, rest = known
+        ts = doc.timestamp
+        ns: int | None
+        frac = ts[20:29]
+        if len(ts) == 30 and ts[29] == "Z" and ts[19] == "." and frac.isdigit():
+            # the sink's own form: the second is looked up, not parsed again
+            sec = _SECONDS.get(ts[:19])
+            if sec is not None:
+                ns = sec + int(frac)
+            else:
+                ns = parse_rfc3339_ns(ts.encode("ascii", "replace"))
+                if ns is not None and len(_SECONDS) < 65536:
+                    _SECONDS[ts[:19]] = ns - int(frac)
+        else:
+            ns = parse_rfc3339_ns(ts.encode("ascii", "replace"))
+        if ns is None:
+            ns = t if t is not None else time.time_ns()
+        gkey = (id_prefix, path, ctx_info[-1])
+        group = groups.get(gkey)
+        if group is None:
+            ctx = self._contexts.get(gkey)
+            if ctx is None:
+                ctx = self._context(True, id_prefix, path, "", ctx_info)
+                if len(self._contexts) >= 4096:
+                    self._contexts.clear()
+                self._contexts[gkey] = ctx
+            group = groups[gkey] = _Origin(ctx)
+        row = len(group.messages)
+        group.times.append(ns)
+        group.messages.append(doc.message)
+        group.streams.append(doc.stream)
+        group.offsets.append(offset)
+        if log_obj.flags:
+            group.flags[row] = tuple(log_obj.flags)
+        if rest:
+            group.fields[row] = dict(rest)
 
     def _add(
         self,

@@ -33,6 +33,17 @@ class Channel:
         self.events = 0
         """Events waiting in the channel, for `kubelogs_buffer_events`."""
 
+    def widen(self) -> tuple[int, int | None]:
+        """Lift the bounds (for the length of a reload, see pipeline/swap.py); return
+        them for `narrow`. Nothing then waits on this queue, whatever its reader does."""
+        bounds = (self._capacity, self._max_events)
+        self._capacity, self._max_events = 1 << 62, None
+        self._not_full.set()
+        return bounds
+
+    def narrow(self, bounds: tuple[int, int | None]) -> None:
+        self._capacity, self._max_events = bounds
+
     def add_producer(self) -> None:
         self._producers += 1
 
@@ -93,19 +104,34 @@ class Channel:
 
 
 class FanOut:
-    """A component's output: every batch goes to every downstream channel."""
+    """A component's output: every batch goes to every downstream channel.
+
+    A configuration reload re-points a running producer's output (`pause`, then
+    `detach`/`attach`, then `resume`): while paused, `send` waits before choosing its
+    channels, and `pause` returns only once no send is half-way through its channels,
+    so every batch goes either wholly to the old consumers or wholly to the new ones.
+    """
 
     def __init__(self, channels: list[Channel]) -> None:
         self._channels = channels
         for ch in channels:
             ch.add_producer()
+        self._paused: asyncio.Event | None = None
+        self._busy = False
+        self._idle: asyncio.Event | None = None
 
     @property
     def consumers(self) -> int:
         """Downstream channels (0: what is sent is acknowledged and goes nowhere)."""
         return len(self._channels)
 
+    @property
+    def channels(self) -> list[Channel]:
+        return list(self._channels)
+
     async def send(self, batch: Batch) -> None:
+        while self._paused is not None:
+            await self._paused.wait()
         channels = self._channels
         if not channels:
             if batch.ack is not None:
@@ -113,8 +139,40 @@ class FanOut:
             return
         if len(channels) > 1 and batch.ack is not None:
             batch.ack.fork(len(channels) - 1)
-        for ch in channels:
-            await ch.put(batch)
+        self._busy = True
+        try:
+            for ch in channels:
+                await ch.put(batch)
+        finally:
+            self._busy = False
+            if self._idle is not None:
+                self._idle.set()
+
+    async def pause(self) -> None:
+        """Hold every later `send`; return once the send in progress (if any) is done."""
+        if self._paused is None:
+            self._paused = asyncio.Event()
+        while self._busy:
+            self._idle = asyncio.Event()
+            await self._idle.wait()
+        self._idle = None
+
+    def resume(self) -> None:
+        paused, self._paused = self._paused, None
+        if paused is not None:
+            paused.set()
+
+    def detach(self, channel: Channel) -> None:
+        """Stop feeding `channel` (only while paused): it ends once its queue is read."""
+        if channel in self._channels:
+            self._channels = [ch for ch in self._channels if ch is not channel]
+            channel.close_producer()
+
+    def attach(self, channel: Channel) -> None:
+        """Feed `channel` too (only while paused, or before the producer runs)."""
+        if channel not in self._channels:
+            self._channels = [*self._channels, channel]
+            channel.add_producer()
 
     def close(self) -> None:
         for ch in self._channels:

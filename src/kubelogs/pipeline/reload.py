@@ -1,27 +1,32 @@
 """Configuration reload: `SIGHUP`, or a change of the config file with `watch_config: true`.
 
-What a reload does, and why it is a whole-pipeline restart inside the process:
+What a reload does:
 
 1. the file is read and validated exactly as `kubelogs validate` does (types, graph,
    writable paths). A config with problems is refused: every problem is logged and the
    running pipeline is not touched. A config equal to the running one is ignored; one
    that changes no component (log level, grace period, `tests`) is applied in place.
-2. the running pipeline is drained as on SIGTERM: sources stop reading, every batch in
-   flight is delivered and acknowledged, sources save their checkpoints, components
-   close (bounded by `shutdown_grace_period`).
-3. the new pipeline is built and started; file sources resume from the checkpoints the
-   old ones just saved.
+2. otherwise only the components that changed restart, inside the running pipeline
+   (pipeline/swap.py: which ones, and the per-edge drain that keeps every line exactly
+   once). The others keep running: a file source keeps its open files, read positions
+   and multiline groups, a sink its connections and queues; a kept source that feeds a
+   changed component is held for the length of the swap (milliseconds: the old
+   component's queue drained, the new one built).
+3. a partial swap is impossible when `data_dir`, `node_name` or `log.summary_interval`
+   changed, or when no component would keep running; then (and when a swap cannot drain
+   within `shutdown_grace_period`) the whole pipeline is replaced, and the log says why:
+   it drains as on SIGTERM (every batch in flight delivered and acknowledged, sources
+   save their checkpoints, bounded by the grace period), and the new pipeline starts
+   from those checkpoints.
 
-Because the successor starts only after its predecessor's batches were all resolved and
-its checkpoints written, a reload neither loses nor duplicates a line (only a drain cut
-short by the grace period falls back to at-least-once, as a restart does). Restarting
-only the components that changed would keep the others' queues warm, but a transform or
-sink swapped under a running source needs a per-edge drain protocol; the whole-pipeline
-drain gives the same guarantee with the runner's existing, tested shutdown path. Cost: a
-reload pauses reading for the length of one drain (typically well under a second).
+Either way a successor starts only after its predecessor's batches were all resolved and
+its checkpoints written, so a reload neither loses nor duplicates a line (only a drain
+cut short by the grace period falls back to at-least-once, as a restart does).
 
-If the new config validates but cannot be built (a sink's file cannot be opened, a port
-is taken), the previous config is started again and the error is logged.
+If a changed component cannot be built (a sink's file cannot be opened, a port is
+taken), the old versions of the changed components are built again and started in its
+place (partial swap), or the previous config is started again (whole restart); the error
+is logged and the running configuration stays the previous one.
 
 Watching the file: ConfigMaps update by swapping a `..data` symlink, so an inotify watch
 on the file itself would miss the change. The watcher polls `os.stat` of the path
@@ -44,6 +49,7 @@ from typing import Any
 from kubelogs.config.errors import ConfigError, ConfigFileError, ConfigInvalid
 from kubelogs.config.loader import Config
 from kubelogs.pipeline.runner import Pipeline, build_pipeline, run_pipeline
+from kubelogs.pipeline.swap import SwapResult, SwapTimeout, plan_swap, swap
 from kubelogs.pipeline.tap import TapHub
 from kubelogs.telemetry.metrics import Metrics
 
@@ -85,6 +91,8 @@ class Supervisor:
         self._stop = False
         self._reload = asyncio.Event()
         self._collectors = 0
+        self.last_swap: SwapResult | None = None
+        """The last partial reload's figures (pause of the kept sources, drain time)."""
 
     @property
     def ready(self) -> bool:
@@ -110,12 +118,17 @@ class Supervisor:
         try:
             while True:
                 task = asyncio.create_task(run_pipeline(pipeline), name="pipeline")
-                new = await self._until_reload(task)
-                if new is None:  # the pipeline ended (stop requested, or an error)
-                    self._discard(pipeline)
-                    task.result()
-                    return pipeline
-                log.info("reloading the configuration: draining the running pipeline")
+                while True:
+                    new = await self._until_reload(task)
+                    if new is None:  # the pipeline ended (stop requested, or an error)
+                        self._discard(pipeline)
+                        task.result()
+                        return pipeline
+                    why = await self._try_swap(pipeline, task, new)
+                    if why is None:
+                        continue  # applied (or the pipeline ended: seen above)
+                    break
+                log.info("reloading the configuration: draining the running pipeline (%s)", why)
                 began = time.monotonic()
                 pipeline.request_stop()
                 try:
@@ -133,6 +146,63 @@ class Supervisor:
         finally:
             watcher.cancel()
             await asyncio.gather(watcher, return_exceptions=True)
+
+    async def _try_swap(
+        self, pipeline: Pipeline, task: asyncio.Task[None], new: Config
+    ) -> str | None:
+        """Restart only the changed components (pipeline/swap.py). None when done (or
+        when the pipeline ended meanwhile); else why the whole pipeline must restart."""
+        plan = plan_swap(self.config, new)
+        if isinstance(plan, str):
+            return plan
+        if not pipeline.ready or pipeline.task_group is None:
+            return "the pipeline was still starting"
+        swapping = asyncio.create_task(swap(pipeline, new, plan), name="reload-swap")
+        await asyncio.wait({swapping, task}, return_when=asyncio.FIRST_COMPLETED)
+        if not swapping.done():  # a component failed: `run` ends with its error
+            swapping.cancel()
+            await asyncio.gather(swapping, return_exceptions=True)
+            return None
+        try:
+            result = swapping.result()
+        except SwapTimeout as exc:
+            self._abandon(pipeline)
+            return f"{exc}; the pipeline is restarted from its checkpoints"
+        except Exception as exc:
+            log.exception("reload: the partial restart failed")
+            self._abandon(pipeline)
+            return f"the partial restart failed: {exc}"
+        if result.error is not None:
+            return None  # the old components run again; swap logged why
+        old, self.config = self.config, new
+        if self.on_settings is not None:
+            self.on_settings(new)
+        self.reloads += 1
+        log.info(
+            "configuration reloaded from %s (%d components; changed: %s; "
+            "(re)started or stopped: %s; kept running: %s; drained in %.0f ms, "
+            "paused %.0f ms)",
+            new.source,
+            len(new.components),
+            ", ".join(plan.changed),
+            ", ".join(plan.region),
+            ", ".join(plan.kept),
+            result.drained * 1000,
+            result.paused * 1000,
+        )
+        self.last_swap = result
+        if old.root.api != new.root.api:
+            log.warning("api settings take effect at the next start of kubelogs")
+        return None
+
+    @staticmethod
+    def _abandon(pipeline: Pipeline) -> None:
+        """A swap that cannot finish: cancel everything now (what was in flight is read
+        again from the checkpoints, as after a shutdown cut short by the grace period)."""
+        pipeline.grace_expired = True
+        pipeline.request_stop()
+        for t in pipeline.tasks:
+            t.cancel()
 
     def start(self) -> Pipeline:
         """Build the first pipeline now (its errors are start-up errors of `run`)."""

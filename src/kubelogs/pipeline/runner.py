@@ -22,6 +22,7 @@ from kubelogs.config.base import BuildContext
 from kubelogs.config.loader import Config
 from kubelogs.pipeline.channels import Channel, FanOut
 from kubelogs.pipeline.event import Batch
+from kubelogs.pipeline.inflight import InFlight
 from kubelogs.pipeline.runtime import Sink, Source, Transform
 from kubelogs.pipeline.tap import TapHub, TapPoint
 from kubelogs.telemetry.metrics import ComponentMetrics, Metrics
@@ -49,6 +50,15 @@ class Node:
     """Copies of this component's output for `kubelogs tap` (see pipeline/tap.py)."""
     output_taps: dict[str, TapPoint] | None = None
     """The taps of the named outputs, by name (``kubelogs tap <id>.<name>``)."""
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+    """A source's own stop (set with the pipeline's; alone when a reload replaces it)."""
+    task: asyncio.Task[None] | None = None
+    started: bool = False
+    """A transform whose `start()` succeeded (so `stop()` is due)."""
+    inflight: InFlight = field(default_factory=InFlight)
+    """A source's batches not yet resolved downstream (pipeline/inflight.py)."""
+    collectors: list[Any] = field(default_factory=list)
+    """Scrape-time collectors its build added (removed when a reload replaces it)."""
 
 
 @dataclass
@@ -62,9 +72,16 @@ class Pipeline:
     grace_expired: bool = False
     """Set when draining was cut short: the exit is not "clean" then."""
     started_at: float = field(default_factory=time.time)
+    task_group: asyncio.TaskGroup | None = None
+    """Where a reload starts the tasks of the components it replaces (pipeline/swap.py)."""
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    """Every component task, including those a reload added (grace and summary read it)."""
+    taps: TapHub | None = None
 
     def request_stop(self) -> None:
         self.stopping.set()
+        for node in self.nodes.values():
+            node.stop.set()
 
 
 def build_pipeline(
@@ -72,39 +89,13 @@ def build_pipeline(
 ) -> Pipeline:
     """Instantiate every component (opens files, no tasks yet)."""
     metrics = metrics or Metrics()
-    data_dir = config.root.data_dir
     _prepare_data_dir(config)
-    pipeline = Pipeline(config=config, metrics=metrics)
-    node_name = config.node_name
-    for cid, comp in config.components.items():
-        cx = BuildContext(
-            component_id=cid,
-            data_dir=data_dir,
-            node_name=node_name,
-            metrics=metrics,
-            shared=pipeline.shared,
-        )
-        runtime = comp.build(cx)  # type: ignore[attr-defined]
-        if comp.kind == "sink":
-            runtime = with_buffer(runtime, comp, cx)  # a disk buffer in front, if configured
-        pipeline.nodes[cid] = Node(
-            id=cid,
-            kind=comp.kind,
-            type=comp.type,
-            runtime=runtime,
-            inputs=config.inputs.get(cid, []),
-            metrics=ComponentMetrics(metrics, cid, comp.kind, comp.type),
-            tap=taps.point(cid) if taps is not None and comp.kind != "sink" else None,
-        )
+    pipeline = Pipeline(config=config, metrics=metrics, taps=taps)
+    for cid in config.components:
+        pipeline.nodes[cid] = build_node(pipeline, config, cid)
     # Channels: one per consumer; outputs: one fan-out per producer.
     for node in pipeline.nodes.values():
-        if node.kind != "source":
-            buffer = getattr(config.components[node.id], "buffer", None)
-            max_events = getattr(buffer, "max_events", None)
-            node.channel = Channel(node.id, CHANNEL_CAPACITY, max_events)
-            if node.kind == "sink" and not isinstance(node.runtime, DiskBufferedSink):
-                # a memory buffer is the sink's input queue (a disk buffer sets its own)
-                metrics.queue_events.labels(node.id).set_function(_events_of(node.channel))
+        add_channel(pipeline, config, node)
     downstream: dict[str, list[Channel]] = {cid: [] for cid in pipeline.nodes}
     for node in pipeline.nodes.values():
         for up in node.inputs:
@@ -120,6 +111,44 @@ def build_pipeline(
         _add_taps(pipeline, taps)
     metrics.add_collector(lambda: _queue_gauges(pipeline))
     return pipeline
+
+
+def build_node(pipeline: Pipeline, config: Config, cid: str) -> Node:
+    """Build one component of `config` (no channel, no output, no task yet)."""
+    comp = config.components[cid]
+    metrics, taps = pipeline.metrics, pipeline.taps
+    cx = BuildContext(
+        component_id=cid,
+        data_dir=config.root.data_dir,
+        node_name=config.node_name,
+        metrics=metrics,
+        shared=pipeline.shared,
+    )
+    collectors = len(metrics.collectors)
+    runtime = comp.build(cx)  # type: ignore[attr-defined]
+    if comp.kind == "sink":
+        runtime = with_buffer(runtime, comp, cx)  # a disk buffer in front, if configured
+    return Node(
+        id=cid,
+        kind=comp.kind,
+        type=comp.type,
+        runtime=runtime,
+        inputs=config.inputs.get(cid, []),
+        metrics=ComponentMetrics(metrics, cid, comp.kind, comp.type),
+        tap=taps.point(cid) if taps is not None and comp.kind != "sink" else None,
+        collectors=metrics.collectors[collectors:],
+    )
+
+
+def add_channel(pipeline: Pipeline, config: Config, node: Node) -> None:
+    """Give a transform or sink its input queue."""
+    if node.kind != "source":
+        buffer = getattr(config.components[node.id], "buffer", None)
+        max_events = getattr(buffer, "max_events", None)
+        node.channel = Channel(node.id, CHANNEL_CAPACITY, max_events)
+        if node.kind == "sink" and not isinstance(node.runtime, DiskBufferedSink):
+            # a memory buffer is the sink's input queue (a disk buffer sets its own)
+            pipeline.metrics.queue_events.labels(node.id).set_function(_events_of(node.channel))
 
 
 def _add_taps(pipeline: Pipeline, taps: TapHub) -> None:
@@ -194,30 +223,28 @@ async def run_pipeline(
     """
     nodes = pipeline.nodes
     transforms = [n for n in nodes.values() if n.kind == "transform"]
-    started: list[Node] = []
     try:
         for n in transforms:
             await n.runtime.start()
-            started.append(n)
+            n.started = True
         for n in nodes.values():
             prepare = getattr(n.runtime, "prepare", None) if n.kind == "source" else None
             if prepare is not None:
                 await prepare()
         async with asyncio.TaskGroup() as tg:
-            pipeline_tasks: list[asyncio.Task[None]] = []
+            pipeline.task_group = tg
+            pipeline_tasks = pipeline.tasks
             for n in nodes.values():
                 if n.kind == "sink":
                     # sink: consumes its input channel until every upstream closed
-                    pipeline_tasks.append(tg.create_task(_run_sink(n), name=f"sink:{n.id}"))
+                    start_task(pipeline, n)
             for n in transforms:
                 # transform: applies process() to each batch and forwards it
-                pipeline_tasks.append(tg.create_task(_run_transform(n), name=f"transform:{n.id}"))
+                start_task(pipeline, n)
             for n in nodes.values():
                 if n.kind == "source":
                     # source: reads until stopping is set
-                    pipeline_tasks.append(
-                        tg.create_task(_run_source(n, pipeline.stopping), name=f"source:{n.id}")
-                    )
+                    start_task(pipeline, n)
             pipeline.ready = True
             if on_ready is not None:
                 await on_ready()
@@ -227,8 +254,10 @@ async def run_pipeline(
                 tg.create_task(_summarize(pipeline, pipeline_tasks), name="summary")
     finally:
         pipeline.ready = False
-        for n in transforms:
-            if n in started:
+        pipeline.task_group = None
+        for n in [n for n in nodes.values() if n.kind == "transform"]:
+            if n.started:
+                n.started = False
                 try:
                     await n.runtime.stop()
                 except Exception:
@@ -242,6 +271,21 @@ async def run_pipeline(
                     log.exception("component %s failed to close cleanly", n.id)
 
 
+def start_task(pipeline: Pipeline, n: Node) -> None:
+    """Run one component in the pipeline's task group (at start, or after a reload)."""
+    tg = pipeline.task_group
+    assert tg is not None
+    if n.kind == "sink":
+        n.task = tg.create_task(_run_sink(n), name=f"sink:{n.id}")
+    elif n.kind == "transform":
+        n.task = tg.create_task(_run_transform(n), name=f"transform:{n.id}")
+    else:
+        if pipeline.stopping.is_set():
+            n.stop.set()
+        n.task = tg.create_task(_run_source(n, n.stop), name=f"source:{n.id}")
+    pipeline.tasks.append(n.task)
+
+
 async def _enforce_grace(pipeline: Pipeline, tasks: list[asyncio.Task[None]]) -> None:
     """Once stop is requested, give draining `shutdown_grace_period`, then cancel.
 
@@ -253,8 +297,8 @@ async def _enforce_grace(pipeline: Pipeline, tasks: list[asyncio.Task[None]]) ->
     stop_wait = asyncio.create_task(pipeline.stopping.wait(), name="stop-requested")
     try:
         while pending and not stop_wait.done():
-            done, _ = await asyncio.wait({*pending, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
-            pending -= done
+            await asyncio.wait({*pending, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+            pending = {t for t in tasks if not t.done()}  # a reload may have added some
         if not pending:
             return
         grace = pipeline.config.root.shutdown_grace_period
@@ -279,7 +323,8 @@ async def _summarize(pipeline: Pipeline, tasks: list[asyncio.Task[None]]) -> Non
     pending: set[asyncio.Task[None]] = set(tasks)
     previous: dict[str, tuple[float, float]] = {}
     while pending:
-        _, pending = await asyncio.wait(pending, timeout=interval)
+        await asyncio.wait(pending, timeout=interval)
+        pending = {t for t in tasks if not t.done()}  # a reload may have added some
         if pending:
             text, fields, previous = _summary(pipeline, previous, interval)
             log.info("%s", text, extra={"fields": fields})
@@ -345,12 +390,21 @@ class _CountingOutput:
     here where every source's batches pass, so no source has to remember to do it
     (the tailer counts what it received: lines read)."""
 
-    def __init__(self, output: FanOut, metrics: ComponentMetrics, tap: TapPoint | None) -> None:
+    def __init__(
+        self,
+        output: FanOut,
+        metrics: ComponentMetrics,
+        tap: TapPoint | None,
+        inflight: InFlight | None = None,
+    ) -> None:
         self._output = output
         self._sent = metrics.sent_events
         self._tap = tap
+        self._inflight = inflight
 
     async def send(self, batch: Batch) -> None:
+        if self._inflight is not None:
+            self._inflight.track(batch)
         tap = self._tap
         if tap is not None and tap.subscribers:
             tap.publish(batch)
@@ -362,7 +416,8 @@ async def _run_source(node: Node, stopping: asyncio.Event) -> None:
     assert node.output is not None and node.metrics is not None
     src: Source = node.runtime
     try:
-        await src.run(_CountingOutput(node.output, node.metrics, node.tap), stopping)
+        output = _CountingOutput(node.output, node.metrics, node.tap, node.inflight)
+        await src.run(output, stopping)
     finally:
         node.output.close()
 

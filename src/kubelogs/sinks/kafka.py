@@ -1,8 +1,9 @@
 """`kafka` sink: each event becomes one Kafka record, acknowledged upstream only once the
 brokers have it (``acks=all``, idempotent producer).
 
-encode (`encode_documents`, the sinks' common schema) -> produce (topic from a template,
-key = pod UID, header ``kubelogs-event-id``) -> delivery reports -> ack or dead-letter.
+encode (`encode_documents`, the sinks' common schema, with ECS ``event.id``) -> produce
+(topic from a template, key = pod UID; header ``kubelogs-event-id`` if configured) ->
+delivery reports -> ack or dead-letter.
 
 - **Delivery**: librdkafka's idempotent producer (``enable.idempotence``, ``acks=all``)
   retries by itself without duplicating or reordering within a partition, and
@@ -21,6 +22,12 @@ key = pod UID, header ``kubelogs-event-id``) -> delivery reports -> ack or dead-
   (`kubelogs.buffer.dead_letter`, the Elasticsearch sink's format: ``kubelogs dlq``) with
   the reason, and only then counts as delivered.
 
+- **Identity**: every value carries its event id (``event.id``), which the `kafka`
+  source keeps, so the stores downstream drop resends (exactly once end to end). The
+  same id as a record header is optional (`event_id_header`): producing a header costs
+  a Python list, a tuple and librdkafka's header set per record, ~1.2 CPU-s per 1M
+  records on the agent's thread (measured, changelog.d/kafkacost.README.md).
+
 Threads: none of ours. Delivery reports are served by ``poll(0)`` on the event loop's
 thread, every `_POLL_INTERVAL` while records are in flight: a poller thread would take
 the GIL once per report, and those hand-offs cost more than the rest of the hop
@@ -35,7 +42,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import operator
 import time
+from collections import deque
+from collections.abc import Iterator
+from itertools import repeat
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -78,8 +89,9 @@ _librdkafka_log = logging.getLogger("kubelogs.kafka.librdkafka.producer")
 _librdkafka_log.addFilter(_KnownSettingsNotice())
 
 EVENT_ID_HEADER = "kubelogs-event-id"
-"""Header carrying the event's deterministic id (`Batch.event_id`); the `kafka` source
-reads it so the id survives the hop."""
+"""Header carrying the event's deterministic id (`Batch.event_id`) when
+`event_id_header` is set; the `kafka` source prefers it to the value's ``event.id``."""
+_Headers = list[tuple[str, str | bytes | None]] | None
 _LOG_EVERY = 30.0
 _RECORD_OVERHEAD = 512
 """Bytes a record takes beyond its value and key (headers, framing), for the size check
@@ -125,6 +137,11 @@ class KafkaSinkConfig(SinkConfig, KafkaClientConfig):
     max_in_flight_bytes: Size = Field(8 << 20, ge=1 << 20, le=1 << 30)
     """Documents produced and not yet acknowledged at most: bounds memory while the
     brokers are slow or down (the sink then stops reading its input)."""
+    event_id_header: bool = False
+    """Also send each event's id as the record header ``kubelogs-event-id`` (for
+    consumers that deduplicate without parsing values). The id is always in the value
+    (``event.id``), which is all the `kafka` source needs; the header costs ~1.2 CPU-s
+    per 1M records more on the agent."""
     dead_letter: KafkaDeadLetterConfig = KafkaDeadLetterConfig()
 
     def build(self, cx: BuildContext) -> KafkaSink:
@@ -151,7 +168,6 @@ class _Tracker:
         "docs",
         "expected",
         "failed",
-        "ids",
         "key",
         "lettered",
         "letters",
@@ -170,7 +186,6 @@ class _Tracker:
         topic: str,
         key: bytes | None,
         docs: list[bytes],
-        ids: list[str],
         nbytes: int,
     ) -> None:
         self.sink = sink
@@ -178,7 +193,6 @@ class _Tracker:
         self.topic = topic
         self.key = key
         self.docs = docs
-        self.ids = ids
         self.nbytes = nbytes
         self.rows: list[int] = []
         """Rows to deliver (the others went to the dead-letter queue)."""
@@ -318,7 +332,7 @@ class KafkaSink:
             if batch.ack is not None:
                 batch.ack.resolve()
             return
-        docs = encode_documents(batch, self.config.schema_)
+        docs = encode_documents(batch, self.config.schema_, event_ids=True)
         nbytes = sum(map(len, docs))
         while self._in_flight and self._in_flight + nbytes > self.config.max_in_flight_bytes:
             self._check_fatal()
@@ -328,9 +342,7 @@ class KafkaSink:
         self._wake.set()
         topic = self.topic.resolve(batch)
         key = self._key(batch)
-        prefix = batch.ctx.id_prefix + "-"
-        ids = [prefix + format(o, "x") for o in batch.offsets]
-        tracker = _Tracker(self, batch, topic, key, docs, ids, nbytes)
+        tracker = _Tracker(self, batch, topic, key, docs, nbytes)
         limit = self.config.message_max_bytes - len(key or b"") - _RECORD_OVERHEAD
         if max(map(len, docs)) <= limit:
             tracker.rows = list(range(n))
@@ -342,7 +354,7 @@ class KafkaSink:
                     reason = f"record too large: {len(doc)} bytes, message_max_bytes is " + str(
                         self.config.message_max_bytes
                     )
-                    tracker.letters.append((ids[i], doc, reason))
+                    tracker.letters.append((batch.event_id(i), doc, reason))
             tracker.lettered = len(tracker.letters)
         await self._send(tracker, tracker.rows)
         if tracker.reported == tracker.expected:
@@ -357,43 +369,69 @@ class KafkaSink:
         order, or fails with a fatal error: the report of the *last* record then
         vouches for the whole batch, so only that one carries a callback. A delivery
         report costs more than the rest of a record's way (a Python object and a call
-        per record); without a key (`key: none`) every record gets one."""
+        per record); without a key (`key: none`) every record gets one.
+
+        The records before the last are handed over by one ``map`` over ``produce`` (a
+        loop in C, no bytecode per record); when it stops at a full queue or a refused
+        record, the iterator's remaining length tells how many went through."""
         from confluent_kafka import KafkaError, KafkaException
 
         producer = self._producer
         assert producer is not None
         produce = producer.produce
-        topic, key, docs, ids = tracker.topic, tracker.key, tracker.docs, tracker.ids
+        topic, key, docs = tracker.topic, tracker.key, tracker.docs
+        values = docs if len(rows) == len(docs) else [docs[i] for i in rows]
+        event_id = tracker.batch.event_id
         cb = tracker.on_delivery
-        header = EVENT_ID_HEADER
         marker = self.config.key != "none"
+        with_header = self.config.event_id_header
         tracker.expected = -1
         tracker.reported = 0
         last = len(rows) - 1
+        quiet = last if marker else 0
+        """Records at positions before `quiet` go without a delivery report."""
         queued = -1
         """Position in `rows` of the last record handed over."""
         marker_sent = False
         expected = 0
         j = 0
         while j <= last:
-            i = rows[j]
+            run: list[bytes] = []
+            it = iter(run)
             try:
-                if marker and j != last:
-                    produce(topic, docs[i], key, headers=[(header, ids[i])])
+                if j < quiet and not with_header:
+                    run = values[j:quiet]
+                    it = iter(run)
+                    deque(map(produce, repeat(topic), it, repeat(key)), 0)
+                    j = queued = quiet - 1
+                elif j < quiet:
+                    produce(topic, values[j], key, headers=[(EVENT_ID_HEADER, event_id(rows[j]))])
+                    queued = j
                 else:
-                    produce(topic, docs[i], key, on_delivery=cb, headers=[(header, ids[i])])
+                    headers: _Headers = (
+                        [(EVENT_ID_HEADER, event_id(rows[j]))] if with_header else None
+                    )
+                    produce(topic, values[j], key, on_delivery=cb, headers=headers)
                     expected += 1
                     marker_sent = True
-                queued = j
+                    queued = j
                 j += 1
             except BufferError:
+                if went := _went_through(run, it):
+                    j += went
+                    queued = j - 1
                 self._check_fatal()
                 producer.poll(0)
                 await asyncio.sleep(_POLL_INTERVAL)  # librdkafka's queue is full
             except KafkaException as exc:
+                if went := _went_through(run, it):
+                    j += went
+                    queued = j - 1
                 err = exc.args[0]
                 if err.code() == KafkaError.MSG_SIZE_TOO_LARGE:
-                    tracker.letters.append((ids[i], docs[i], f"record too large: {err.str()}"))
+                    i = rows[j]
+                    reason = f"record too large: {err.str()}"
+                    tracker.letters.append((event_id(i), docs[i], reason))
                     tracker.lettered += 1
                     j += 1
                 else:
@@ -405,9 +443,10 @@ class KafkaSink:
             # The last record was refused at once: the one before it vouches instead
             # (sent twice; the copy is dropped downstream by its event id).
             i = rows[queued]
+            again: _Headers = [(EVENT_ID_HEADER, event_id(i))] if with_header else None
             while True:
                 try:
-                    produce(topic, docs[i], key, on_delivery=cb, headers=[(header, ids[i])])
+                    produce(topic, docs[i], key, on_delivery=cb, headers=again)
                     break
                 except BufferError:
                     producer.poll(0)
@@ -461,20 +500,22 @@ class KafkaSink:
                     return
             retry: list[int] = []
             if failed:
-                row_of = {eid: i for i, eid in enumerate(tracker.ids)}
+                # a failed record is found by its value (unique: it holds the event id)
+                row_of = {doc: i for i, doc in enumerate(tracker.docs)}
                 too_large = (KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.INVALID_MSG_SIZE)
+                event_id = tracker.batch.event_id
                 for err, msg in failed:
-                    i = row_of.get(_header_id(msg), -1)
+                    i = row_of.get(msg.value() or b"", -1)
                     if err.code() in too_large and not marker and i >= 0:
                         reason = f"record too large: {err.str()}"
-                        tracker.letters.append((tracker.ids[i], tracker.docs[i], reason))
+                        tracker.letters.append((event_id(i), tracker.docs[i], reason))
                         tracker.lettered += 1
                     elif not marker and i >= 0:
                         retry.append(i)
                 if marker:
                     # the report vouched for the batch and failed: send the batch again
                     lettered = {eid for eid, _, _ in tracker.letters}
-                    retry = [i for i in tracker.rows if tracker.ids[i] not in lettered]
+                    retry = [i for i in tracker.rows if event_id(i) not in lettered]
             if tracker.letters:
                 await self._dead_letter(tracker)
             if not retry:
@@ -584,10 +625,7 @@ class KafkaSink:
         self._producer = None
 
 
-def _header_id(msg: Message) -> str:
-    headers: Any = msg.headers() or []
-    for item in headers:
-        if isinstance(item, tuple) and item[0] == EVENT_ID_HEADER:
-            v = item[1]
-            return v.decode() if isinstance(v, bytes) else str(v)
-    return ""
+def _went_through(run: list[bytes], it: Iterator[bytes]) -> int:
+    """How many records of `run` a ``map`` over ``produce`` handed over before it
+    raised: the iterator had also taken the one that failed."""
+    return max(0, len(run) - operator.length_hint(it) - 1)

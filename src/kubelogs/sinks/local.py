@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import msgspec
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from kubelogs.codecs.document import Schema
 from kubelogs.config.base import BuildContext, SinkConfig
@@ -90,6 +90,18 @@ class LocalSinkConfig(SinkConfig):
     flush_interval: Duration = 1.0
     """How long events wait for a block to fill before they are written anyway: the
     delay between a line being read and it being searchable (and acknowledged)."""
+
+    @field_validator("retention", mode="before")
+    @classmethod
+    def _retention_has_a_unit(cls, value: Any) -> Any:
+        """A bare number would be seconds: ``retention: 7`` meant as a week deletes
+        everything stored after 7 s (whole segments, so at the next hour), a loss no
+        later fix undoes. The unit is required here."""
+        bare = isinstance(value, int | float) and not isinstance(value, bool)
+        if bare or (isinstance(value, str) and value.strip().replace(".", "", 1).isdigit()):
+            text = str(value).strip()
+            raise ValueError(f"{text} has no unit (seconds?): write {text}d, {text}h or {text}m")
+        return value
 
     def build(self, cx: BuildContext) -> LocalSink:
         return LocalSink(

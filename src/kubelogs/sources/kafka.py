@@ -39,7 +39,12 @@ from typing import TYPE_CHECKING, Any, Literal
 import msgspec
 from pydantic import Field, field_validator
 
-from kubelogs.codecs.records import RecordDecoder, split_event_id
+from kubelogs.codecs.records import (
+    KubelogsDocument,
+    RecordDecoder,
+    decode_kubelogs_document,
+    split_event_id,
+)
 from kubelogs.config.base import BuildContext, SourceConfig
 from kubelogs.config.registry import register
 from kubelogs.config.units import Duration, Size
@@ -197,7 +202,9 @@ class KafkaSource:
 
     def _batches(self, msgs: list[Message]) -> list[Batch]:
         """Decode one consume call's records, one ledger entry per partition chunk."""
-        chunks: dict[tuple[str, int], list[tuple[int | None, Mapping[str, Any]]]] = {}
+        chunks: dict[
+            tuple[str, int], list[tuple[int | None, Mapping[str, Any] | KubelogsDocument]]
+        ] = {}
         ends: dict[tuple[str, int], int] = {}
         firsts: dict[tuple[str, int], int] = {}
         nbytes = malformed = 0
@@ -214,9 +221,15 @@ class KafkaSource:
             offset = m.offset() or 0
             value = m.value() or b""
             nbytes += len(value)
-            rec, bad = _record(value)
-            malformed += bad
-            _set_event_id(rec, m, self._prefix(tp), offset)
+            # a kubelogs document without headers (the sink's default) is decoded
+            # typed; a header's id, or any other value, takes the general path
+            rec: Mapping[str, Any] | KubelogsDocument | None = (
+                None if m.headers() else decode_kubelogs_document(value)
+            )
+            if rec is None:
+                rec, bad = _record(value)
+                malformed += bad
+                _set_event_id(rec, m, self._prefix(tp), offset)
             ts_type, ts_ms = m.timestamp()
             chunk = chunks.get(tp)
             if chunk is None:

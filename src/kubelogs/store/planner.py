@@ -50,9 +50,19 @@ from kubelogs.store.matcher import (
     time_range,
     value_matcher,
 )
-from kubelogs.store.query import And, Exists, Match, MatchAll, Node, Not, Or, Range
+from kubelogs.store.query import (
+    And,
+    Exists,
+    Match,
+    MatchAll,
+    Node,
+    Not,
+    Or,
+    Range,
+    Residual,
+    substitute,
+)
 
-Residual = Node | bool
 _Leaf = Callable[[Node], Residual]
 
 MIN_TIME = -(2**63)
@@ -93,7 +103,7 @@ def with_labels(node: Residual, labels: Mapping[str, str], layout: Layout) -> Re
             return value_matcher(n)(value)
         return n
 
-    return _substitute(node, leaf)
+    return substitute(node, leaf)
 
 
 def with_column(node: Residual, column: SearchColumn, layout: Layout) -> Residual:
@@ -107,7 +117,7 @@ def with_column(node: Residual, column: SearchColumn, layout: Layout) -> Residua
                     return False
         return n
 
-    return _substitute(node, leaf)
+    return substitute(node, leaf)
 
 
 def message_lines(node: Residual, column: SearchColumn, layout: Layout) -> list[int] | None:
@@ -211,7 +221,7 @@ def with_fields(node: Residual, present: frozenset[str], layout: Layout) -> Resi
                 return False
         return n
 
-    return _substitute(node, leaf)
+    return substitute(node, leaf)
 
 
 OFFSET_FIELDS: dict[str, str] = {"ecs": "log.offset"}
@@ -253,7 +263,7 @@ def with_span(node: Residual, min_time: int, max_time: int) -> Residual:
                 return False
         return n
 
-    return _substitute(node, leaf)
+    return substitute(node, leaf)
 
 
 def uses_message(node: Node, layout: Layout) -> bool:
@@ -304,29 +314,6 @@ def needs_no_row_fields(node: Node, layout: Layout) -> bool:
                 return False
         return True
     return False
-
-
-def _substitute(node: Residual, leaf: _Leaf) -> Residual:
-    if isinstance(node, bool):
-        return node
-    if isinstance(node, And | Or):
-        decisive = isinstance(node, Or)  # True decides an `or`, False an `and`
-        kept: list[Node] = []
-        for item in node.items:
-            r = _substitute(item, leaf)
-            if r is decisive:
-                return decisive
-            if not isinstance(r, bool):
-                kept.append(r)  # the other boolean changes nothing: dropped
-        if not kept:
-            return not decisive
-        return kept[0] if len(kept) == 1 else type(node)(tuple(kept))
-    if isinstance(node, Not):
-        r = _substitute(node.item, leaf)
-        return (not r) if isinstance(r, bool) else Not(r)
-    if isinstance(node, MatchAll):
-        return True
-    return leaf(node)
 
 
 _encode = msgspec.json.encode

@@ -22,6 +22,7 @@ Meaning of the nodes (the same in every backend):
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -74,3 +75,33 @@ class Not:
 
 
 Node = MatchAll | Match | Exists | Range | And | Or | Not
+
+Residual = Node | bool
+"""What is left of a query once some leaves are decided: True, False or a smaller tree."""
+
+
+def substitute(node: Residual, leaf: Callable[[Node], Residual]) -> Residual:
+    """Replace each leaf by what `leaf` decides for it and simplify: a decided item
+    settles or drops out of an `And`/`Or`, `Not` of a decided item is decided. The
+    store's planner does this per block, the condition transform per file; one function
+    keeps them agreeing on what a partly decided query means."""
+    if isinstance(node, bool):
+        return node
+    if isinstance(node, And | Or):
+        decisive = isinstance(node, Or)  # True decides an `or`, False an `and`
+        kept: list[Node] = []
+        for item in node.items:
+            r = substitute(item, leaf)
+            if r is decisive:
+                return decisive
+            if not isinstance(r, bool):
+                kept.append(r)  # the other boolean changes nothing: dropped
+        if not kept:
+            return not decisive
+        return kept[0] if len(kept) == 1 else type(node)(tuple(kept))
+    if isinstance(node, Not):
+        r = substitute(node.item, leaf)
+        return (not r) if isinstance(r, bool) else Not(r)
+    if isinstance(node, MatchAll):
+        return True
+    return leaf(node)

@@ -32,7 +32,7 @@ import os
 import sqlite3
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -65,7 +65,6 @@ from kubelogs.store.planner import (
     MIN_TIME,
     OFFSET_FIELDS,
     Prefilter,
-    Residual,
     message_lines,
     needs_no_row_fields,
     needs_only_columns,
@@ -81,7 +80,7 @@ from kubelogs.store.planner import (
     with_labels,
     with_span,
 )
-from kubelogs.store.query import Match, Node, Range
+from kubelogs.store.query import Match, Node, Range, Residual
 from kubelogs.store.query_parser import parse_query
 from kubelogs.store.segments import (
     BlockCodec,
@@ -242,7 +241,10 @@ class StoreReader:
             sql += " AND id <= ?"
             params.append(q.until_block)
         ids = [row[0] for row in self._sql(sql, tuple(params))]
-        if None in ids:
+        if not ids or None in ids:
+            # No block in range: every field is "unknown" there, and naming one as its
+            # own closest match (`--since 15m` on older data) misleads; `range_hint` says
+            # what is wrong instead.
             return []
         present: set[str] = set()
         for i in ids:
@@ -291,11 +293,22 @@ class StoreReader:
                 total += len(matches)
         return total
 
-    def search(self, query: str | Node | PreparedQuery, *, limit: int = 100) -> list[Hit]:
-        """The newest `limit` matches (all if 0), oldest first."""
+    def search(
+        self,
+        query: str | Node | PreparedQuery,
+        *,
+        limit: int = 100,
+        before: tuple[int, int, int] | None = None,
+    ) -> list[Hit]:
+        """The newest `limit` matches (all if 0), oldest first; with `before` (a hit's
+        time, block and row), only matches strictly older in that order: a cursor for
+        pages that hold every match once however many share one nanosecond."""
         q = self._prepared(query)
+        if before is not None and before[0] < q.hi:
+            q = replace(q, hi=before[0])  # not the caller's query: it may be reused
         if limit <= 0:
-            return list(self.iter_matches(q))
+            every = self.iter_matches(q)
+            return [h for h in every if before is None or (h.time_ns, h.block, h.row) < before]
         newest: list[Hit] = []  # min-heap of the newest `limit` hits
         for ref in self._blocks(q, order="max_time DESC"):
             if len(newest) >= limit and ref.max_time < newest[0].time_ns:
@@ -303,7 +316,7 @@ class StoreReader:
             residual, column = self._block_residual(q, ref)
             if residual is False:
                 continue
-            for hit in self._block_hits(q, ref, residual, column, newest=limit):
+            for hit in self._block_hits(q, ref, residual, column, newest=limit, before=before):
                 if len(newest) < limit:
                     heapq.heappush(newest, hit)
                 elif hit > newest[0]:
@@ -510,10 +523,14 @@ class StoreReader:
         residual: Residual,
         column: SearchColumn | None,
         newest: int = 0,
+        before: tuple[int, int, int] | None = None,
     ) -> list[Hit]:
         """The block's matches with their documents; with `newest`, only that many of
-        the newest (documents are rendered for those alone)."""
+        the newest (documents are rendered for those alone); with `before`, only those
+        before that (time, block, row)."""
         block, matches = self._block_matches(q, ref, residual, column)
+        if before is not None:
+            matches = [(row, t) for row, t in matches if (t, ref.id, row) < before]
         if block is None or not matches:
             return []
         if 0 < newest < len(matches):

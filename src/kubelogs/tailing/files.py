@@ -5,11 +5,10 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Hashable
-from typing import Protocol
 
-from kubelogs.codecs.columns import Columns
 from kubelogs.codecs.cri import CriParser
 from kubelogs.codecs.docker_json import DockerJsonParser
+from kubelogs.codecs.line_parser import LineParser as LineParser
 from kubelogs.codecs.plain import PlainParser
 from kubelogs.pipeline.acks import AckLedger
 from kubelogs.pipeline.event import Batch, FileContext
@@ -18,24 +17,6 @@ from kubelogs.tailing.discovery import ContextFactory
 TAIL_BYTES = 16
 """Bytes before the read position compared on every read: a file truncated and regrown
 past that position between two reads no longer has them there."""
-
-
-class LineParser(Protocol):
-    @property
-    def pending_offset(self) -> int | None: ...
-
-    @property
-    def open_streams(self) -> set[str]: ...
-
-    def continue_streams(self, streams: set[str]) -> None: ...
-
-    def reset(self) -> None: ...
-
-    def flush(self, cols: Columns) -> None: ...
-
-    def feed(
-        self, lines: list[bytes], offset: int, cols: Columns, truncated: bool = False
-    ) -> int: ...
 
 
 def make_parser(fmt: str, first: bytes, max_size: int) -> LineParser:

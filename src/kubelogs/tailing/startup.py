@@ -157,6 +157,16 @@ class TailerStartup(TailerTruncation):
                     row.size - row.offset,
                     "was removed or truncated while kubelogs was down before it was read",
                 )
+            elif not row.finished:
+                # Read to its known end, but lines appended after kubelogs stopped went
+                # with it: how many is unknowable, that it happened is not (a pod deleted,
+                # or a copy rotated away, during a restart). Said, so never silent.
+                log.warning(
+                    "%s was removed or truncated while kubelogs was down (read to byte %d); "
+                    "lines written to it after kubelogs stopped, if any, were not read",
+                    row.path,
+                    row.offset,
+                )
             self._deleted_keys.append(key)
             del self.rows[key]
 

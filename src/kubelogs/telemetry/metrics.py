@@ -109,6 +109,12 @@ class Metrics:
             self.registry.unregister(collector)
         del self.collectors[keep:]
 
+    def remove_collector(self, collector: object) -> None:
+        """Unregister one collector (of a component a reload replaced)."""
+        if collector in self.collectors:
+            self.registry.unregister(collector)
+            self.collectors.remove(collector)
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
 

@@ -51,7 +51,17 @@ from kubelogs.store.matcher import (
     time_range,
     value_matcher,
 )
-from kubelogs.store.query import And, Exists, Match, MatchAll, Node, Not, Or, Range
+from kubelogs.store.query import (
+    And,
+    Exists,
+    Match,
+    Node,
+    Not,
+    Or,
+    Range,
+    Residual,
+    substitute,
+)
 from kubelogs.store.query_parser import parse_query
 from kubelogs.transforms.fields import LOG_OWN, RESERVED_TOP
 
@@ -63,7 +73,6 @@ _MAX_CONTEXTS = 4096
 """Plans kept per condition (one per file context); the oldest are forgotten and
 recomputed when their file shows up again."""
 
-Residual = Node | bool
 _decode = msgspec.json.decode
 
 
@@ -109,10 +118,10 @@ class Condition:
             if len(self._plans) >= _MAX_CONTEXTS:
                 del self._plans[next(iter(self._plans))]
             file_doc = _decode(render_file_fields("ecs", path=ctx.path, meta=ctx.meta_ecs))
-            plain = _substitute(self.node, lambda n: _file_leaf(n, file_doc))
+            plain = substitute(self.node, lambda n: _file_leaf(n, file_doc))
             shadow: set[str] = set()
             meta_roots = frozenset(file_doc) - {"log"}
-            extra = _substitute(self.node, lambda n: _extra_leaf(n, file_doc, meta_roots, shadow))
+            extra = substitute(self.node, lambda n: _extra_leaf(n, file_doc, meta_roots, shadow))
             plan = self._plans[key] = _Plan(plain, extra, frozenset(shadow))
         return plan
 
@@ -287,31 +296,6 @@ class _Plan:
     """For rows with flags or parsed fields whose names are not in `shadow`: decided
     per row on the row's own fields (`_Rows._doc`)."""
     shadow: frozenset[str]
-
-
-def _substitute(node: Residual, leaf: Callable[[Node], Residual]) -> Residual:
-    """Replace leaves by what `leaf` decides and simplify (`store.planner` does the
-    same per block)."""
-    if isinstance(node, bool):
-        return node
-    if isinstance(node, And | Or):
-        decisive = isinstance(node, Or)
-        kept: list[Node] = []
-        for item in node.items:
-            r = _substitute(item, leaf)
-            if r is decisive:
-                return decisive
-            if not isinstance(r, bool):
-                kept.append(r)
-        if not kept:
-            return not decisive
-        return kept[0] if len(kept) == 1 else type(node)(tuple(kept))
-    if isinstance(node, Not):
-        r = _substitute(node.item, leaf)
-        return (not r) if isinstance(r, bool) else Not(r)
-    if isinstance(node, MatchAll):
-        return True
-    return leaf(node)
 
 
 # -- the residual over columns ---------------------------------------------------------

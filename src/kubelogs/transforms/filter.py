@@ -18,6 +18,7 @@ from kubelogs.config.registry import register
 from kubelogs.pipeline.event import Batch
 from kubelogs.telemetry.metrics import ComponentMetrics
 from kubelogs.transforms.condition import Condition, checked_condition
+from kubelogs.transforms.keep import keep_rows
 
 
 @register(
@@ -59,13 +60,5 @@ class FilterTransform:
 
     def process(self, batch: Batch) -> Batch | None:
         rows = self.condition.select(batch)
-        dropped = len(batch) - len(rows)
-        if dropped:
-            self.discarded += dropped
-            if self._metrics is not None:
-                self._metrics.discarded(dropped, intentional=True)
-        if not rows:
-            if batch.ack is not None:
-                batch.ack.resolve()
-            return None
-        return batch.select(rows)
+        self.discarded += len(batch) - len(rows)
+        return keep_rows(batch, rows, self._metrics)

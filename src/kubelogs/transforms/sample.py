@@ -23,6 +23,7 @@ from kubelogs.pipeline.event import Batch
 from kubelogs.store.matcher import get_field, is_missing
 from kubelogs.telemetry.metrics import ComponentMetrics
 from kubelogs.transforms.fields import FileFields, to_text
+from kubelogs.transforms.keep import keep_rows
 
 
 @register(
@@ -67,15 +68,7 @@ class SampleTransform:
     def process(self, batch: Batch) -> Batch | None:
         if self.rate == 1:
             return batch
-        rows = self._kept(batch)
-        dropped = len(batch) - len(rows)
-        if dropped and self._metrics is not None:
-            self._metrics.discarded(dropped, intentional=True)
-        if not rows:
-            if batch.ack is not None:
-                batch.ack.resolve()
-            return None
-        return batch.select(rows)
+        return keep_rows(batch, self._kept(batch), self._metrics)
 
     def _kept(self, batch: Batch) -> list[int]:
         rate = self.rate

@@ -22,7 +22,7 @@ from typing import Any
 
 import msgspec
 
-from kubelogs.store.query import And, Match, Node, Range
+from kubelogs.store.query import And, Match, MatchAll, Node, Range
 from kubelogs.ui.timerange import TimeRange, shift_to_data
 
 PAGE = 200
@@ -37,7 +37,7 @@ TOP_FIELDS = (
 )
 """Fields whose top values the sidebar shows without being asked (ECS names; the
 fluentd schema's are mapped in `StoreBackend.default_fields`)."""
-_FLUENTD_NAMES = {
+FLUENTD_NAMES = {
     "kubernetes.namespace": "kubernetes.namespace_name",
     "kubernetes.pod.name": "kubernetes.pod_name",
     "kubernetes.container.name": "kubernetes.container_name",
@@ -67,6 +67,26 @@ class Cursor:
 def _text(ns: int | None) -> str | None:
     """Nanoseconds as text: JSON numbers above 2**53 lose digits in a browser."""
     return None if ns is None else str(ns)
+
+
+def _same_container(doc: Any, schema: str) -> Node:
+    """A query for the lines of `doc`'s container, or a `ValueError` saying it has none."""
+    names = ["kubernetes.namespace", "kubernetes.pod.name", "kubernetes.container.name"]
+    if schema == "fluentd":
+        names = [FLUENTD_NAMES[n] for n in names]
+    values = [_get(doc, n) for n in names]
+    if not all(isinstance(v, str) and v for v in values):
+        raise ValueError(
+            "show context needs the line's log.file.path and log.offset, or its "
+            "kubernetes namespace, pod and container names: this line has neither"
+        )
+    return And(tuple(Match(n, str(v), phrase=True) for n, v in zip(names, values, strict=True)))
+
+
+def _get(doc: Any, path: str) -> Any:
+    for part in path.split("."):
+        doc = doc.get(part) if isinstance(doc, dict) else None
+    return doc
 
 
 class StoreBackend:
@@ -99,7 +119,7 @@ class StoreBackend:
 
     def default_fields(self) -> list[str]:
         if self.layout.schema == "fluentd":
-            return [_FLUENTD_NAMES.get(f, f) for f in TOP_FIELDS]
+            return [FLUENTD_NAMES.get(f, f) for f in TOP_FIELDS]
         return list(TOP_FIELDS)
 
     def resolve(self, r: TimeRange) -> TimeRange:
@@ -108,21 +128,16 @@ class StoreBackend:
             return shift_to_data(r, reader.stats().max_time)
 
     def search(self, node: Node, r: TimeRange, before: Cursor | None, limit: int = PAGE) -> bytes:
-        """A page of hits newest first, as the JSON body of the answer."""
+        """A page of hits newest first, as the JSON body of the answer. The cursor is
+        the (time, block, row) of the last hit shown, a total order of the store's
+        events: the next page starts just after it however many hits share its time."""
         with self._reader() as reader:
             position = reader.last_block()  # where the live tail starts
-            hi = r.hi
-            if before is not None:
-                hi = before.time_ns if hi is None else min(hi, before.time_ns)
-            q = reader.prepare(node, since_ns=r.lo, until_ns=hi)
+            q = reader.prepare(node, since_ns=r.lo, until_ns=r.hi)
             q.until_block = position
-            # A few more than a page: hits at the cursor's own time that were shown
-            # already are dropped below.
-            found = reader.search(q, limit=limit + 64)
+            key = None if before is None else (before.time_ns, before.block, before.row)
+            found = reader.search(q, limit=limit + 1, before=key)  # one more: is there more?
         hits = list(reversed(found))
-        if before is not None:
-            key = (before.time_ns, before.block, before.row)
-            hits = [h for h in hits if (h.time_ns, h.block, h.row) < key]
         page = hits[:limit]
         more = len(hits) > limit
         body = {
@@ -165,11 +180,17 @@ class StoreBackend:
             "oldest": _text(stats.min_time),
         }
 
-    def context(self, path: str, offset: int, time_ns: int) -> bytes:
+    def context(
+        self, path: str | None, offset: int | None, time_ns: int, hit_id: str | None = None
+    ) -> bytes:
         """The `CONTEXT_LINES` lines before and after the line at `offset` of the file
-        at `path` (by offset; the time bounds the search to that file's generation)."""
-        if self.layout.schema != "ecs":
-            raise ValueError("context needs log.file.path and log.offset (the ECS schema)")
+        at `path` (by offset; the time bounds the search to that file's generation);
+        without them (the fluentd schema keeps no file or offset in its documents), the
+        lines around hit `hit_id` in its container (`_container_context`)."""
+        if self.layout.schema != "ecs" or path is None or offset is None:
+            if hit_id is None:
+                raise ValueError("context needs the line's path and offset, or its id")
+            return self._container_context(hit_id, time_ns)
         same_file = Match("log.file.path", path, phrase=True)
         before: Node = And((same_file, Range("log.offset", "<", str(offset))))
         after: Node = And((same_file, Range("log.offset", ">", str(offset))))
@@ -189,8 +210,49 @@ class StoreBackend:
                 limit=1,
             )
         rows = [
-            {"t": str(h.time_ns), "doc": msgspec.Raw(h.doc), "current": h in current}
+            {
+                "t": str(h.time_ns),
+                "id": f"{h.block}.{h.row}",
+                "doc": msgspec.Raw(h.doc),
+                "current": h in current,
+            }
             for h in [*older, *current, *newer]
+        ]
+        return _encode({"lines": rows})
+
+    def _container_context(self, hit_id: str, time_ns: int) -> bytes:
+        """The lines before and after hit `hit_id` (``block.row``) at `time_ns` among
+        those of its container (namespace, pod and container name), in the store's
+        order (time, block, row)."""
+        block, _, row = hit_id.partition(".")
+        if not (block.isdigit() and row.isdigit()):
+            raise ValueError(f"id={hit_id!r}: not a line id this server gave")
+        key = (time_ns, int(block), int(row))
+        with self._reader() as reader:
+            at = reader.search(
+                reader.prepare(MatchAll(), since_ns=time_ns, until_ns=time_ns), limit=0
+            )
+            hit = next((h for h in at if (h.time_ns, h.block, h.row) == key), None)
+            if hit is None:
+                raise ValueError(f"no line {hit_id} at that time (removed by retention?)")
+            same = _same_container(msgspec.json.decode(hit.doc), self.layout.schema)
+            older = reader.search(
+                reader.prepare(same, until_ns=time_ns), limit=CONTEXT_LINES, before=key
+            )
+            newer = []
+            for h in reader.iter_matches(reader.prepare(same, since_ns=time_ns)):
+                if (h.time_ns, h.block, h.row) > key:
+                    newer.append(h)
+                    if len(newer) >= CONTEXT_LINES:
+                        break
+        rows = [
+            {
+                "t": str(h.time_ns),
+                "id": f"{h.block}.{h.row}",
+                "doc": msgspec.Raw(h.doc),
+                "current": h is hit,
+            }
+            for h in [*older, hit, *newer]
         ]
         return _encode({"lines": rows})
 

@@ -8,7 +8,8 @@ Routes (all GET; anything else is 405, so nothing here can change a store):
 - ``/api/search?q=&range=|from=&to=&before=``: a page of hits newest first and the
   cursor of the next (infinite scroll);
 - ``/api/aggregate?q=&...&top=f1,f2&size=5``: total, histogram, top values;
-- ``/api/context?path=&offset=&t=``: the lines around one line of a file;
+- ``/api/context?path=&offset=&t=`` (or ``?id=&t=``): the lines around one line, in its
+  file (or, for documents without file and offset, in its container);
 - ``/api/tail?q=&...&after=``: Server-Sent Events, one ``data:`` line with the new
   matches (JSON list) each time some are stored (polled every half second).
 
@@ -148,11 +149,15 @@ async def aggregate(request: web.Request) -> web.StreamResponse:
 
 async def context(request: web.Request) -> web.StreamResponse:
     backend = request.app[BACKEND]
-    path = request.query.get("path", "")
+    path = request.query.get("path") or None
     offset, t = request.query.get("offset", ""), request.query.get("t", "")
-    if not path or not offset.isdigit() or not t.lstrip("-").isdigit():
-        raise _BadRequest({"error": "context needs path, offset and t (from the line's document)"})
-    body = await _in_thread(backend.context, path, int(offset), int(t))
+    hit_id = request.query.get("id") or None
+    if not t.lstrip("-").isdigit() or (offset and not offset.isdigit()):
+        raise _BadRequest({"error": "context needs t and path and offset, or id (from the line)"})
+    if (path is None or not offset) and hit_id is None:
+        raise _BadRequest({"error": "context needs t and path and offset, or id (from the line)"})
+    where = int(offset) if path is not None and offset else None
+    body = await _in_thread(backend.context, path, where, int(t), hit_id)
     return _json(body)
 
 

@@ -1,60 +1,14 @@
-"""Session fixtures: one real OpenSearch 2.19 and one real Elasticsearch 8.19 node.
-
-Each starts at most once per session, on free loopback ports, the first time a test asks
-for it (a run of unrelated tests starts nothing), and stops by its own pid at the end.
-Server logs are kept under the session's tmp dir (the path is in every failure message).
-Under ``CI=true`` a node that cannot start fails the tests that need it; elsewhere they
-are skipped with the reason (no JDK, no Maven, no network to Maven Central).
-"""
+"""The `server` fixture: either real node (`support.es_fixtures`, registered for the whole
+suite in ``tests/conftest.py``), for tests that must hold on both flavours."""
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
-
 import pytest
 
-from support.es_servers import Flavour, SearchServer, ServerStartError
-
-STARTUP_TIMES: dict[str, float] = {}
-"""Seconds each node took to become healthy, printed at the end of the session."""
-
-
-def _start(flavour: Flavour, tmp: pytest.TempPathFactory) -> SearchServer:
-    base = tmp.mktemp(flavour)
-    server = SearchServer(flavour, home=base / "home", log_path=base / f"{flavour}.log")
-    try:
-        server.prepare().start()
-    except (ServerStartError, OSError) as exc:
-        message = f"{flavour} could not start: {exc}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    STARTUP_TIMES[flavour] = server.startup_seconds
-    return server
-
-
-@pytest.fixture(scope="session")
-def opensearch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SearchServer]:
-    server = _start("opensearch", tmp_path_factory)
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="session")
-def elasticsearch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SearchServer]:
-    server = _start("elasticsearch", tmp_path_factory)
-    yield server
-    server.stop()
+from support.es_servers import SearchServer
 
 
 @pytest.fixture(params=["opensearch", "elasticsearch"])
 def server(request: pytest.FixtureRequest) -> SearchServer:
     """Either node: tests that must hold on both flavours take this one."""
     return request.getfixturevalue(str(request.param))  # type: ignore[no-any-return]
-
-
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    if STARTUP_TIMES:
-        times = ", ".join(f"{k} {v:.1f}s" for k, v in sorted(STARTUP_TIMES.items()))
-        terminalreporter.write_line(f"search servers started in: {times}")

@@ -9,8 +9,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from support.agent import FAST_TAIL, write_config
+from support.agent import FAST_TAIL, Agent, generate_tree, write_config
 from support.es_servers import SearchServer
+from support.waiting import wait_for
 
 _names = itertools.count()
 
@@ -89,3 +90,33 @@ def messages(server: SearchServer, pattern: str) -> Counter[str]:
 
 def read_ndjson(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def ship_to_node_and_store(
+    tmp: Path, server: SearchServer, *, lines: int, seed: int, prefix: str
+) -> tuple[str, Path, int]:
+    """One agent drains a generated tree (4 containers) into a new index of `server` and
+    a local store at once; returns the index, the store and the number of records, all
+    in both: what the tests that compare the node's answers with the store's start from."""
+    node = tmp / "node"
+    records = int(generate_tree(node, lines=lines, containers=4, seed=seed)["records"])
+    index = unique_index(prefix)
+    store = tmp / "store"
+    cfg = agent_config(
+        tmp,
+        node,
+        {
+            "es": es_sink([server.url], index),
+            "store": {
+                "type": "local",
+                "inputs": ["logs"],
+                "path": str(store),
+                "flush_interval": "100ms",
+            },
+        },
+    )
+    with Agent(cfg, tmp / "agent.log") as agent:
+        wait_for(lambda: count(server, index) >= records, timeout=120, what="docs in the node")
+        assert 0 == agent.stop()
+    server.refresh(index)
+    return index, store, records

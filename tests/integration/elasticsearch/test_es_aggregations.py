@@ -14,9 +14,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from es_helpers import agent_config, count, es_sink, unique_index
+from es_helpers import ship_to_node_and_store
 
-from support.agent import Agent, generate_tree
 from support.es_servers import SearchServer
 from support.waiting import wait_for
 
@@ -45,27 +44,9 @@ def _ui_get(url: str, route: str, **params: str) -> dict[str, Any]:
 def test_histogram_and_top_values_agree_with_the_store(
     tmp_path: Path, server: SearchServer
 ) -> None:
-    node = tmp_path / "node"
-    records = int(generate_tree(node, lines=4000, containers=4, seed=9)["records"])
-    index = unique_index("aggs")
-    store = tmp_path / "store"
-    cfg = agent_config(
-        tmp_path,
-        node,
-        {
-            "es": es_sink([server.url], index),
-            "store": {
-                "type": "local",
-                "inputs": ["logs"],
-                "path": str(store),
-                "flush_interval": "100ms",
-            },
-        },
+    index, store, records = ship_to_node_and_store(
+        tmp_path, server, lines=4000, seed=9, prefix="aggs"
     )
-    with Agent(cfg, tmp_path / "agent.log") as agent:
-        wait_for(lambda: count(server, index) >= records, timeout=120, what="docs in the node")
-        assert 0 == agent.stop()
-    server.refresh(index)
     agg = ["--histogram", "--top", "kubernetes.namespace", "--top", "stream", "--top-n", "20"]
 
     for q in QUERIES:

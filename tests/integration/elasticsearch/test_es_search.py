@@ -15,11 +15,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from es_helpers import agent_config, count, es_sink, unique_index
+from es_helpers import ship_to_node_and_store
 
-from support.agent import Agent, generate_tree
 from support.es_servers import SearchServer
-from support.waiting import wait_for
 
 QUERIES = [
     "",
@@ -59,27 +57,9 @@ def _canonical(ndjson: str) -> list[str]:
 def test_query_table_answers_the_same_on_the_store_and_the_node(
     tmp_path: Path, server: SearchServer
 ) -> None:
-    node = tmp_path / "node"
-    records = int(generate_tree(node, lines=6000, containers=4, seed=5)["records"])
-    index = unique_index("same")
-    store = tmp_path / "store"
-    cfg = agent_config(
-        tmp_path,
-        node,
-        {
-            "es": es_sink([server.url], index),
-            "store": {
-                "type": "local",
-                "inputs": ["logs"],
-                "path": str(store),
-                "flush_interval": "100ms",
-            },
-        },
+    index, store, records = ship_to_node_and_store(
+        tmp_path, server, lines=6000, seed=5, prefix="same"
     )
-    with Agent(cfg, tmp_path / "agent.log") as agent:
-        wait_for(lambda: count(server, index) >= records, timeout=120, what="docs in the node")
-        assert 0 == agent.stop()
-    server.refresh(index)
     es = ["--es", server.url, "--index", index]
     local = ["--store", str(store)]
 

@@ -9,12 +9,11 @@ are skipped with the reason (no JDK, no Maven, no network to Maven Central).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 
 import pytest
 
-from support.es_servers import ServerStartError
+from support.jvm_server import start_or_skip
 from support.kafka_broker import KafkaBroker
 
 STARTUP: list[float] = []
@@ -23,15 +22,7 @@ STARTUP: list[float] = []
 @pytest.fixture(scope="session")
 def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaBroker]:
     base = tmp_path_factory.mktemp("kafka")
-    broker = KafkaBroker(home=base / "home", log_path=base / "kafka.log")
-    try:
-        broker.prepare().start()
-    except (ServerStartError, OSError) as exc:
-        broker.stop()
-        message = f"kafka could not start: {exc}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+    broker = start_or_skip(KafkaBroker(home=base / "home", log_path=base / "kafka.log"))
     STARTUP.append(broker.startup_seconds)
     yield broker
     broker.stop()

@@ -66,6 +66,21 @@ def read_topic(broker: KafkaBroker, topic: str, count: int, timeout: float = 60.
     return out
 
 
+def topic_size(broker: KafkaBroker, topic: str) -> int:
+    """Records in `topic`: the sum of its partitions' end offsets (an idempotent,
+    non-transactional producer writes no control records)."""
+    c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "size"})
+    try:
+        md = c.list_topics(topic, timeout=30)
+        ends = [
+            c.get_watermark_offsets(TopicPartition(topic, p), timeout=30)
+            for p in md.topics[topic].partitions
+        ]
+    finally:
+        c.close()
+    return sum(high for _, high in ends)
+
+
 async def until(condition: Callable[[], object], what: str, seconds: float = 60.0) -> None:
     """Wait on `condition` (checked every 20 ms) with a deadline, in async tests."""
     try:

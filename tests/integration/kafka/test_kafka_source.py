@@ -63,18 +63,24 @@ def committed(broker: KafkaBroker, group: str, topic: str, partitions: int) -> i
 def test_source_passes_documents_on_with_their_ids_and_commits(
     broker: KafkaBroker, tmp_path: Path
 ) -> None:
-    """Kubelogs records come out as they went in (same document, same place); a
+    """Kubelogs records come out as they went in (same document, same place), whether
+    the event id is a header or in the value; a
     value that is not JSON and a foreign JSON map are passed on; the group's offsets
     reach the end, so a second run reads nothing again."""
     topic = new_topic(broker, 2)
     batches = make_batches(containers=2, lines=100, per_batch=50)
     p = Producer({"bootstrap.servers": broker.bootstrap, "enable.idempotence": True})
     sent: dict[str, dict[str, Any]] = {}
-    for b in batches:
+    for n, b in enumerate(batches):
+        # the id as a header (`event_id_header`) or only in the value (the default)
+        values = encode_documents(b, event_ids=n % 2 == 1)
         for i, doc in enumerate(encode_documents(b)):
             eid = b.event_id(i)
             sent[eid] = msgspec.json.decode(doc)
-            p.produce(topic, doc, b.ctx.pod_uid.encode(), headers=[(EVENT_ID_HEADER, eid)])
+            if n % 2:
+                p.produce(topic, values[i], b.ctx.pod_uid.encode())
+            else:
+                p.produce(topic, doc, b.ctx.pod_uid.encode(), headers=[(EVENT_ID_HEADER, eid)])
     p.produce(topic, b"not json {", b"x")
     p.produce(topic, b'["a", "list"]', b"x")
     p.produce(topic, b'{"msg": "from fluent-bit", "level": "info"}', b"x")

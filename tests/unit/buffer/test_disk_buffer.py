@@ -14,7 +14,8 @@ from kubelogs.buffer.disk import DiskBuffer, Record
 from kubelogs.buffer.sink import DiskBufferedSink
 from kubelogs.pipeline.channels import Channel
 from kubelogs.telemetry.metrics import Metrics
-from support.buffers import RecordingSink, batch, buffered, until
+from support.buffers import RecordingSink, batch, buffered
+from support.waiting import until
 
 
 def test_record_round_trip_keeps_context_and_offsets() -> None:

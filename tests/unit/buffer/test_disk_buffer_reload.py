@@ -12,6 +12,7 @@ from typing import Any
 from kubelogs.config.loader import Config, config_from_data
 from kubelogs.pipeline.reload import Supervisor
 from kubelogs.telemetry.metrics import Metrics
+from support.waiting import until
 
 
 def make(tmp: Path, interval: int) -> Config:
@@ -39,14 +40,6 @@ def delivered(tmp: Path) -> list[str]:
     if not out.exists():
         return []
     return [json.loads(x)["message"] for x in out.read_text().splitlines()]
-
-
-async def until(cond: Any, what: str) -> None:
-    async with asyncio.timeout(30):
-        while True:
-            if cond():
-                return
-            await asyncio.sleep(0.01)
 
 
 async def test_reloads_with_a_disk_buffer(tmp_path: Path) -> None:

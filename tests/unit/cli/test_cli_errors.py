@@ -177,7 +177,16 @@ class TestRunFailures:
         ) as first:
             assert first.stderr is not None
             try:
-                wait_for(lambda: b"kubelogs running" in first.stderr.readline(), what="running")
+                running: list[bytes] = []
+
+                def started() -> bool:
+                    line = first.stderr.readline()
+                    running.append(line)
+                    return b"kubelogs running" in line
+
+                wait_for(started, what="running")
+                # Which config it runs: `run` without -c may not read the file you think.
+                assert f"components from {path}, data in".encode() in running[-1]
 
                 second = kubelogs("run", "-c", str(path))
             finally:

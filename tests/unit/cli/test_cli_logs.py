@@ -112,6 +112,44 @@ def test_an_unknown_pod_is_a_one_line_error_with_the_closest_name(
     assert f"did you mean {ns}/{name}?" in err
 
 
+def test_a_since_after_the_newest_event_says_what_the_store_holds(
+    store: Path, pod: tuple[str, str, list[str]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The pod's logs are from 2025: `--since 1h` printed nothing without a word.
+    ns, name, _ = pod
+
+    rc = run_logs(["--store", str(store), f"{ns}/{name}", "--since", "1h"])
+
+    captured = capsys.readouterr()
+    assert 0 == rc
+    assert "" == captured.out
+    assert captured.err.startswith("kubelogs logs: no events in the time range: the store holds")
+    assert captured.err.endswith("(widen or drop --since)\n")
+
+
+def test_the_store_of_a_config_with_config(
+    store: Path,
+    pod: tuple[str, str, list[str]],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # `--config`, not `-c`: `-c` is the container, as in kubectl.
+    ns, name, containers = pod
+    config = tmp_path / "kubelogs.yaml"
+    config.write_text(
+        "sources: {c: {type: kubernetes_logs}}\n"
+        f"sinks: {{s: {{type: local, path: {store}, inputs: [c]}}}}\n"
+    )
+
+    rc = run_logs(["--config", str(config), f"{ns}/{name}", "-c", containers[0], "--tail", "3"])
+    via_config = capsys.readouterr().out
+    run_logs(["--store", str(store), f"{ns}/{name}", "-c", containers[0], "--tail", "3"])
+
+    assert 0 == rc
+    assert 3 == len(via_config.splitlines())
+    assert capsys.readouterr().out == via_config
+
+
 def test_logs_is_a_command_of_kubelogs(store: Path, pod: tuple[str, str, list[str]]) -> None:
     ns, name, containers = pod
 

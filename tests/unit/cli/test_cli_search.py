@@ -128,6 +128,47 @@ class TestRunDirectly:
         assert 0 == rc
         assert int(capsys.readouterr().out) > 0
 
+    def test_store_of_the_config_given_with_c(
+        self,
+        store: Path,
+        tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str],
+    ) -> None:
+        # `kubelogs run -c kubelogs.yaml` then `kubelogs search -c kubelogs.yaml`: the
+        # README's node config names ${NODE_NAME}, unset in the shell searching.
+        monkeypatch.delenv("KUBELOGS_STORE", raising=False)
+        monkeypatch.delenv("NODE_NAME", raising=False)
+        config = tmp_path / "kubelogs.yaml"
+        config.write_text(
+            f"data_dir: {store.parent}\nnode_name: ${{NODE_NAME}}\n"
+            "sources: {c: {type: kubernetes_logs}}\n"
+            "sinks: {store: {type: local, inputs: [c]}}\n"
+        )
+        with StoreReader(store) as reader:
+            expected = reader.count("stream:stderr")
+
+        rc = run_search(["-c", str(config), "--count", "stream:stderr"])
+
+        assert 0 == rc
+        assert f"{expected}\n" == capsys.readouterr().out
+
+    def test_a_config_without_a_local_sink_is_a_usage_error(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        config = tmp_path / "agent.yaml"
+        config.write_text(
+            "sources: {c: {type: kubernetes_logs}}\nsinks: {out: {type: stdout, inputs: [c]}}\n"
+        )
+
+        rc = run_search(["-c", str(config), "x"])
+
+        assert 1 == rc
+        assert capsys.readouterr().err == (
+            f"kubelogs search: {config} has no sink of type local "
+            "(search its sink's own store instead)\n"
+        )
+
     def test_since_and_until_accept_times_and_durations(
         self, store: Path, dataset: Dataset, capsys: pytest.CaptureFixture[str]
     ) -> None:
@@ -268,6 +309,37 @@ class TestErgonomics:
             in captured.err
         )
 
+    def test_a_range_before_the_newest_event_says_so_instead_of_blaming_the_field(
+        self, store: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        # The dataset's events are from 2025: `--since 15m` (as the README shows) finds
+        # none, and "no document has field kubernetes.namespace; did you mean
+        # kubernetes.namespace?" was the answer a new user got.
+        with StoreReader(store) as reader:
+            stats = reader.stats()
+        assert stats.min_time is not None
+        assert stats.max_time is not None
+        first, last = search.format_time(stats.min_time), search.format_time(stats.max_time)
+
+        rc = run_search(["--store", str(store), "--since", "15m", "kubernetes.namespace:x"])
+        since = capsys.readouterr()
+        rc_count = run_search(
+            ["--store", str(store), "--count", "--until", "2001-01-01T00:00:00Z", "error"]
+        )
+        until = capsys.readouterr()
+        run_search(["--store", str(store), "--count", "--since", "3650d", "kubernetes.namspace:x"])
+        inside = capsys.readouterr()
+
+        assert 0 == rc == rc_count
+        assert "" == since.out
+        assert since.err == (
+            f"kubelogs search: no events in the time range: the store holds events from "
+            f"{first} to {last} (widen or drop --since)\n"
+        )
+        assert "0\n" == until.out
+        assert until.err.endswith("(widen or drop --until)\n")
+        assert "did you mean kubernetes.namespace?" in inside.err
+
     def test_a_cut_output_says_how_much_was_left_on_a_terminal(
         self, store: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
     ) -> None:
@@ -315,6 +387,14 @@ class TestCommandLine:
             expected = "".join(h.doc.decode() + "\n" for h in reader.search("error", limit=3))
         assert 0 == r.returncode, r.stderr
         assert expected == r.stdout
+
+    def test_a_missing_config_is_one_line(self, tmp_path: Path) -> None:
+        result = kubelogs("search", "-c", str(tmp_path / "nope.yaml"), "x")
+
+        assert 1 == result.returncode
+        assert result.stderr == (
+            f"kubelogs search: error: {tmp_path / 'nope.yaml'}: no such config file\n"
+        )
 
     def test_syntax_error_exit_code_through_the_cli(self, store: Path) -> None:
         r = kubelogs("search", "--store", str(store), '"unterminated')

@@ -2,34 +2,15 @@
 
 from __future__ import annotations
 
-import time
-from datetime import UTC, datetime, timedelta
-
 import pytest
 
 from kubelogs.codecs.columns import Columns
 from kubelogs.codecs.cri import CriParser
+from support.codec_columns import T1_NS, T2_NS, T3_NS, check_kept_whole_and_malformed, ns, rows
 
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 T1 = b"2021-02-15T10:00:00.123456789Z"
 T2 = b"2021-02-15T10:00:01.5Z"
 T3 = b"2021-02-15T10:00:02Z"
-
-
-def ns(text: str) -> int:
-    """Nanoseconds of a `YYYY-mm-ddTHH:MM:SS[.fffffffff]` UTC time, computed with datetime."""
-    whole, _, frac = text.partition(".")
-    dt = datetime.strptime(whole, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC)
-    return (dt - EPOCH) // timedelta(seconds=1) * 1_000_000_000 + int(frac.ljust(9, "0") or 0)
-
-
-T1_NS = ns("2021-02-15T10:00:00.123456789")
-T2_NS = ns("2021-02-15T10:00:01.5")
-T3_NS = ns("2021-02-15T10:00:02")
-
-
-def rows(cols: Columns) -> list[tuple[int, str, str, int]]:
-    return list(zip(cols.times, cols.messages, cols.streams, cols.offsets, strict=True))
 
 
 def parse(lines: list[bytes], max_size: int = 1024, offset: int = 0) -> tuple[Columns, int]:
@@ -342,17 +323,7 @@ class TestMalformedLines:
     )
     def test_non_cri_line_is_kept_whole_and_flagged_malformed(self, line: bytes) -> None:
         """A line that is not CRI is the message, stream empty, read time, `malformed`."""
-        before = time.time_ns()
-
-        cols, _ = parse([line], offset=33)
-
-        after = time.time_ns()
-        assert [(line.decode(), "", 33)] == list(
-            zip(cols.messages, cols.streams, cols.offsets, strict=True)
-        )
-        expected_flags = {0: ("malformed",)}
-        assert expected_flags == cols.flags
-        assert before <= cols.times[0] <= after
+        check_kept_whole_and_malformed(parse, line, offset=33)
 
     def test_malformed_line_ends_a_pending_partial(self) -> None:
         """A broken line emits the parts before it (flagged partial: their F never came),

@@ -4,29 +4,16 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from kubelogs.codecs.columns import Columns
 from kubelogs.codecs.docker_json import DockerJsonParser
+from support.codec_columns import T1_NS, T2_NS, T3_NS, check_kept_whole_and_malformed, rows
 
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 T1 = "2021-02-15T10:00:00.123456789Z"
 T2 = "2021-02-15T10:00:01.5Z"
 T3 = "2021-02-15T10:00:02Z"
-
-
-def ns(text: str) -> int:
-    """Nanoseconds of a `YYYY-mm-ddTHH:MM:SS[.fffffffff]` UTC time, computed with datetime."""
-    whole, _, frac = text.partition(".")
-    dt = datetime.strptime(whole, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC)
-    return (dt - EPOCH) // timedelta(seconds=1) * 1_000_000_000 + int(frac.ljust(9, "0") or 0)
-
-
-T1_NS = ns("2021-02-15T10:00:00.123456789")
-T2_NS = ns("2021-02-15T10:00:01.5")
-T3_NS = ns("2021-02-15T10:00:02")
 
 
 def line(log: str, stream: str = "stdout", t: str = T1) -> bytes:
@@ -34,10 +21,6 @@ def line(log: str, stream: str = "stdout", t: str = T1) -> bytes:
     return json.dumps(
         {"log": log, "stream": stream, "time": t}, separators=(",", ":"), ensure_ascii=False
     ).encode()
-
-
-def rows(cols: Columns) -> list[tuple[int, str, str, int]]:
-    return list(zip(cols.times, cols.messages, cols.streams, cols.offsets, strict=True))
 
 
 def parse(lines: list[bytes], max_size: int = 1024, offset: int = 0) -> tuple[Columns, int]:
@@ -223,17 +206,7 @@ class TestMalformedLines:
     )
     def test_line_that_is_not_docker_json_is_kept_whole_and_flagged(self, raw: bytes) -> None:
         """Bad JSON, a missing `log` or `time`, or a bad time: raw line, `malformed`."""
-        before = time.time_ns()
-
-        cols, _ = parse([raw], offset=9)
-
-        after = time.time_ns()
-        assert [(raw.decode(), "", 9)] == list(
-            zip(cols.messages, cols.streams, cols.offsets, strict=True)
-        )
-        expected_flags = {0: ("malformed",)}
-        assert expected_flags == cols.flags
-        assert before <= cols.times[0] <= after
+        check_kept_whole_and_malformed(parse, raw, offset=9)
 
     def test_malformed_line_ends_pending_chunks(self) -> None:
         """A broken line emits the chunks before it (flagged partial), then itself."""

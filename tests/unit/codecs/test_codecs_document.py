@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from kubelogs.codecs.document import encode_documents, encode_ndjson, format_timestamp
+from kubelogs.codecs.records import batch_to_records
 from kubelogs.kubernetes.document_meta import ContainerMeta, PodMeta, encode_meta
 from kubelogs.pipeline.event import Batch, FileContext
 
@@ -260,6 +262,71 @@ class TestNdjson:
         """No events, no bytes."""
         expected_ndjson = b""
         assert expected_ndjson == encode_ndjson(batch([]))
+
+
+class TestEventIds:
+    """`encode_documents(..., event_ids=True)`: the documents with ECS ``event.id``, the
+    shape `batch_to_records` gives (what the `kafka` sink sends as record values)."""
+
+    @pytest.mark.parametrize("schema", ["ecs", "fluentd"])
+    def test_documents_with_ids_are_the_records_of_the_batch(self, schema: Any) -> None:
+        """Every document carries ``<id_prefix>-<hex offset>``; everything else is the
+        plain document's, including flags and parsed fields."""
+        b = batch(
+            ["a", 'say "hi"', "c"],
+            flags={1: ("truncated",)},
+            fields={2: {"level": "info", "log": {"level": "warn"}}},
+        )
+        expected = batch_to_records(b, schema)
+
+        actual = decode(encode_documents(b, schema, event_ids=True))
+
+        assert expected == actual
+        expected_ids = ["p-3039", "p-309d", "p-3101"]
+        assert expected_ids == [d["event"]["id"] for d in actual]
+
+    @pytest.mark.parametrize("schema", ["ecs", "fluentd"])
+    def test_a_parsed_event_field_is_kept_beside_the_id(self, schema: Any) -> None:
+        """A parsed ``event`` object gets the ``id`` member (one ``event`` key, valid for
+        Elasticsearch); a parsed ``event`` that is not an object moves to
+        ``event_parsed``; a null one is dropped - as `batch_to_records` does."""
+        b = batch(
+            ["obj", "str", "null", "plain"],
+            fields={
+                0: {"event": {"kind": "audit", "id": "theirs"}, "user": "u"},
+                1: {"event": "login"},
+                2: {"event": None},
+            },
+        )
+        expected = batch_to_records(b, schema)
+
+        docs = encode_documents(b, schema, event_ids=True)
+
+        assert expected == decode(docs)
+        assert all(d.count(b'"event":') == 1 for d in docs)
+        expected_first = {"kind": "audit", "id": "p-3039"}
+        assert expected_first == json.loads(docs[0])["event"]
+
+    def test_prefix_with_json_and_format_characters_is_escaped(self) -> None:
+        """An id prefix from a foreign sender (quotes, ``%``, backslashes, newlines) still
+        gives valid JSON and the exact id."""
+        b = batch(["x", "y"])
+        prefix = 'we"ird%s\\pre\nfix%'
+        b = b.derive(ctx=replace(b.ctx, id_prefix=prefix))
+
+        actual = decode(encode_documents(b, event_ids=True))
+
+        expected_ids = [f"{prefix}-3039", f"{prefix}-309d"]
+        assert expected_ids == [d["event"]["id"] for d in actual]
+
+    def test_without_ids_the_documents_are_the_ndjson_lines(self) -> None:
+        """The default documents are exactly the lines of `encode_ndjson`."""
+        b = batch(["a", "b"], fields={1: {"k": 1}}, flags={0: ("malformed",)})
+        expected = encode_ndjson(b).splitlines()
+
+        actual = encode_documents(b)
+
+        assert expected == actual
 
 
 class TestFormatTimestamp:

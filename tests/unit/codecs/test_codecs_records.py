@@ -14,6 +14,7 @@ from kubelogs.codecs.document import Schema, encode_documents
 from kubelogs.codecs.records import (
     RecordDecoder,
     batch_to_records,
+    decode_kubelogs_document,
     file_key_for_prefix,
     split_event_id,
 )
@@ -213,3 +214,116 @@ def test_an_event_received_twice_in_one_read_is_kept_once() -> None:
     assert back.offsets == [0, 100, 200, 300]
     assert back.messages == ["line 0 é", "line 1 é", "line 2 é", "line 3 é"]
     assert back.flags == {1: ("partial",)}
+
+
+def _typed_and_mapped(values: list[bytes]) -> tuple[list[Batch], list[Batch], int]:
+    """`values` decoded both ways: typed where `decode_kubelogs_document` takes them (the
+    count), as maps for every one."""
+    typed: list[tuple[int | None, Any]] = []
+    n_typed = 0
+    for v in values:
+        doc = decode_kubelogs_document(v)
+        n_typed += doc is not None
+        typed.append((None, doc if doc is not None else msgspec.json.decode(v)))
+    mapped = [(None, msgspec.json.decode(v)) for v in values]
+    return (
+        RecordDecoder("kafka", "agg").decode(typed, origin="t"),
+        RecordDecoder("kafka", "agg").decode(mapped, origin="t"),
+        n_typed,
+    )
+
+
+def _same(a: list[Batch], b: list[Batch]) -> None:
+    assert len(a) == len(b)
+    for x, y in zip(a, b, strict=True):
+        assert x.ctx == y.ctx
+        assert (x.times, x.messages, x.streams, x.offsets) == (
+            y.times,
+            y.messages,
+            y.streams,
+            y.offsets,
+        )
+        assert (x.flags, x.fields) == (y.flags, y.fields)
+
+
+@pytest.mark.parametrize("rich", [False, True])
+def test_typed_documents_give_the_batches_their_maps_give(rich: bool) -> None:
+    """A plain kubelogs document (the `kafka` sink's value) decoded typed becomes the
+    same batch as decoded as a map: context, columns, flags; files and metadata that
+    change between records start new batches the same way."""
+    plain = _batch(_ctx(rich=rich)).derive(fields=None)
+    other_file = _batch(_ctx(key="1:2:b", rich=rich), 3).derive(fields=None)
+    no_pod = _batch(_ctx(pod=False), 2).derive(fields=None)
+    values = [
+        v
+        for b in (plain, other_file, no_pod, plain.derive(offsets=[900, 901, 902, 903]))
+        for v in encode_documents(b, event_ids=True)
+    ]
+
+    typed, mapped, n_typed = _typed_and_mapped(values)
+
+    assert len(values) == n_typed
+    _same(typed, mapped)
+    assert [4 + 4, 3, 2] == [len(b) for b in typed]
+    assert encode_documents(typed[0])[:4] == encode_documents(plain)
+
+
+def test_other_shapes_are_not_taken_as_typed_documents() -> None:
+    """Parsed fields, the fluentd layout, a missing or foreign id, an id that is not
+    ``<prefix>-<hex>`` or a value that is not JSON: the general path decodes them."""
+    b = _batch(_ctx(), 3)
+    with_fields = encode_documents(b, event_ids=True)[2]
+    fluentd = encode_documents(b.derive(fields=None), "fluentd", event_ids=True)[0]
+    without_id = encode_documents(b.derive(fields=None))[0]
+    bad_id = encode_documents(b.derive(fields=None), event_ids=True)[0].replace(b'-0"}', b'-xyz"}')
+
+    for v in (with_fields, fluentd, without_id, bad_id, b"not json", b"[1]"):
+        assert decode_kubelogs_document(v) is None, v
+
+
+def test_a_host_with_more_than_a_name_stays_a_field_when_typed() -> None:
+    """What the map path keeps as fields (a ``host`` object with more than its name)
+    the typed path keeps too, per row."""
+    b = _batch(_ctx(), 2).derive(fields=None)
+    values = [
+        v.replace(b'"host":{"name":"node-1"}', b'"host":{"name":"node-1","ip":"10.0.0.1"}')
+        for v in encode_documents(b, event_ids=True)
+    ]
+
+    typed, mapped, n_typed = _typed_and_mapped(values)
+
+    assert 2 == n_typed
+    _same(typed, mapped)
+    assert {0: {"host": {"name": "node-1", "ip": "10.0.0.1"}}} == {
+        k: v for k, v in (typed[0].fields or {}).items() if k == 0
+    }
+
+
+def test_typed_timestamps_in_any_rfc3339_form_are_the_maps() -> None:
+    """The typed path looks up the seconds of the sink's own timestamp form and parses
+    any other form (offsets, short fractions) the way the map path does."""
+    b = _batch(_ctx(), 4).derive(fields=None)
+    forms = [
+        "2023-11-14T22:13:20.123456789Z",
+        "2023-11-14T22:13:20.5+02:00",
+        "2023-11-14T22:13:20Z",
+        "2023-11-14T22:13:20.987654321Z",
+    ]
+    values = []
+    for v, ts in zip(encode_documents(b, event_ids=True), forms, strict=True):
+        doc = msgspec.json.decode(v)
+        doc["@timestamp"] = ts
+        values.append(msgspec.json.encode(doc))
+
+    typed, mapped, n_typed = _typed_and_mapped(values)
+
+    assert 4 == n_typed
+    _same(typed, mapped)
+    base = 1_699_999_999 * 1_000_000_000
+    expected = [
+        base + 1_000_000_000 + 123_456_789,
+        base + 1_000_000_000 - 7200 * 1_000_000_000 + 500_000_000,
+        base + 1_000_000_000,
+        base + 1_000_000_000 + 987_654_321,
+    ]
+    assert expected == typed[0].times

@@ -48,7 +48,9 @@ async def test_a_config_that_cannot_be_built_falls_back_to_the_previous_one(
 
     monkeypatch.setattr(FileSinkConfig, "build", build)
     first = make(tmp_path, "out.ndjson")
-    configs = [make(tmp_path, "broken.ndjson")]
+    # a new summary interval makes it a whole-pipeline restart (test_pipeline_swap.py
+    # has the partial one)
+    configs = [make(tmp_path, "broken.ndjson", log={"summary_interval": "61s"})]
     sup = Supervisor(first, lambda: configs[0], metrics=Metrics())
     task = asyncio.create_task(sup.run())
     await until(lambda: sup.ready, "the first pipeline")

@@ -44,6 +44,7 @@ from kubelogs.sinks.elasticsearch.service import HostPool, Response, TransportEr
 from kubelogs.sinks.elasticsearch.sink import ElasticsearchSink, HealthCheckError, _es_metrics
 from kubelogs.telemetry.metrics import ComponentMetrics, Metrics
 from support.store_docs import make_batches
+from support.waiting import until
 
 # -- a fake cluster behind the transport seam ------------------------------------------------
 
@@ -157,17 +158,6 @@ def make_sink(
         dead_letter_dir=tmp_path / "dlq",
     )
     return sink, metrics
-
-
-async def until(condition: Callable[[], object], what: str) -> None:
-    try:
-        async with asyncio.timeout(20):
-            while True:
-                if condition():
-                    return
-                await asyncio.sleep(0.005)
-    except TimeoutError:
-        raise AssertionError(f"timed out waiting for {what}") from None
 
 
 class Feed:

@@ -7,7 +7,6 @@ import asyncio
 import errno
 import json
 import os
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -21,6 +20,7 @@ from kubelogs.sinks import ndjson_writer
 from kubelogs.sinks.file import FileSinkConfig, FileSinkOpenError, _cut_torn_tail
 from kubelogs.telemetry.metrics import Metrics
 from support.store_docs import make_batches
+from support.waiting import until
 
 
 def test_torn_last_line_is_cut_at_the_last_newline(tmp_path: Path) -> None:
@@ -44,18 +44,6 @@ def test_complete_file_and_single_torn_line(tmp_path: Path) -> None:
 
     assert b'{"a":1}\n' == ok.read_bytes()
     assert b"" == torn.read_bytes()
-
-
-async def until(condition: Callable[[], object], what: str) -> None:
-    """Wait on `condition` with a 30 s deadline, letting the sink run meanwhile."""
-    try:
-        async with asyncio.timeout(30):
-            while True:
-                if condition():
-                    return
-                await asyncio.sleep(0.01)
-    except TimeoutError:
-        raise AssertionError(f"timed out waiting for {what}") from None
 
 
 class DiskFullWrites:

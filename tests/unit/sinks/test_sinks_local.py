@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ from kubelogs.store import StoreFullError, StoreReader, StoreWriter
 from kubelogs.telemetry.metrics import Metrics
 from support.full_disk import FakeDisk
 from support.store_docs import make_batches
+from support.waiting import until
 
 
 def build(tmp_path: Path, **config: object) -> tuple[LocalSink, Metrics]:
@@ -72,6 +72,13 @@ def test_config_accepts_units_and_rejects_unknown_keys(tmp_path: Path) -> None:
     assert 64 * 2**20 == sink.config.max_size
     with pytest.raises(ValueError, match="extra"):
         LocalSinkConfig.model_validate({"type": "local", "inputs": ["x"], "nope": 1})
+
+
+@pytest.mark.parametrize("value", [7, 7.5, "7", " 30 "])
+def test_a_retention_without_a_unit_is_refused(value: object) -> None:
+    # `retention: 7` meant as a week would be 7 seconds: the store emptied hourly.
+    with pytest.raises(ValueError, match=r"has no unit \(seconds\?\): write [0-9.]+d, "):
+        LocalSinkConfig.model_validate({"type": "local", "inputs": ["x"], "retention": value})
 
 
 def test_sink_stores_everything_and_acks_after_commit(tmp_path: Path) -> None:
@@ -181,19 +188,6 @@ async def _fluentd_schema_store_searches_the_log_field(tmp_path: Path) -> None:
 
 def metric(metrics: Metrics, name: str, **labels: str) -> float:
     return metrics.registry.get_sample_value(name, labels) or 0.0
-
-
-async def until(condition: Callable[[], object], what: str) -> None:
-    """Wait on `condition` with a 30 s deadline, letting the sink run meanwhile (the
-    asyncio twin of `support.waiting.wait_for`: polls a condition, never a fixed delay)."""
-    try:
-        async with asyncio.timeout(30):
-            while True:
-                if condition():
-                    return
-                await asyncio.sleep(0.01)
-    except TimeoutError:
-        raise AssertionError(f"timed out waiting for {what}") from None
 
 
 def test_full_disk_evicts_then_holds_back_and_resumes_when_space_returns(

@@ -19,6 +19,7 @@ from kubelogs.config.base import BuildContext
 from kubelogs.pipeline.event import Batch
 from kubelogs.sources.http import HttpSource, HttpSourceConfig, event_time, parse_body
 from kubelogs.telemetry.metrics import Metrics
+from support.waiting import until
 
 _SOURCES: list[HttpSource] = []
 
@@ -55,14 +56,6 @@ class Out:
 
     def messages(self) -> list[str]:
         return [m for b in self.batches for m in b.messages]
-
-
-async def until(condition: Any) -> None:
-    async with asyncio.timeout(20):
-        while True:
-            if condition():
-                return
-            await asyncio.sleep(0.01)
 
 
 @asynccontextmanager

@@ -11,7 +11,7 @@ import pytest
 from kubelogs.store import ECS_LAYOUT, StoreReader, StoreWriter
 from kubelogs.store.block import DecodedBlock
 from kubelogs.store.index import INDEX_NAME
-from support.store_docs import Dataset, make_dataset
+from support.store_docs import Dataset, counting_reads, make_dataset
 
 
 @pytest.fixture(scope="module")
@@ -25,18 +25,6 @@ def store(dataset: Dataset, tmp_path_factory: pytest.TempPathFactory) -> Path:
     with StoreWriter(path, layout=ECS_LAYOUT, block_docs=200) as writer:
         writer.write(dataset.groups)
     return path
-
-
-def counting_reads(reader: StoreReader) -> list[int]:
-    reads: list[int] = []
-    original = reader._read_block
-
-    def read(ref: Any, text: Any) -> Any:
-        reads.append(ref.id)
-        return original(ref, text)
-
-    reader._read_block = read  # type: ignore[method-assign]
-    return reads
 
 
 class TestFieldLists:

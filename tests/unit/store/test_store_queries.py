@@ -21,7 +21,7 @@ from kubelogs.store.matcher import compile_matcher
 from kubelogs.store.planner import split_time
 from kubelogs.store.query_parser import parse_query
 from kubelogs.store.reader import Hit
-from support.store_docs import Dataset, make_dataset
+from support.store_docs import Dataset, counting_reads, make_dataset
 
 T0 = "2025-01-15T10:00:01Z"
 T0_NS = 1_736_935_201_000_000_000
@@ -206,21 +206,9 @@ def test_since_and_until_bound_the_time_column(store: Path, dataset: Dataset) ->
 class TestPruning:
     """Queries read only blocks that can match (the reason for the block index)."""
 
-    @staticmethod
-    def _counting(reader: StoreReader) -> list[int]:
-        reads: list[int] = []
-        original = reader._read_block
-
-        def read(ref: Any, text: Any) -> Any:
-            reads.append(ref.id)
-            return original(ref, text)
-
-        reader._read_block = read  # type: ignore[method-assign]
-        return reads
-
     def test_label_count_comes_from_the_index(self, store: Path) -> None:
         with StoreReader(store) as reader:
-            reads = self._counting(reader)
+            reads = counting_reads(reader)
             count = reader.count("kubernetes.namespace:payments or stream:stderr")
 
         assert count > 0
@@ -233,7 +221,7 @@ class TestPruning:
         rare = next(found[0] for m in messages if (found := re.findall(r"[0-9a-f]{16,}", m)))
         with StoreReader(store) as reader:
             total_blocks = reader.stats().blocks
-            reads = self._counting(reader)
+            reads = counting_reads(reader)
             count = reader.count(rare)
 
         assert count >= 1
@@ -247,7 +235,7 @@ class TestPruning:
         columns answer without decompressing any block."""
         assert all(b"pods" in raw for raw, _ in decoded)
         with StoreReader(store) as reader:
-            reads = self._counting(reader)
+            reads = counting_reads(reader)
             count = reader.count("pods")
             hits = reader.search("pods or nosuchword", limit=10)
 
@@ -288,7 +276,7 @@ class TestPruning:
         with StoreWriter(tmp_path / "s", layout=ECS_LAYOUT) as writer:
             writer.write([WriteGroup("f", list(range(n)), list(range(n)), docs, messages=messages)])
         with StoreReader(tmp_path / "s") as reader:
-            reads = self._counting(reader)
+            reads = counting_reads(reader)
             both = reader.count("alpha and beta")
             reads_for_both = list(reads)
             either = reader.count("alpha or beta")
@@ -308,7 +296,7 @@ class TestPruning:
                 writer.write([group])  # one source per block
         target = sorted(namespaces)[0]
         with StoreReader(tmp_path / "s") as reader:
-            reads = self._counting(reader)
+            reads = counting_reads(reader)
             hits = reader.search(f"kubernetes.namespace:{target} and not error", limit=0)
             blocks = reader.stats().blocks
 

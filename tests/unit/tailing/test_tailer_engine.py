@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from pathlib import Path
+
+import pytest
 
 from kubelogs.pipeline.event import Batch, FileContext
 from kubelogs.tailing.checkpoints import Checkpoint, CheckpointStore
@@ -153,4 +156,39 @@ def test_unfinished_file_gone_while_down_is_counted_as_lost(tmp_path: Path) -> N
     text = metrics.render().decode()
 
     assert f'kubelogs_lost_bytes_total{{component_id="t",file="{gone}"}} 100.0' in text
+    assert "1:2:abc" not in store.load("t")
+
+
+def test_a_file_read_to_its_end_and_gone_while_down_is_said(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Read to its last known size, then removed (or copytruncated with the copy rotated
+    away) while kubelogs was down: what was appended meanwhile cannot be counted, but
+    the start says that the file went, instead of nothing at all."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "live.log").write_bytes(b"live\n")
+    store = CheckpointStore(tmp_path / "ck.db")
+    gone = str(logs / "gone.log")
+    done = str(logs / "done.log.1")
+    store.save(
+        "t",
+        [
+            Checkpoint("1:2:abc", gone, 110, 110, False, 0.0),
+            Checkpoint("1:3:def", done, 50, 50, True, 0.0),
+        ],
+        [],
+    )
+    metrics = Metrics()
+    tailer = Tailer(_settings(str(logs / "*.log")), store, metrics)
+    with caplog.at_level(logging.WARNING, logger="kubelogs.tail"):
+        _run(tailer, stop_after=1)
+    tailer.close()
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+
+    assert warnings == [
+        f"{gone} was removed or truncated while kubelogs was down (read to byte 110); "
+        "lines written to it after kubelogs stopped, if any, were not read"
+    ]
+    assert f'file="{gone}"' not in metrics.render().decode()
     assert "1:2:abc" not in store.load("t")

@@ -14,24 +14,19 @@ seam) and lines are stamped with it, as a container runtime stamps them.
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from collections import Counter
-from pathlib import Path
 
-from hypothesis import settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+from hypothesis.stateful import initialize, invariant, rule
 
 from kubelogs.codecs.multiline import MultilineSpec
 from kubelogs.codecs.multiline_rules import preset_rule
 from kubelogs.codecs.timestamps import format_timestamp
 from kubelogs.pipeline.event import FileContext
 from kubelogs.tailing.stages import NO_STAGES, FileStages
-from support.tailsim import Node
+from support.tailer_model import NodeModel, model_test_case
 
-EXAMPLES = int(os.environ.get("KUBELOGS_MODEL_EXAMPLES", "40"))
+APPS = st.sampled_from(["app", "web"])
 
 
 class VirtualClock:
@@ -59,55 +54,30 @@ class JavaEverywhere:
         return self.stages if self.on else NO_STAGES
 
 
-class MultilineModel(RuleBasedStateMachine):
+class MultilineModel(NodeModel):
+    pump_rounds = 10_000
+
     @initialize(chunk=st.sampled_from([64, 4096]))
     def setup(self, chunk: int) -> None:
-        self.dir = Path(tempfile.mkdtemp(prefix="kubelogs-mlmodel-"))
-        self.logs = self.dir / "logs"
-        self.logs.mkdir()
         self.clock = VirtualClock()
         self.resolver = JavaEverywhere(self.clock)
-        self.node = Node(
-            self.dir,
-            [str(self.logs / "*.log")],
-            fmt="auto",
-            read_chunk=chunk,
-            stages=self.resolver,
-        )
-        self.expected: Counter[str] = Counter()
-        self.n = 0
-        self.rotations = 0
-        self.running = False
+        self._setup_node("kubelogs-mlmodel-", read_chunk=chunk, stages=self.resolver)
 
-    def teardown(self) -> None:
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-    def _path(self, app: str) -> Path:
-        return self.logs / f"{app}.log"
-
-    def _line(self, stream: str, tag: str, msg: str) -> bytes:
-        return f"{format_timestamp(self.clock.ns)} {stream} {tag} {msg}\n".encode()
-
-    def _write(self, app: str, data: bytes) -> None:
-        with open(self._path(app), "ab") as f:
-            f.write(data)
+    def _stamp(self) -> str:
+        return format_timestamp(self.clock.ns)
 
     def _id(self) -> int:
         self.n += 1
         return self.n
 
-    @rule(
-        app=st.sampled_from(["app", "web"]),
-        k=st.integers(1, 6),
-        stream=st.sampled_from(["stdout", "stderr"]),
-    )
+    @rule(app=APPS, k=st.integers(1, 6), stream=st.sampled_from(["stdout", "stderr"]))
     def append(self, app: str, k: int, stream: str) -> None:
         msgs = [f"INFO m{self._id()}" for _ in range(k)]
         self._write(app, b"".join(self._line(stream, "F", m) for m in msgs))
         self.expected.update(msgs)
 
     @rule(
-        app=st.sampled_from(["app", "web"]),
+        app=APPS,
         frames=st.integers(1, 8),
         cause=st.booleans(),
         interleave=st.integers(-1, 8),
@@ -152,52 +122,13 @@ class MultilineModel(RuleBasedStateMachine):
     def time_passes(self, seconds: float) -> None:
         self.clock.ns += int(seconds * 1e9)
 
-    @rule(app=st.sampled_from(["app", "web"]))
+    @rule(app=APPS)
     def rotate(self, app: str) -> None:
-        path = self._path(app)
-        if not path.exists():
-            return
-        self.rotations += 1
-        os.rename(path, self.logs / f"{app}.log.20250115-1000{self.rotations:04d}")
-        path.touch()
+        self._rotate(app, "kubelet")
 
-    @rule(app=st.sampled_from(["app", "web"]))
+    @rule(app=APPS)
     def copytruncate(self, app: str) -> None:
-        path = self._path(app)
-        if not path.exists():
-            return
-        self.rotations += 1
-        shutil.copyfile(path, self.logs / f"{app}.log.{self.rotations}")
-        os.truncate(path, 0)
-
-    @precondition(lambda self: not self.running)
-    @rule()
-    def start(self) -> None:
-        self.node.start()
-        self.running = True
-
-    @precondition(lambda self: self.running)
-    @rule()
-    def pump(self) -> None:
-        self.node.pump(rounds=10_000)
-
-    @precondition(lambda self: self.running)
-    @rule(reads=st.integers(0, 3))
-    def kill(self, reads: int) -> None:
-        """kill -9 after a few more reads whose batches never reach the store."""
-        t = self.node.tailer
-        assert t is not None
-        for _ in range(reads):
-            for _batch in t.poll(scan=True):
-                pass
-        self.node.kill()
-        self.running = False
-
-    @precondition(lambda self: self.running)
-    @rule()
-    def stop(self) -> None:
-        self.node.stop()
-        self.running = False
+        self._rotate(app, "numbered", copytruncate=True)
 
     def _lines(self, messages: Counter[str]) -> Counter[str]:
         out: Counter[str] = Counter()
@@ -214,33 +145,19 @@ class MultilineModel(RuleBasedStateMachine):
         lines, expected = self._lines(counts), self._lines(self.expected)
         assert [] == [m for m, c in lines.items() if c > expected[m]]
 
-    def check_complete(self) -> None:
-        if not self.running:
-            self.node.start()
-        self.node.pump(rounds=10_000)
+    def _settle(self) -> None:
+        super()._settle()
         self.clock.ns += 10 * 10**9  # every open group is over
-        self.node.pump(rounds=10_000)
-        self.node.stop()
-        self.running = False
-        counts = self.node.counts()
+        super()._settle()
+
+    def check_complete(self) -> None:
+        counts = self._finish()
         assert self._lines(self.expected) == self._lines(counts)
         if self.resolver.changes == 0:
-            missing = [m for m, c in self.expected.items() if counts[m] < c]
-            extra = [m for m, c in counts.items() if c > self.expected[m]]
-            assert ([], []) == (missing, extra)
+            assert ([], []) == self._missing_and_extra(counts)
         assert 0 == self.node.lost
         joined = [s for s in self.node.stored if "\n" in s[2]]
         assert all("multiline" in s[4] for s in joined)
 
 
-class _Checked(MultilineModel):
-    def teardown(self) -> None:
-        try:
-            if hasattr(self, "node"):
-                self.check_complete()
-        finally:
-            super().teardown()
-
-
-_Checked.TestCase.settings = settings(max_examples=EXAMPLES, stateful_step_count=30, deadline=None)
-TestMultilineModel = _Checked.TestCase
+TestMultilineModel = model_test_case(MultilineModel)

@@ -236,6 +236,34 @@ def test_a_missing_store_is_a_one_line_error(tmp_path: Path) -> None:
     assert 1 == len(r.stderr.strip().splitlines())
 
 
+def test_c_opens_the_store_of_the_config_or_says_why_not(tmp_path: Path) -> None:
+    def ui(config: Path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "kubelogs", "ui", "-c", str(config)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    local = tmp_path / "local.yaml"
+    local.write_text(
+        "sources: {c: {type: kubernetes_logs}}\n"
+        f"sinks: {{s: {{type: local, path: {tmp_path / 'st'}, inputs: [c]}}}}\n"
+    )
+    other = tmp_path / "other.yaml"
+    other.write_text(
+        "sources: {c: {type: kubernetes_logs}}\nsinks: {s: {type: stdout, inputs: [c]}}\n"
+    )
+
+    found, none = ui(local), ui(other)
+
+    assert 1 == found.returncode == none.returncode
+    assert found.stderr.startswith(f"kubelogs ui: no store at {tmp_path / 'st'} ")
+    assert none.stderr == f"kubelogs ui: {other} has no sink of type local " + (
+        "(search its sink's own store instead)\n"
+    )
+
+
 def test_static_files_are_in_the_wheel() -> None:
     import tomllib
 

@@ -215,6 +215,7 @@ function row(hit) {
   const item = el("div", "row");
   item.setAttribute("role", "listitem");
   item.dataset.t = hit.t;
+  item.dataset.id = hit.id;
   const line = el("div", "line");
   const source = [
     first(doc, "kubernetes.namespace", "kubernetes.namespace_name"),
@@ -275,16 +276,29 @@ async function showContext(hit) {
   const lines = $("context-lines");
   panel.hidden = false;
   lines.replaceChildren();
-  if (typeof path !== "string" || typeof offset !== "number") {
-    $("context-title").textContent = "This line has no file and offset to show context for.";
-    return;
+  const p = new URLSearchParams({ t: hit.t });
+  if (typeof path === "string" && typeof offset === "number") {
+    // The line's file, by offset (ECS documents).
+    p.set("path", path);
+    p.set("offset", String(offset));
+    $("context-title").textContent = `${path}: 50 lines before and after`;
+  } else {
+    // No file and offset (fluentd documents): the server takes the line's container.
+    p.set("id", hit.id);
+    const container = [
+      first(hit.doc, "kubernetes.namespace_name", "kubernetes.namespace"),
+      first(hit.doc, "kubernetes.pod_name", "kubernetes.pod.name"),
+      first(hit.doc, "kubernetes.container_name", "kubernetes.container.name"),
+    ].filter(Boolean);
+    $("context-title").textContent = `container ${container.join("/")}: 50 lines before and after`;
   }
-  $("context-title").textContent = `${path}: 50 lines before and after`;
-  const res = await api("context", new URLSearchParams({ path, offset: String(offset), t: hit.t }));
+  const res = await api("context", p);
   if (res.status !== 200) {
     $("context-title").textContent = res.body.error || "error";
+    $("context-panel").classList.add("failed");
     return;
   }
+  $("context-panel").classList.remove("failed");
   for (const line of res.body.lines) {
     const div = el("div", line.current ? "context-line current" : "context-line");
     div.append(el("span", "time", formatTime(line.t)), el("span", "msg", messageOf(line.doc)));
@@ -298,6 +312,7 @@ async function showContext(hit) {
 
 function renderFields() {
   const skip = new Set(["@timestamp", info.message_field, "log.offset", "event.id"]);
+  if (info.message_field === "log") skip.add("time"); // fluentd: a copy of @timestamp
   const names = [...new Set([...info.default_fields, ...openFields, ...seenFields])]
     .filter((f) => !skip.has(f))
     .sort((a, b) => rank(a) - rank(b) || a.localeCompare(b));
