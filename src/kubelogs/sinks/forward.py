@@ -197,6 +197,11 @@ class _ServerDown(Exception):
     """The lane's server was taken out of rotation by its heartbeats: move the lane."""
 
 
+class _Stale(Exception):
+    """A connection that had been idle failed on its first write since: the server
+    closed it (its idle_timeout) just before we wrote. Reconnect, no failure."""
+
+
 class _SendFailed(Exception):
     def __init__(self, error_type: str, message: str) -> None:
         super().__init__(message)
@@ -437,6 +442,8 @@ class ForwardSink:
                 avoid = None
             except _ServerDown:
                 avoid = server  # it is out of rotation: _pick skips it anyway
+            except _Stale:
+                avoid = None  # the same server again, at once (a fresh connection)
             except _SendFailed as exc:
                 self._failed(server, exc.error_type, str(exc), lane)
                 avoid = server
@@ -456,6 +463,10 @@ class ForwardSink:
         inflight, waiting = lane.inflight, lane.waiting
         conn.add_close_callback(lane.wakeup.set)
         used = False
+        # writing again after an idle spell, no ack since: a failure now is most likely
+        # the server's idle close crossing our write (HTTP clients retry a request on a
+        # reused keep-alive connection for the same reason)
+        waking = False
         try:
             for c in inflight:
                 self._send(conn, c, lane, loop.time())
@@ -477,6 +488,8 @@ class ForwardSink:
                     raise ConnectionError(f"{conn.name} closed the connection at once")
                 sent = False
                 while waiting and len(inflight) < lane.window and not going_home:
+                    if used and not inflight:
+                        waking = True
                     c = waiting.popleft()
                     inflight.append(c)
                     self._send(conn, c, lane, loop.time())
@@ -495,6 +508,7 @@ class ForwardSink:
                     inflight.popleft()
                     self._delivered(c)
                     used = True
+                    waking = False
                 if not inflight and ((lane.closed and not waiting) or not cfg.keepalive):
                     return
                 if any(_acked(c) and c.ack and c.ack.exception() for c in inflight):
@@ -508,6 +522,8 @@ class ForwardSink:
                         raise _SendFailed("ack_timeout", f"sent no ack within {cfg.ack_timeout:g}s")
                 await wait_event(lane.wakeup, timeout)
         except (ConnectionError, OSError) as exc:
+            if waking:
+                raise _Stale from None
             raise _SendFailed("connection", f"lost the connection ({exc})") from None
 
     def _send(self, conn: ClientConnection, chunk: _Chunk, lane: _Lane, now: float) -> None:

@@ -229,3 +229,43 @@ async def test_fluent_logger_loses_nothing_when_its_idle_connection_is_closed() 
         await out.wait_events(3)
 
     assert ["before", "after the idle close", "and one more"] == out.messages
+
+
+async def test_an_idle_close_crossing_the_next_write_is_not_a_failure() -> None:
+    """The server drops the idle connection just as the sink writes again (the race the
+    previous test can only sometimes hit): the chunk goes on a new connection at once,
+    nothing is counted as an error."""
+    connections = 0
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        first = connections == 1
+        unpacker = new_unpacker(1 << 24)
+        acked = 0
+        while data := await reader.read(1 << 16):
+            unpacker.feed(data)
+            for _tag, _entries, option in unpacker:
+                if first and acked == 1:
+                    writer.transport.abort()  # closed as the write arrived
+                    return
+                writer.write(packb({"ack": option["chunk"]}))
+                acked += 1
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    first, second = make_batches(lines=200, per_batch=100, containers=1)
+    done: list[int] = []
+    try:
+        async with open_sink(port) as (ch, metrics):
+            await ch.put(first.derive(ack=AckToken(lambda: done.append(1))))
+            await wait_until(lambda: done == [1])
+            await ch.put(second.derive(ack=AckToken(lambda: done.append(2))))
+            await wait_until(lambda: done == [1, 2])
+    finally:
+        server.close()
+        await server.wait_closed()
+
+    assert 2 == connections
+    assert 0 == error_count(metrics, "connection")
