@@ -19,6 +19,7 @@ import base64
 import contextlib
 import os
 import ssl
+from collections.abc import Callable
 from typing import Any
 
 import msgpack
@@ -32,8 +33,16 @@ _MAX_RESPONSE = 1 << 20
 
 async def close_writer(writer: asyncio.StreamWriter, timeout: float = 1.0) -> None:  # noqa: ASYNC109
     """Close a connection; when a TLS close handshake does not finish in `timeout`
-    seconds (the peer is gone), abort it so that no socket is left open."""
-    writer.close()
+    seconds (the peer is gone) or the caller is cancelled meanwhile, abort it so that
+    no socket is left open.
+
+    Why `close` is called only once: asyncio's TLS transport drops its link to the
+    protocol on a *second* `close()` (Python 3.11-3.13), after which `abort()` is a
+    no-op - the socket underneath then stays open until the garbage collector finds
+    it (a ResourceWarning). `ClientConnection._fail` has usually closed already.
+    """
+    if not writer.transport.is_closing():
+        writer.close()
     try:
         await asyncio.wait_for(writer.wait_closed(), timeout)
     except Exception:
@@ -42,6 +51,18 @@ async def close_writer(writer: asyncio.StreamWriter, timeout: float = 1.0) -> No
     except asyncio.CancelledError:
         writer.transport.abort()
         raise
+
+
+async def wait_event(event: asyncio.Event, timeout: float | None) -> None:  # noqa: ASYNC109
+    """Wait for `event`, at most `timeout` seconds (None: no limit).
+
+    Why `asyncio.timeout` and not `wait_for`: on Python 3.11 `wait_for` loses a
+    cancellation that arrives while the event is being set; a sink lane or a handler
+    thread cancelled at shutdown then waits on (seen: a test teardown hanging until the
+    test timeout)."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(timeout):
+            await event.wait()
 
 
 def new_chunk_id() -> str:
@@ -60,6 +81,7 @@ class ClientConnection:
         self._unpacker = new_unpacker(_MAX_RESPONSE)
         self._task: asyncio.Task[None] | None = None
         self._error: BaseException | None = None
+        self._on_close: list[Callable[[], None]] = []
 
     @classmethod
     async def open(
@@ -131,15 +153,24 @@ class ClientConnection:
         except (Exception, asyncio.CancelledError) as exc:
             self._fail(exc if isinstance(exc, Exception) else ConnectionError("closed"))
 
+    def add_close_callback(self, fn: Callable[[], None]) -> None:
+        """Call `fn` once the connection is closed or lost (by either side): a sender
+        idle on it learns that the server closed it (e.g. its `idle_timeout`)."""
+        self._on_close.append(fn)
+
     def _fail(self, exc: BaseException) -> None:
         if self._error is None:
             self._error = exc
+        callbacks, self._on_close = self._on_close, []
+        for fn in callbacks:
+            fn()
         pending, self._pending = self._pending, {}
         for fut in pending.values():
             if not fut.done():
                 fut.set_exception(ConnectionError(f"{self.name}: {exc}"))
                 fut.exception()  # retrieved: nobody may be waiting any more
-        self._writer.close()
+        if not self._writer.transport.is_closing():
+            self._writer.close()  # once: see close_writer
 
     @property
     def closed(self) -> bool:

@@ -271,6 +271,27 @@ def gzip_compress(data: bytes, level: int = 1) -> bytes:
     return c.compress(data) + c.flush()
 
 
+def gzip_parts(parts: Sequence[bytes], level: int = 1) -> list[bytes]:
+    """One gzip member of the concatenated `parts`, without concatenating them."""
+    c = zlib.compressobj(level, zlib.DEFLATED, 31)
+    out = [c.compress(p) for p in parts]
+    out.append(c.flush())
+    return [o for o in out if o]
+
+
+def forward_message(tag: str, stream_parts: Sequence[bytes], option: Mapping[str, Any]) -> bytes:
+    """``packb([tag, b"".join(stream_parts), option])`` with one copy of the stream
+    instead of three (join, then pack): a sink's chunk is megabytes."""
+    n = sum(map(len, stream_parts))
+    if n < 1 << 8:
+        head = b"\xc4" + n.to_bytes(1, "big")
+    elif n < 1 << 16:
+        head = b"\xc5" + n.to_bytes(2, "big")
+    else:
+        head = b"\xc6" + n.to_bytes(4, "big")
+    return b"".join([b"\x93", packb(tag), head, *stream_parts, packb(dict(option))])
+
+
 def pack_entry(time_ns: int, record: Mapping[str, Any]) -> bytes:
     return packb([event_time_ext(time_ns), record])
 

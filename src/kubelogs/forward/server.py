@@ -32,6 +32,7 @@ from typing import Any
 
 import msgpack
 
+from kubelogs.forward.client import close_writer
 from kubelogs.forward.handshake import HandshakeError, ServerAuth, helo, new_nonce
 from kubelogs.forward.protocol import (
     ForwardMessage,
@@ -54,15 +55,22 @@ READ_SIZE = 256 << 10
 class Connection:
     """One client connection, as the source's `on_messages` sees it."""
 
-    __slots__ = ("_writer", "peer")
+    __slots__ = ("_writer", "owed", "peer")
 
     def __init__(self, writer: asyncio.StreamWriter, peer: str) -> None:
         self._writer = writer
         self.peer = peer
+        self.owed = 0
+        """Chunks received and not yet acked: while any is owed, a silent peer is not
+        idle (it waits for us) and `idle_timeout` does not close it."""
+
+    def owe(self, chunks: int) -> None:
+        self.owed += chunks
 
     def send_acks(self, chunks: list[str]) -> None:
         """Answer each chunk id; a no-op once the connection is closed (the sender will
         resend those chunks elsewhere: receivers deduplicate by event id)."""
+        self.owed = max(0, self.owed - len(chunks))
         w = self._writer
         if w.is_closing():
             return
@@ -88,6 +96,10 @@ class ServerSettings:
     max_connections: int = 1024
     handshake_timeout: float = 10.0
     heartbeat: bool = True
+    idle_timeout: float | None = None
+    """Seconds without a byte from a peer that is owed no ack; then the connection is
+    closed and `count_idle` called. None: never."""
+    count_idle: Callable[[], None] | None = None
     count_bytes: Callable[[int], None] | None = None
     """Called with the size of every read (``kubelogs_component_received_bytes_total``)."""
 
@@ -117,6 +129,13 @@ class ForwardServer:
         self._tasks: set[asyncio.Task[None]] = set()
         self.port = settings.port
         self.received_bytes = 0
+        self.accepted = 0
+        """Connections accepted since the start (including those refused at once)."""
+
+    @property
+    def connections(self) -> int:
+        """Connections served now (each holds one of `max_connections`)."""
+        return len(self._tasks)
 
     async def start(self) -> None:
         s = self.settings
@@ -126,16 +145,30 @@ class ForwardServer:
         sock = self._server.sockets[0]
         self.port = int(sock.getsockname()[1])
         if s.heartbeat:
-            loop = asyncio.get_running_loop()
-            try:
-                transport, _ = await loop.create_datagram_endpoint(
-                    _Heartbeat, local_addr=(s.host, self.port)
-                )
-                self._udp = transport
-            except OSError as exc:
-                log.warning(
-                    "forward: UDP heartbeat not available on %s:%d (%s)", s.host, self.port, exc
-                )
+            await self.answer_heartbeats(True)
+
+    async def answer_heartbeats(self, on: bool) -> None:
+        """Start or stop answering UDP heartbeats. Stopped, senders with heartbeats
+        take this server out of rotation while its connections keep working - e.g. to
+        let them move away before a planned stop."""
+        s = self.settings
+        if not on:
+            if self._udp is not None:
+                self._udp.close()
+                self._udp = None
+            return
+        if self._udp is not None:
+            return
+        loop = asyncio.get_running_loop()
+        try:
+            transport, _ = await loop.create_datagram_endpoint(
+                _Heartbeat, local_addr=(s.host, self.port)
+            )
+            self._udp = transport
+        except OSError as exc:
+            log.warning(
+                "forward: UDP heartbeat not available on %s:%d (%s)", s.host, self.port, exc
+            )
 
     async def close(self) -> None:
         if self._server is not None:
@@ -154,6 +187,7 @@ class ForwardServer:
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
+        self.accepted += 1
         peername = writer.get_extra_info("peername")
         peer = f"{peername[0]}:{peername[1]}" if isinstance(peername, tuple) else str(peername)
         if len(self._tasks) >= self.settings.max_connections:
@@ -175,9 +209,9 @@ class ForwardServer:
             pass
         finally:
             self._tasks.discard(task)
-            writer.close()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(writer.wait_closed(), 1.0)
+            # aborts a TLS close the peer does not answer: no socket left to the GC
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await close_writer(writer)
 
     async def _serve(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: str
@@ -194,7 +228,12 @@ class ForwardServer:
             msgs = [decode_message(obj, limits) for obj in iter_messages(unpacker, limits)]
             if msgs:
                 await self._on_messages(msgs, conn)
-            data = await reader.read(READ_SIZE)
+            data = await self._read(reader, conn)
+            if data is None:
+                if s.count_idle is not None:
+                    s.count_idle()
+                log.debug("forward: closed %s: idle for %gs", peer, s.idle_timeout)
+                return
             if not data:
                 if ends_inside_object(unpacker):
                     raise ProtocolError("the connection closed in the middle of a message")
@@ -203,6 +242,22 @@ class ForwardServer:
             if s.count_bytes is not None:
                 s.count_bytes(len(data))
             _feed(unpacker, data, limits)
+
+    async def _read(self, reader: asyncio.StreamReader, conn: Connection) -> bytes | None:
+        """The next bytes (b"" at EOF), or None when the peer stayed silent for
+        `idle_timeout` while owed no ack. Only the wait for the peer counts: time spent
+        handing messages downstream (a full pipeline) is not idleness."""
+        idle = self.settings.idle_timeout
+        if idle is None:
+            return await reader.read(READ_SIZE)
+        while True:
+            try:
+                async with asyncio.timeout(idle):
+                    return await reader.read(READ_SIZE)
+            except TimeoutError:
+                if not conn.owed:
+                    return None
+                # it waits for our acks (a slow sink): not idle, keep waiting
 
     async def _handshake(
         self,

@@ -35,7 +35,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from kubelogs.forward.client import ClientConnection, new_chunk_id
+from kubelogs.forward.client import ClientConnection, new_chunk_id, wait_event
 from kubelogs.forward.handshake import ClientAuth
 from kubelogs.forward.protocol import event_time_ext, packb
 from kubelogs.handlers.documents import record_document
@@ -259,8 +259,7 @@ class ForwardHandler(logging.Handler):
     async def _sleep(self, delay: float) -> None:
         assert self._wake is not None
         self._wake.clear()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), delay)
+        await wait_event(self._wake, delay)
 
     def _failed(self, message: str) -> None:
         self.errors += 1
@@ -304,13 +303,11 @@ class ForwardHandler(logging.Handler):
                 if timeout <= 0:
                     raise TimeoutError(f"no ack within {self.ack_timeout:g}s")
             if len(unacked) >= self.max_in_flight:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(wake.wait(), timeout)
+                await wait_event(wake, timeout)
             elif not self._queue:
                 self._idle = True  # new records wake us too
                 if not self._queue:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(wake.wait(), timeout)
+                    await wait_event(wake, timeout)
                 self._idle = False
 
 

@@ -41,6 +41,7 @@ from kubelogs.pipeline.acks import AckToken
 from kubelogs.pipeline.event import Batch
 from kubelogs.pipeline.runtime import Output
 from kubelogs.telemetry.metrics import ComponentMetrics
+from kubelogs.telemetry.network import network_metrics
 
 log = logging.getLogger("kubelogs.sources.forward")
 
@@ -84,6 +85,13 @@ class ForwardSourceConfig(SourceConfig):
     """Connections served at once; more are closed at accept (counted)."""
     handshake_timeout: Duration = 10.0
     """Seconds a client has to answer HELO with PING."""
+    idle_timeout: Duration | None = Field(300.0, gt=0)
+    """Seconds a connection may stay silent (no byte received, no ack owed to it)
+    before it is closed, counted in ``kubelogs_idle_connections_closed_total``: a peer
+    that connects and sends nothing does not hold one of `max_connections` forever.
+    Senders reconnect when they next have data (kubelogs' `forward` sink and
+    `ForwardHandler` quietly; Fluentd and Fluent Bit on their next flush). Null: never
+    (Fluentd's in_forward behaviour)."""
 
     @field_validator("tag_pattern")
     @classmethod
@@ -183,6 +191,8 @@ class ForwardSource:
                 max_connections=config.max_connections,
                 handshake_timeout=config.handshake_timeout,
                 heartbeat=config.heartbeat,
+                idle_timeout=config.idle_timeout,
+                count_idle=network_metrics(cx.metrics).idle_closed.labels(cx.component_id).inc,
                 count_bytes=metrics.received_bytes.inc,
             ),
             self._on_messages,
@@ -257,6 +267,7 @@ class ForwardSource:
             return
         token: AckToken | None = None
         if chunks:
+            conn.owe(len(chunks))
             token = AckToken(lambda: conn.send_acks(chunks))
             if len(batches) > 1:
                 token.fork(len(batches) - 1)

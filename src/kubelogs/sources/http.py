@@ -40,6 +40,7 @@ from kubelogs.pipeline.acks import AckToken
 from kubelogs.pipeline.event import Batch
 from kubelogs.pipeline.runtime import Output
 from kubelogs.telemetry.metrics import ComponentMetrics
+from kubelogs.telemetry.network import network_metrics
 
 log = logging.getLogger("kubelogs.sources.http")
 
@@ -115,6 +116,11 @@ class HttpSourceConfig(SourceConfig):
     """Requests accepted and not yet handed to the pipeline; more get 503 at once."""
     retry_after: int = Field(5, ge=1)
     """Seconds in the ``Retry-After`` header of a 503."""
+    idle_timeout: Duration = Field(300.0, gt=0)
+    """Seconds a connection may wait for its next request (or its first: a client that
+    connects and sends nothing) before it is closed, counted in
+    ``kubelogs_idle_connections_closed_total``. A request being answered (waiting for
+    durability) is not idle."""
 
     def build(self, cx: BuildContext) -> HttpSource:
         return HttpSource(self, cx)
@@ -243,6 +249,10 @@ class HttpSource:
         self._queue: asyncio.Queue[_Request] = asyncio.Queue(config.max_pending_requests)
         self._runner: Any = None
         self._accepting = True
+        self._count_idle = network_metrics(cx.metrics).idle_closed.labels(cx.component_id).inc
+        self._quiet_since: dict[object, float] = {}
+        """Per connection (its aiohttp protocol): when it last finished a request (or
+        connected); absent while a request is being handled."""
 
     async def prepare(self) -> None:
         """Bind the port before the pipeline reports ready (an error names the address)."""
@@ -250,8 +260,15 @@ class HttpSource:
 
         app = web.Application(client_max_size=self.config.max_body_size)
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        runner = web.AppRunner(
+            app,
+            access_log=None,
+            handle_signals=False,
+            # aiohttp's keep-alive timer also runs before the first request
+            keepalive_timeout=self.config.idle_timeout,
+        )
         await runner.setup()
+        self._track_connections(runner.server)
         ssl_context = self.config.tls.context() if self.config.tls is not None else None
         site = web.TCPSite(runner, self.host, self.port, ssl_context=ssl_context)
         try:
@@ -275,6 +292,29 @@ class HttpSource:
             self.host,
             self.port,
         )
+
+    def _track_connections(self, server: Any) -> None:
+        """Count the connections aiohttp's keep-alive timer closes: one that ends while
+        no request is being handled, after `idle_timeout` without one, was closed for
+        idleness (the client cannot have waited that long itself: the timer fires
+        first). Wraps the server's two connection hooks on this instance only."""
+        made, lost = server.connection_made, server.connection_lost
+        loop = asyncio.get_running_loop()
+        idle = self.config.idle_timeout
+        quiet = self._quiet_since
+
+        def connection_made(handler: object, transport: object) -> None:
+            quiet[handler] = loop.time()
+            made(handler, transport)
+
+        def connection_lost(handler: object, exc: BaseException | None = None) -> None:
+            since = quiet.pop(handler, None)
+            if since is not None and self._accepting and loop.time() - since >= idle * 0.99:
+                self._count_idle()
+            lost(handler, exc)
+
+        server.connection_made = connection_made
+        server.connection_lost = connection_lost
 
     async def run(self, out: Output, stopping: asyncio.Event) -> None:
         if self._runner is None:
@@ -307,6 +347,15 @@ class HttpSource:
     # -- one request --------------------------------------------------------------------
 
     async def _handle(self, request: Any) -> Any:
+        conn = request.protocol
+        was_tracked = self._quiet_since.pop(conn, None) is not None
+        try:
+            return await self._answer(request)
+        finally:
+            if was_tracked and conn.transport is not None:
+                self._quiet_since[conn] = asyncio.get_running_loop().time()
+
+    async def _answer(self, request: Any) -> Any:
         from aiohttp import web
 
         def answer(status: int, text: str, **headers: str) -> web.Response:

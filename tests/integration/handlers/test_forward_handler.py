@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 import trustme
 
 from kubelogs.handlers import ForwardHandler
@@ -147,10 +146,6 @@ def test_unserialisable_extra_becomes_text() -> None:
     asyncio.run(main())
 
 
-# Known issue (reported): after a TLS connection's close, the handler thread sometimes
-# leaves the socket to the garbage collector (a ResourceWarning, not lost data).
-@pytest.mark.filterwarnings("ignore::ResourceWarning")
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 async def test_shared_key_and_tls(tmp_path: Path) -> None:
     ca = trustme.CA()
     ca.issue_cert("localhost").private_key_and_cert_chain_pem.write_to_path(str(tmp_path / "s.pem"))
@@ -167,7 +162,7 @@ async def test_shared_key_and_tls(tmp_path: Path) -> None:
         h.close()
 
     assert ["over tls with a key"] == out.messages
-    gc.collect()  # the known stray socket is collected here, under this test's filter
+    gc.collect()  # a socket left to the GC would warn here (filterwarnings=error: a failure)
 
 
 async def test_wrong_shared_key_is_reported_not_raised() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import zlib
 
 import msgpack
 import pytest
@@ -14,6 +15,8 @@ from kubelogs.forward.protocol import (
     decode_message,
     encode_packed_forward,
     event_time_ext,
+    forward_message,
+    gzip_parts,
     inflate,
     iter_messages,
     new_unpacker,
@@ -152,3 +155,12 @@ def test_huge_declared_size_does_not_buffer_beyond_the_limit() -> None:
 def test_too_many_entries() -> None:
     with pytest.raises(ProtocolError, match="more than the limit"):
         decode_message(["t", [[1, {}]] * 11], Limits(max_entries=10))
+
+
+@pytest.mark.parametrize("size", [0, 10, 300, 70_000])
+def test_forward_message_equals_packing_the_joined_stream(size: int) -> None:
+    parts = [bytes([i % 251]) * (size // 3) for i in range(3)] + [b"x" * (size % 3)]
+    option = {"size": 3, "chunk": "abc"}
+    assert packb(["tag.a", b"".join(parts), option]) == forward_message("tag.a", parts, option)
+    inflated = zlib.decompress(b"".join(gzip_parts(parts)), 31)
+    assert b"".join(parts) == inflated
