@@ -210,7 +210,14 @@ class ForwardSource:
     async def prepare(self) -> None:
         """Bind before the pipeline runs, so that a taken port fails the start."""
         if not self._started:
-            await self.server.start()
+            try:
+                await self.server.start()
+            except OSError as exc:
+                raise OSError(
+                    exc.errno,
+                    f"sources.{self.component_id}.address: cannot listen on "
+                    f"{self.config.address}: {exc.strerror or exc}",
+                ) from None
             self._started = True
             log.info(
                 "forward source %s listening on %s:%d%s",

@@ -367,3 +367,16 @@ def test_slow_client_does_not_block_others() -> None:
     t0 = time.monotonic()
     asyncio.run(main())
     assert time.monotonic() - t0 < 20
+
+
+async def test_a_taken_port_names_the_setting_and_the_address() -> None:
+    """A user running an aggregator next to Fluentd gets one line naming what to change,
+    not asyncio's bare bind error."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(OSError) as err:
+            async with running_source(address=f"127.0.0.1:{port}"):
+                pass
+    assert f"sources.fwd.address: cannot listen on 127.0.0.1:{port}" in str(err.value)
