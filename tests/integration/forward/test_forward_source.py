@@ -376,7 +376,7 @@ async def test_a_taken_port_names_the_setting_and_the_address() -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        with pytest.raises(OSError) as err:
+        expected = f"sources.fwd.address: cannot listen on 127.0.0.1:{port}"
+        with pytest.raises(OSError, match=expected):
             async with running_source(address=f"127.0.0.1:{port}"):
                 pass
-    assert f"sources.fwd.address: cannot listen on 127.0.0.1:{port}" in str(err.value)

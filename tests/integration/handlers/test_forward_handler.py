@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 import trustme
 
 from kubelogs.handlers import ForwardHandler
