@@ -96,6 +96,8 @@ def run(args: argparse.Namespace) -> int:
         return 1
     out = sys.stdout.buffer
     count = 0
+    if sys.stderr.isatty():  # a person waiting at a terminal: say it is connected
+        print(f"tapping {args.component} (Ctrl-C to stop)...", file=sys.stderr)
     try:
         while args.limit == 0 or count < args.limit:
             line = resp.readline()

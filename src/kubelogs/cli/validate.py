@@ -59,11 +59,13 @@ def run(args: argparse.Namespace) -> int:
         k: sum(1 for c in cfg.components.values() if c.kind == k)
         for k in ("source", "transform", "sink")
     }
-    print(
-        f"{source}: valid ({counts['source']} sources, {counts['transform']} transforms, "
-        f"{counts['sink']} sinks)"
-    )
+    summary = ", ".join(_count(counts[k], k) for k in ("source", "transform", "sink"))
+    print(f"{source}: valid ({summary})")
     return 0
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def _print_problems(source: str, problems: list[str]) -> None:

@@ -218,7 +218,7 @@ class TestLookupWithoutDashC:
 
         assert 0 == result.returncode, result.stderr
         assert f"checking {config}" in result.stdout
-        assert f"{config}: valid (1 sources, 0 transforms, 1 sinks)" in result.stdout
+        assert f"{config}: valid (1 source, 0 transforms, 1 sink)" in result.stdout
 
     def test_invalid_file_from_the_environment_exits_one(self, tmp_path: Path) -> None:
         """The looked-up file gets the same checks as one given with -c."""
