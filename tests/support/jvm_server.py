@@ -27,6 +27,7 @@ import signal
 import socket
 import subprocess
 import time
+from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Self, TypeVar
 
@@ -96,7 +97,7 @@ def class_data_flags(archive: Path) -> list[str]:
     return [f"-XX:ArchiveClassesAtExit={archive}"]
 
 
-class JvmServer:
+class JvmServer(ABC):
     """The life cycle of one JVM server. Subclasses (dataclasses) hold `home`,
     `log_path`, `proc` and `startup_seconds`, and say when the server is `ready`."""
 
@@ -106,21 +107,21 @@ class JvmServer:
     startup_seconds: float
 
     @property
+    @abstractmethod
     def label(self) -> str:
         """The server's name in messages."""
-        raise NotImplementedError
 
+    @abstractmethod
     def prepare(self) -> Self:
         """Fetch and write what the JVM needs (jars, launcher, config, data directory)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def start(self) -> Self:
         """Start the JVM and wait until the server is `ready` (see `_launch`)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def ready(self) -> bool:
         """The server answers as its clients need it to."""
-        raise NotImplementedError
 
     def not_ready_detail(self) -> str:
         """More words for a start that timed out (e.g. the last health seen)."""
