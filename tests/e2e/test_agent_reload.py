@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import threading
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ from typing import Any
 import yaml
 
 from support.agent import FAST_TAIL, Agent, count_lines, read_docs, write_config
+from support.line_writer import LineWriter as Writer
 from support.waiting import wait_for
 
 
@@ -26,33 +26,6 @@ def file_config(tmp: Path, log_file: Path, out: Path, **root: Any) -> dict[str, 
         "sinks": {"out": {"type": "file", "inputs": ["logs"], "path": str(out)}},
         **root,
     }
-
-
-class Writer:
-    """Appends numbered lines to a file from a thread until stopped."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.written = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        with open(self.path, "a") as f:
-            while not self._stop.is_set():
-                for _ in range(20):
-                    f.write(f"line {self.written:07d}\n")
-                    self.written += 1
-                f.flush()
-                self._stop.wait(0.005)
-
-    def __enter__(self) -> Writer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(10)
 
 
 def reloads(agent: Agent) -> int:

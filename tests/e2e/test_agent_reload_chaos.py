@@ -29,6 +29,7 @@ import msgpack
 import yaml
 
 from support.agent import FAST_TAIL, Agent, count_lines, read_docs, write_config
+from support.line_writer import LineWriter as Writer
 from support.waiting import wait_for
 
 CYCLES = int(os.environ.get("KUBELOGS_RELOAD_CHAOS_CYCLES", "3"))
@@ -83,33 +84,6 @@ class HeldReceiver:
         self._closing.set()
         self.released.set()
         self._server.close()
-
-
-class Writer:
-    """Appends numbered lines to a file from a thread until stopped (across restarts)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.written = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        with open(self.path, "a") as f:
-            while not self._stop.is_set():
-                for _ in range(20):
-                    f.write(f"line {self.written:07d}\n")
-                    self.written += 1
-                f.flush()
-                self._stop.wait(0.005)
-
-    def __enter__(self) -> Writer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(10)
 
 
 def assert_exactly_once(messages: list[str], written: int) -> None:
