@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -94,6 +95,12 @@ def damage(directory: Path, rng: random.Random) -> set[Key]:
 
 async def scenario(tmp: Path, seed: int) -> None:
     rng = random.Random(seed)
+    # The buffer does its file work with `asyncio.to_thread`. One worker, so that after a
+    # simulated kill -9 a no-op through it waits for the killed buffer's last file
+    # operation (a cancelled task's thread runs on; a real kill -9 stops it at once): a
+    # segment unlinked under `damage` made CI fail with FileNotFoundError.
+    loop = asyncio.get_running_loop()
+    loop.set_default_executor(ThreadPoolExecutor(max_workers=1))
     written: dict[Key, str] = {}
     acked: set[Key] = set()
     delivered: dict[Key, str] = {}
@@ -137,6 +144,7 @@ async def scenario(tmp: Path, seed: int) -> None:
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
+        await loop.run_in_executor(None, lambda: None)  # its file work is over
         buf.buffer.close()
         directory = tmp / "buffers" / "out"
         if rng.random() < 0.4:
