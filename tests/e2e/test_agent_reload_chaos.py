@@ -12,13 +12,10 @@ the agent logs ``reload: draining <components>`` when a swap begins.
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -30,10 +27,10 @@ import yaml
 
 from support.agent import FAST_TAIL, Agent, count_lines, read_docs, write_config
 from support.line_writer import LineWriter as Writer
+from support.store_probe import stored_count, stored_docs
 from support.waiting import wait_for
 
 CYCLES = int(os.environ.get("KUBELOGS_RELOAD_CHAOS_CYCLES", "3"))
-SEARCH_ALL = ("--limit", "0", "--output", "json")
 STORM_ROUNDS = int(os.environ.get("KUBELOGS_RELOAD_STORM_ROUNDS", "6"))
 
 
@@ -188,30 +185,6 @@ def _draining(log: str) -> int:
     return log.count("reload: draining") + log.count("draining the running pipeline")
 
 
-def _stored(store: Path) -> int:
-    from kubelogs.store.errors import StoreError
-    from kubelogs.store.reader import StoreReader
-
-    if not (store / "index.sqlite").exists():
-        return 0
-    try:
-        with StoreReader(store) as reader:
-            return reader.count("")
-    except StoreError:
-        return 0
-
-
-def _stored_messages(store: Path) -> list[str]:
-    r = subprocess.run(
-        [sys.executable, "-m", "kubelogs", "search", "--store", str(store), *SEARCH_ALL],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert 0 == r.returncode, r.stderr
-    return [json.loads(line)["message"] for line in r.stdout.splitlines()]
-
-
 def test_kill9_at_random_moments_of_reloads_keeps_every_line_exactly_once_in_the_store(
     tmp_path: Path,
 ) -> None:
@@ -232,8 +205,8 @@ def test_kill9_at_random_moments_of_reloads_keeps_every_line_exactly_once_in_the
             agent = Agent(cfg, tmp_path / f"agent{cycle}.log").start()
             try:
                 agent.wait_ready()
-                before = _stored(store)
-                wait_for(lambda b=before: _stored(store) > b, timeout=60, what="progress")
+                before = stored_count(store)
+                wait_for(lambda b=before: stored_count(store) > b, timeout=60, what="progress")
                 for _ in range(rng.randint(1, 3)):
                     variant += 1
                     write_config(cfg, _store_config(tmp_path, log_file, store, variant))
@@ -258,18 +231,20 @@ def test_kill9_at_random_moments_of_reloads_keeps_every_line_exactly_once_in_the
         agent = Agent(cfg, tmp_path / "agent-last.log").start()
         try:
             agent.wait_ready()
-            wait_for(lambda: _stored(store) > 0, what="the store")
+            wait_for(lambda: stored_count(store) > 0, what="the store")
         except BaseException:
             agent.kill9()
             raise
     written = writer.written
     try:
-        wait_for(lambda: _stored(store) >= written, timeout=120, what="every line in the store")
+        wait_for(
+            lambda: stored_count(store) >= written, timeout=120, what="every line in the store"
+        )
         assert 0 == agent.stop()
     finally:
         if agent.proc is not None and agent.proc.poll() is None:
             agent.kill9()
-    assert_exactly_once(_stored_messages(store), written)
+    assert_exactly_once([d["message"] for d in stored_docs(store)], written)
     copy = Counter(d["message"] for d in read_docs(tmp_path / "copy.ndjson"))
     assert set(copy) == {f"line {i:07d}" for i in range(written)}, moments  # none lost
 

@@ -146,13 +146,13 @@ class NodeModel(RuleBasedStateMachine):
         extra = [m for m, c in counts.items() if c > self.expected[m]]
         return missing, extra
 
-    def check_complete(self) -> None:
-        raise NotImplementedError
-
 
 def model_test_case(model: type[NodeModel]) -> type[unittest.TestCase]:
     """The test case of `model`: `EXAMPLES` sequences of up to 30 steps, each checked by
-    `check_complete` when it ends."""
+    `check_complete` (which every model defines: what must have been stored) when it
+    ends."""
+    if not callable(getattr(model, "check_complete", None)):
+        raise TypeError(f"{model.__name__} defines no check_complete: it would check nothing")
 
     class Checked(model):  # type: ignore[valid-type, misc]
         def teardown(self) -> None:
