@@ -216,19 +216,29 @@ class SearchServer(JvmServer):
         return [h["_id"] for h in self.search(pattern, {"match_all": {}})]
 
     def search(self, pattern: str, query: dict[str, Any], size: int = 10_000) -> list[Any]:
-        """Up to 10,000 hits per page, paged by `search_after` on `_id`-sorted `_doc`."""
+        """Every hit, `size` per page, through a scroll: one snapshot of the indices.
+
+        (Paging with `search_after` on `_doc` is not stable: a background segment merge
+        between two pages renumbers the documents, and CI once saw a page of 10,000
+        returned twice and another skipped.)"""
+        body: dict[str, Any] = {"query": query, "size": size, "sort": ["_doc"]}
+        res = self.request("POST", f"/{pattern}/_search?ignore_unavailable=true&scroll=2m", body)
         hits: list[Any] = []
-        after: list[Any] | None = None
-        while True:
-            body: dict[str, Any] = {"query": query, "size": size, "sort": ["_doc"]}
-            if after is not None:
-                body["search_after"] = after
-            res = self.request("POST", f"/{pattern}/_search?ignore_unavailable=true", body)
-            page = (res or {}).get("hits", {}).get("hits", [])
-            hits.extend(page)
-            if len(page) < size:
-                return hits
-            after = page[-1]["sort"]
+        scroll_id = (res or {}).get("_scroll_id")
+        try:
+            while True:
+                page = (res or {}).get("hits", {}).get("hits", [])
+                hits.extend(page)
+                if not page or scroll_id is None:
+                    return hits
+                res = self.request(
+                    "POST", "/_search/scroll", {"scroll": "2m", "scroll_id": scroll_id}
+                )
+                scroll_id = (res or {}).get("_scroll_id", scroll_id)
+        finally:
+            if scroll_id is not None:
+                with contextlib.suppress(ValueError):
+                    self.request("DELETE", "/_search/scroll", {"scroll_id": [scroll_id]})
 
     def delete_indices(self, pattern: str) -> None:
         with contextlib.suppress(ValueError):
